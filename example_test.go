@@ -1,0 +1,233 @@
+package retryhttp_test
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/b4dedce7/retryhttp"
+)
+
+// flakyServer starts a server that answers 503 Service Unavailable with
+// Retry-After: 0 to its first `failures` requests, then 200 OK.
+func flakyServer(failures int32) *httptest.Server {
+	var hits atomic.Int32
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) <= failures {
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "hello after", hits.Load()-1, "retries")
+	}))
+}
+
+// Wrap an http.Client's transport; the zero Transport retries with the
+// defaults over http.DefaultTransport.
+func Example() {
+	srv := flakyServer(2)
+	defer srv.Close()
+
+	client := &http.Client{Transport: &retryhttp.Transport{}}
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Print(resp.Status, ": ", string(body))
+	// Output: 200 OK: hello after 2 retries
+}
+
+// Configure a Policy: more attempts, gateway errors retried too, and a
+// shorter limit on how long a server may ask the client to wait.
+func ExamplePolicy() {
+	srv := flakyServer(3)
+	defer srv.Close()
+
+	client := &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &retryhttp.Transport{
+			Base: &http.Transport{MaxIdleConnsPerHost: 10},
+			Policy: retryhttp.Policy{
+				MaxAttempts:   5,
+				MaxElapsed:    5 * time.Second,
+				MaxRetryAfter: 2 * time.Second,
+				Retryable:     retryhttp.RetryStatuses(429, 502, 503, 504),
+			},
+		},
+	}
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	fmt.Println(resp.Status)
+	// Output: 200 OK
+}
+
+// Retry a POST that the server deduplicates by its Idempotency-Key. Without
+// the key, the POST would get exactly one attempt.
+func ExamplePolicy_idempotencyKey() {
+	srv := flakyServer(1)
+	defer srv.Close()
+
+	client := &http.Client{Transport: &retryhttp.Transport{}}
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/charges", strings.NewReader(`{"amount":100}`))
+	req.Header.Set("Idempotency-Key", "order-4711")
+	resp, err := client.Do(req)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	fmt.Println(resp.Status)
+	// Output: 200 OK
+}
+
+// Log every retry with log/slog through the OnRetry hook.
+func ExamplePolicy_onRetry() {
+	srv := flakyServer(2)
+	defer srv.Close()
+
+	logger := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{} // keep the example's output stable
+			}
+			return a
+		},
+	}))
+	client := &http.Client{Transport: &retryhttp.Transport{Policy: retryhttp.Policy{
+		OnRetry: func(ev retryhttp.RetryEvent) {
+			attrs := []any{"method", ev.Request.Method, "attempt", ev.Attempt, "wait", ev.Wait}
+			if ev.Err != nil {
+				attrs = append(attrs, "error", ev.Err)
+			} else {
+				attrs = append(attrs, "status", ev.Response.StatusCode)
+			}
+			if ev.HasRetryAfter {
+				attrs = append(attrs, "retry_after", ev.RetryAfter)
+			}
+			logger.Info("retrying", attrs...)
+		},
+	}}}
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	fmt.Println(resp.Status)
+	// Output:
+	// level=INFO msg=retrying method=GET attempt=1 wait=0s status=503 retry_after=0s
+	// level=INFO msg=retrying method=GET attempt=2 wait=0s status=503 retry_after=0s
+	// 200 OK
+}
+
+// Share one Budget between Transports, so that together they retry at most
+// one request in ten (after a burst of 5) however many of them there are.
+func ExampleNewBudget() {
+	srv := flakyServer(1 << 30) // never recovers
+	defer srv.Close()
+
+	budget := retryhttp.NewBudget(0.1, 5)
+	policy := retryhttp.Policy{Budget: budget, MaxAttempts: 10}
+	users := &http.Client{Transport: &retryhttp.Transport{Policy: policy}}
+	orders := &http.Client{Transport: &retryhttp.Transport{Policy: policy}}
+
+	for _, client := range []*http.Client{users, orders} {
+		resp, err := client.Get(srv.URL)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		resp.Body.Close()
+		fmt.Println(resp.Status, "with", budget.Tokens(), "tokens left")
+	}
+	// Output:
+	// 503 Service Unavailable with 0 tokens left
+	// 503 Service Unavailable with 0.1 tokens left
+}
+
+// Turn the retry budget off, leaving the retries to the Policy's limits.
+func ExampleUnlimitedBudget() {
+	client := &http.Client{Transport: &retryhttp.Transport{Policy: retryhttp.Policy{
+		Budget: retryhttp.UnlimitedBudget(),
+	}}}
+	_ = client
+	fmt.Println(retryhttp.UnlimitedBudget().Tokens())
+	// Output: +Inf
+}
+
+// Stub a server in a test with httptest: it answers 503 with Retry-After,
+// then 200, and the client waits as told before its one retry. (Package
+// retrytest offers a scripted server and a fake clock that avoid the wait.)
+func ExampleTransport_stubServer() {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) == 1 {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, "back")
+	}))
+	defer srv.Close()
+
+	client := &http.Client{Transport: &retryhttp.Transport{}}
+	start := time.Now()
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Printf("%s %q after %d requests; waited at least 1s: %v\n",
+		resp.Status, body, hits.Load(), time.Since(start) >= time.Second)
+	// Output: 200 OK "back" after 2 requests; waited at least 1s: true
+}
+
+func ExampleParseRetryAfter() {
+	now := time.Date(1994, time.November, 6, 8, 49, 7, 0, time.UTC)
+	for _, v := range []string{
+		"120",
+		"Sun, 06 Nov 1994 08:49:37 GMT",
+		"Sunday, 06-Nov-94 08:49:37 GMT",
+		"Sun Nov  6 08:49:37 1994",
+		"-1",
+		"in a minute",
+	} {
+		d, ok := retryhttp.ParseRetryAfter(v, now)
+		fmt.Printf("%-32q %v %v\n", v, d, ok)
+	}
+	// Output:
+	// "120"                            2m0s true
+	// "Sun, 06 Nov 1994 08:49:37 GMT"  30s true
+	// "Sunday, 06-Nov-94 08:49:37 GMT" 30s true
+	// "Sun Nov  6 08:49:37 1994"       30s true
+	// "-1"                             0s false
+	// "in a minute"                    0s false
+}
+
+func ExampleRetryAfter() {
+	resp := &http.Response{Header: http.Header{
+		"Date":        {"Sun, 06 Nov 1994 08:49:07 GMT"},
+		"Retry-After": {"Sun, 06 Nov 1994 08:49:37 GMT"},
+	}}
+	// The client's clock is an hour fast; the response's Date header keeps
+	// the wait right.
+	clientNow := time.Date(1994, time.November, 6, 9, 49, 7, 0, time.UTC)
+	d, ok := retryhttp.RetryAfter(resp, clientNow)
+	fmt.Println(d, ok)
+	// Output: 30s true
+}
