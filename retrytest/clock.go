@@ -30,10 +30,15 @@ type Clock struct {
 
 // NewClock returns a Clock that reads the current real time rounded down to
 // a whole second (HTTP-dates have no fractions) and then moves only when
-// waited on or advanced. It belongs to t, and ends with it.
+// waited on or advanced. It belongs to t, and ends with it; t may be nil
+// outside a test, as in an example, and the Clock then never ends.
 func NewClock(t testing.TB) *Clock {
+	c := &Clock{now: time.Now().Truncate(time.Second)}
+	if t == nil {
+		return c
+	}
 	t.Helper()
-	c := &Clock{now: time.Now().Truncate(time.Second), owner: t.Name()}
+	c.owner = t.Name()
 	t.Cleanup(func() {
 		c.mu.Lock()
 		c.ended = true

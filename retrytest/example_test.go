@@ -1,0 +1,101 @@
+package retrytest_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/b4dedce7/retryhttp"
+	"github.com/b4dedce7/retryhttp/retrytest"
+)
+
+// Play "503 with Retry-After: 120, then 200" in virtual time: the request
+// returns at once, and the clock shows the wait the Transport chose. In a
+// test, pass t to NewClock and NewServer instead of nil, and they clean up
+// after themselves.
+func Example() {
+	clock := retrytest.NewClock(nil)
+	srv := retrytest.NewServer(nil,
+		retrytest.Unavailable(120*time.Second),
+		retrytest.OK("back"),
+	).UseClock(clock)
+	defer srv.Close()
+
+	client := &http.Client{Transport: &retryhttp.Transport{Policy: retryhttp.Policy{
+		Clock:         clock,
+		MaxRetryAfter: 5 * time.Minute,
+		MaxElapsed:    5 * time.Minute,
+	}}}
+	started := time.Now()
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+
+	waited := clock.Waits()[0]
+	fmt.Println(resp.Status, string(body))
+	fmt.Println("requests:", srv.Count())
+	fmt.Println("waited as told:", waited >= 120*time.Second && waited <= 144*time.Second)
+	fmt.Println("in real time under a second:", time.Since(started) < time.Second)
+	// Output:
+	// 200 OK back
+	// requests: 2
+	// waited as told: true
+	// in real time under a second: true
+}
+
+// Check what reached the server: a POST without an Idempotency-Key is sent
+// once, whatever the answer.
+func ExampleServer_Requests() {
+	srv := retrytest.NewServer(nil, retrytest.Unavailable(time.Second)).Otherwise(retrytest.OK("unexpected"))
+	defer srv.Close()
+
+	client := &http.Client{Transport: &retryhttp.Transport{}}
+	resp, err := client.Post(srv.URL+"/charges", "application/json", nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+
+	for _, r := range srv.Requests() {
+		fmt.Println(r.Method, r.Path)
+	}
+	fmt.Println(resp.Status)
+	// Output:
+	// POST /charges
+	// 503 Service Unavailable
+}
+
+// Give one path a script of its own; other paths get the default answer.
+func ExampleServer_On() {
+	srv := retrytest.NewServer(nil).
+		On("/flaky", retrytest.Drop(), retrytest.OK("flaky, then fine")).
+		Otherwise(retrytest.OK("steady"))
+	defer srv.Close()
+
+	base := &http.Transport{DisableKeepAlives: true}
+	client := &http.Client{Transport: &retryhttp.Transport{
+		Base:   base,
+		Policy: retryhttp.Policy{Clock: retrytest.NewClock(nil)},
+	}}
+	for _, path := range []string{"/steady", "/flaky"} {
+		resp, err := client.Get(srv.URL + path)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		fmt.Println(path, string(body))
+	}
+	fmt.Println("requests:", srv.Count())
+	// Output:
+	// /steady steady
+	// /flaky flaky, then fine
+	// requests: 3
+}
