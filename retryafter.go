@@ -26,7 +26,9 @@ const maxDelay = time.Duration(math.MaxInt64/int64(time.Second)) * time.Second
 // ("Sun Nov  6 08:49:37 1994"). Dates are in GMT only, their names are
 // case-sensitive, and the RFC 850 form's two-digit year is the one nearest
 // now that is not more than 50 years in the future. A date at or before now
-// yields 0. Spaces and tabs around the value are ignored.
+// yields 0; one too far ahead for a time.Duration yields the same largest
+// delay as an overflowing delay-seconds. Spaces and tabs around the value
+// are ignored.
 //
 // The result is never negative. ok is false for anything else (a sign, a
 // fraction, a unit, another time zone, a day that does not exist, an empty
@@ -46,7 +48,7 @@ func ParseRetryAfter(value string, now time.Time) (d time.Duration, ok bool) {
 	if !t.After(now) {
 		return 0, true
 	}
-	return t.Sub(now), true
+	return min(t.Sub(now), maxDelay), true
 }
 
 // RetryAfter reads the Retry-After header of resp and reports how long the
