@@ -74,9 +74,9 @@ type Policy struct {
 	// The schedule supplies the wait whenever the response carries no
 	// usable Retry-After, and it is consulted before every retry, so that
 	// a schedule returning backoff.Stop ends the retries even when the
-	// server named a time. nil means an exponential schedule with jitter:
-	// about 250 ms before the first retry, doubling up to 4 s, each wait
-	// randomised by ±50%.
+	// server named a time; it must not return nil. A nil Backoff means an
+	// exponential schedule with jitter: about 250 ms before the first
+	// retry, doubling up to 4 s, each wait randomised by ±50%.
 	Backoff func() backoff.BackOff
 
 	// Budget limits retries across every request that shares it; see

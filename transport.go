@@ -19,6 +19,7 @@ package retryhttp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -100,7 +101,7 @@ type retrier struct {
 	clock    Clock
 	budget   *Budget
 	start    time.Time       // when the first attempt began
-	schedule backoff.BackOff // made when the first retry is considered
+	schedule backoff.BackOff // made when the first retry is considered, in retry
 }
 
 // retry runs the retries of r.req, whose first attempt ended in resp or err
@@ -108,6 +109,10 @@ type retrier struct {
 func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) {
 	p := &r.t.Policy
 	ctx := r.req.Context()
+	if r.schedule = p.newBackoff(); r.schedule == nil {
+		discard(resp)
+		return nil, errors.New("retryhttp: Policy.Backoff returned a nil backoff.BackOff")
+	}
 	for attempt := 1; ; attempt++ {
 		ev, stop := r.next(attempt, resp, err)
 		if stop != "" {
@@ -118,13 +123,11 @@ func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) 
 		}
 		discard(resp)
 		if sleepErr := r.clock.Sleep(ctx, ev.Wait); sleepErr != nil {
-			return nil, fmt.Errorf("retryhttp: waiting %v to send attempt %d of %s %s: %w",
-				ev.Wait, attempt+1, r.req.Method, r.req.URL.Redacted(), sleepErr)
+			return nil, fmt.Errorf("retryhttp: waiting %v before attempt %d: %w", ev.Wait, attempt+1, sleepErr)
 		}
 		retryReq, cloneErr := cloneForRetry(ctx, r.req)
 		if cloneErr != nil {
-			return nil, fmt.Errorf("retryhttp: reopening the body of %s %s for attempt %d: %w",
-				r.req.Method, r.req.URL.Redacted(), attempt+1, cloneErr)
+			return nil, fmt.Errorf("retryhttp: reopening the request body for attempt %d: %w", attempt+1, cloneErr)
 		}
 		resp, err = r.t.base().RoundTrip(retryReq)
 		if !r.t.shouldRetry(r.req, resp, err) {
@@ -147,11 +150,6 @@ func (r *retrier) next(attempt int, resp *http.Response, err error) (ev RetryEve
 	ev.RetryAfter, ev.HasRetryAfter = RetryAfter(resp, now)
 	if ev.HasRetryAfter && ev.RetryAfter > p.maxRetryAfter() {
 		return ev, fmt.Sprintf("Retry-After %v exceeds the %v allowed", ev.RetryAfter, p.maxRetryAfter())
-	}
-	if r.schedule == nil {
-		if r.schedule = p.newBackoff(); r.schedule == nil {
-			return ev, "Policy.Backoff returned no schedule"
-		}
 	}
 	ev.Wait = r.schedule.NextBackOff()
 	if ev.Wait == backoff.Stop {
