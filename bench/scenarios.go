@@ -270,9 +270,8 @@ func totalOutage(cfg config) []outageResult {
 				w.WriteHeader(http.StatusServiceUnavailable)
 			})
 			defer srv.Close()
-			base := newBase()
-			defer base.CloseIdleConnections()
-			client := &http.Client{Transport: lib.wrap(base)}
+			client, closeIdle := clientFor(lib)
+			defer closeIdle()
 			times := runConcurrently(cfg.outageClients, func(int) { get(client, srv.URL) })
 			results[i] = outageResult{
 				lib: lib.name, requests: cfg.outageClients, attempts: srv.count(),
@@ -298,6 +297,13 @@ func runConcurrently(n int, f func(i int)) []time.Duration {
 	}
 	wg.Wait()
 	return times
+}
+
+// clientFor returns a client that sends through lib over a fresh base
+// transport, and the function that closes the base's idle connections.
+func clientFor(lib library) (*http.Client, func()) {
+	base := newBase()
+	return &http.Client{Transport: lib.wrap(base)}, base.CloseIdleConnections
 }
 
 // get sends a GET and reports the final status, or 0 for an error.
@@ -374,9 +380,8 @@ func briefOutageOne(cfg config, lib library, withRA bool) briefResult {
 		_, _ = io.WriteString(w, "ok")
 	})
 	defer srv.Close()
-	base := newBase()
-	defer base.CloseIdleConnections()
-	client := &http.Client{Transport: lib.wrap(base)}
+	client, closeIdle := clientFor(lib)
+	defer closeIdle()
 
 	window := 2 * cfg.outage
 	n := cfg.briefRequests
@@ -557,9 +562,8 @@ func overloadOne(cfg config, lib library) overloadResult {
 		}
 	}))
 	defer srv.Close()
-	base := newBase()
-	defer base.CloseIdleConnections()
-	client := &http.Client{Transport: lib.wrap(base)}
+	client, closeIdle := clientFor(lib)
+	defer closeIdle()
 
 	n := int(cfg.overloadRPS * cfg.overloadFor.Seconds())
 	interval := time.Duration(float64(time.Second) / cfg.overloadRPS)
@@ -642,9 +646,8 @@ func forms(cfg config) []formResult {
 					_, _ = io.WriteString(w, "ok")
 				})
 				defer srv.Close()
-				base := newBase()
-				defer base.CloseIdleConnections()
-				client := &http.Client{Transport: lib.wrap(base)}
+				client, closeIdle := clientFor(lib)
+				defer closeIdle()
 				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 				defer cancel()
 				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
