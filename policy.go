@@ -243,11 +243,11 @@ func DefaultRetryable(resp *http.Response, err error) bool {
 // with any of the given status codes, and transport errors that say the
 // connection could not be made or broke: refused, reset or aborted
 // connections, a broken pipe, a connection closed before the response was
-// complete (EOF), and HTTP/2 stream resets and GOAWAYs. It never retries a
-// cancelled or expired context, a TLS certificate that failed verification,
-// an unknown host, or a request the transport refused to send (an
-// unsupported scheme, a malformed header). RetryStatuses(503, 429) is the
-// rule DefaultRetryable applies.
+// complete (EOF) or while the request was being written, and HTTP/2 stream
+// resets and GOAWAYs. It never retries a cancelled or expired context, a TLS
+// certificate that failed verification, an unknown host, or a request the
+// transport refused to send (an unsupported scheme, a malformed header).
+// RetryStatuses(503, 429) is the rule DefaultRetryable applies.
 func RetryStatuses(codes ...int) func(resp *http.Response, err error) bool {
 	codes = append([]int(nil), codes...)
 	return func(resp *http.Response, err error) bool {
@@ -291,6 +291,16 @@ func isConnectionFailure(err error) bool {
 		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE),
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return true
+	}
+	// A read or write on a connection that net/http closed underneath it,
+	// typically a keep-alive connection the server closed without saying
+	// so while the next request was being written.
+	var opErr *net.OpError
+	if errors.Is(err, net.ErrClosed) && errors.As(err, &opErr) {
+		switch opErr.Op {
+		case "read", "write", "readfrom", "writeto":
+			return true
+		}
 	}
 	// net/http's HTTP/2 errors are of unexported types, so only their text
 	// tells them apart.
