@@ -24,11 +24,11 @@ const maxDelay = time.Duration(math.MaxInt64/int64(time.Second)) * time.Second
 // recipients to accept: IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"), the
 // obsolete RFC 850 form ("Sunday, 06-Nov-94 08:49:37 GMT") and asctime
 // ("Sun Nov  6 08:49:37 1994"). Dates are in GMT only, their names are
-// case-sensitive, and the RFC 850 form's two-digit year is the one nearest
-// now that is not more than 50 years in the future. A date at or before now
-// yields 0; one too far ahead for a time.Duration yields the same largest
-// delay as an overflowing delay-seconds. Spaces and tabs around the value
-// are ignored.
+// case-sensitive, and the RFC 850 form's two-digit year is the latest with
+// those digits that is not more than 50 years after now. A date at or
+// before now yields 0; one too far ahead for a time.Duration yields the same
+// largest delay as an overflowing delay-seconds. Spaces and tabs around the
+// value are ignored.
 //
 // The result is never negative. ok is false for anything else (a sign, a
 // fraction, a unit, another time zone, a day that does not exist, an empty
@@ -184,11 +184,13 @@ func parseRFC850(s string, now time.Time) (time.Time, bool) {
 	}
 	// RFC 9110 §5.6.7: a two-digit year that appears to be more than 50 years
 	// in the future is the most recent past year with the same last two
-	// digits. Starting from the century that puts the year nearest now keeps
-	// the result within 50 years either side.
+	// digits. So the year is the latest with those digits that is not more
+	// than 50 years ahead: of the candidates from nowYear-49 to nowYear+50,
+	// only one in nowYear+50 can be too far ahead, and then the century
+	// before is meant.
 	nowYear := now.UTC().Year()
 	year := nowYear - mod(nowYear, 100) + yy
-	if year < nowYear-50 {
+	if year <= nowYear-50 {
 		year += 100
 	}
 	t, ok := makeDate(year, month, day, rest[11:19])

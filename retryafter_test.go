@@ -16,6 +16,7 @@ var rfcInstant = time.Date(1994, time.November, 6, 8, 49, 37, 0, time.UTC)
 func TestParseRetryAfter(t *testing.T) {
 	before := rfcInstant.Add(-10 * time.Second)
 	now2026 := time.Date(2026, time.November, 24, 12, 0, 0, 0, time.UTC)
+	now2060 := time.Date(2060, time.June, 15, 12, 0, 0, 0, time.UTC)
 	const huge = time.Duration(1<<63-1) / time.Second * time.Second
 
 	tests := []struct {
@@ -63,6 +64,11 @@ func TestParseRetryAfter(t *testing.T) {
 		{"rfc850 77 is 1977 (over 50 years ahead)", "Monday, 01-Jan-77 00:00:00 GMT", now2026, 0, true},
 		{"rfc850 76 late in the year is 1976", "Friday, 27-Nov-76 00:00:00 GMT", now2026, 0, true},
 		{"rfc850 76 early is 2076", "Tuesday, 24-Nov-76 11:00:00 GMT", now2026, time.Date(2076, 11, 24, 11, 0, 0, 0, time.UTC).Sub(now2026), true},
+		// read against mid-2060, where the same-century year can be exactly 50 years back
+		{"rfc850 10 early in 2060 is 2110 (under 50 years ahead)", "Friday, 10-Jan-10 00:00:00 GMT", now2060, time.Date(2110, 1, 10, 0, 0, 0, 0, time.UTC).Sub(now2060), true},
+		{"rfc850 10 late in 2060 is 2010 (2110 is over 50 years ahead)", "Friday, 10-Dec-10 00:00:00 GMT", now2060, 0, true},
+		{"rfc850 11 in 2060 is 2011 (2111 is over 50 years ahead)", "Monday, 10-Jan-11 00:00:00 GMT", now2060, 0, true},
+		{"rfc850 60 in 2060 is 2060", "Tuesday, 15-Jun-60 12:00:05 GMT", now2060, 5 * time.Second, true},
 
 		// not the grammar
 		{"weekday lower case", "sun, 06 Nov 1994 08:49:37 GMT", before, 0, false},
