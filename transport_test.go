@@ -470,7 +470,7 @@ func TestGivesUpEarlyWithTheLastResponse(t *testing.T) {
 			0, []retrytest.Answer{retrytest.Reply(503, "").WithHeader("Retry-After", "10000000000")}, 1, 0},
 		{"wait past MaxElapsed", retryhttp.Policy{MaxElapsed: 5 * time.Second},
 			0, []retrytest.Answer{retrytest.Unavailable(3 * time.Second), retrytest.Unavailable(3 * time.Second)}, 2, 1},
-		{"wait past the context's deadline", retryhttp.Policy{MaxRetryAfter: time.Hour},
+		{"wait past the context's deadline", retryhttp.Policy{MaxRetryAfter: time.Hour, MaxElapsed: 2 * time.Hour},
 			5 * time.Second, []retrytest.Answer{retrytest.Unavailable(3600 * time.Second)}, 1, 0},
 		{"budget empty", retryhttp.Policy{Budget: retryhttp.NewBudget(0, 0)},
 			0, []retrytest.Answer{retrytest.Unavailable(time.Second)}, 1, 0},
@@ -583,6 +583,42 @@ func TestCancellationDuringAWait(t *testing.T) {
 			assert.Equal(t, 1, base.closed(), "the held response's body is closed")
 		})
 	}
+}
+
+// A response that arrives as the caller gives up is handed back as it is,
+// with no wait begun and no retry token spent on it.
+func TestNoRetryOnceTheContextIsDone(t *testing.T) {
+	srv := retrytest.NewServer(t, retrytest.Unavailable(0), retrytest.OK("too late"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	budget := retryhttp.NewBudget(0, 1)
+	var retries atomic.Int32
+	client := &http.Client{Transport: &retryhttp.Transport{
+		Base:   cancelOnAnswer{base: newBase(t), cancel: cancel},
+		Policy: retryhttp.Policy{Budget: budget, OnRetry: countRetries(&retries)},
+	}}
+
+	resp, err := client.Do(newRequest(t, "GET", srv.URL, nil).WithContext(ctx))
+
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	assert.Equal(t, 503, resp.StatusCode)
+	assert.Equal(t, 1, srv.Count())
+	assert.Zero(t, retries.Load(), "no retry was considered")
+	assert.Equal(t, 1.0, budget.Tokens(), "no token was taken")
+}
+
+// cancelOnAnswer sends through a real transport and cancels the request's
+// context as soon as the answer is in.
+type cancelOnAnswer struct {
+	base   http.RoundTripper
+	cancel context.CancelFunc
+}
+
+func (c cancelOnAnswer) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := c.base.RoundTrip(req)
+	c.cancel()
+	return resp, err
 }
 
 // hiddenDeadline is a context whose deadline is not reported by Deadline.
