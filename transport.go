@@ -193,13 +193,6 @@ func wrapAttempts(attempts int, stop string, err error) error {
 	}
 }
 
-func plural(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
-}
-
 // cloneForRetry returns a copy of req for another attempt, with a fresh body
 // from GetBody.
 func cloneForRetry(ctx context.Context, req *http.Request) (*http.Request, error) {
