@@ -1,12 +1,16 @@
 package retryhttp_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/b4dedce7/retryhttp"
+	"github.com/cenkalti/backoff/v4"
 )
 
 // BenchmarkHappyPath measures a GET on loopback whose first attempt
@@ -100,4 +104,112 @@ func BenchmarkOverhead(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkOverheadWithBody is BenchmarkOverhead for a PUT with a
+// replayable body: the Transport records the body's read errors, so that a
+// broken caller's body is never retried, at the price of one allocation.
+func BenchmarkOverheadWithBody(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		rt   http.RoundTripper
+	}{
+		{"impl=bare", cannedTransport{}},
+		{"impl=retryhttp", &retryhttp.Transport{Base: cannedTransport{}}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			body := strings.NewReader("payload")
+			req, err := http.NewRequest(http.MethodPut, "http://127.0.0.1/", body)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				body.Reset("payload")
+				if _, err := bc.rt.RoundTrip(req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkOverheadAttemptTimeout measures what Policy.AttemptTimeout adds
+// to a request whose first attempt succeeds: the attempt's own context, its
+// timer and the body wrapper that releases them.
+func BenchmarkOverheadAttemptTimeout(b *testing.B) {
+	req, err := http.NewRequest(http.MethodGet, "http://127.0.0.1/", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name string
+		rt   http.RoundTripper
+	}{
+		{"impl=retryhttp", &retryhttp.Transport{Base: cannedTransport{}}},
+		{"impl=retryhttp-attempt-timeout", &retryhttp.Transport{Base: cannedTransport{}, Policy: retryhttp.Policy{AttemptTimeout: time.Second}}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, err := bc.rt.RoundTrip(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				resp.Body.Close()
+			}
+		})
+	}
+}
+
+// BenchmarkBudgetParallel measures the happy path's own cost from many
+// goroutines at once, with one bucket for every destination and with a
+// bucket per destination while 500 other destinations' buckets are
+// drained, so that a lock every request contends on would show as time
+// growing with -cpu:
+//
+//	go test -run '^$' -bench BudgetParallel -benchmem -cpu 1,2,4,8
+func BenchmarkBudgetParallel(b *testing.B) {
+	perHost := retryhttp.NewHostBudget(retryhttp.DefaultBudgetRatio, retryhttp.DefaultBudgetBurst)
+	drain := &retryhttp.Transport{Base: always503rt{}, Policy: retryhttp.Policy{
+		Budget: perHost, MaxAttempts: 2, Backoff: func() backoff.BackOff { return &backoff.ZeroBackOff{} },
+	}}
+	for i := range 500 {
+		for range 12 {
+			req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://drained%d.example/", i), nil)
+			if _, err := drain.RoundTrip(req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for _, bc := range []struct {
+		name string
+		rt   http.RoundTripper
+	}{
+		{"budget=none", cannedTransport{}},
+		{"budget=single", &retryhttp.Transport{Base: cannedTransport{}, Policy: retryhttp.Policy{Budget: retryhttp.NewBudget(retryhttp.DefaultBudgetRatio, retryhttp.DefaultBudgetBurst)}}},
+		{"budget=per-host", &retryhttp.Transport{Base: cannedTransport{}, Policy: retryhttp.Policy{Budget: perHost}}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				req, err := http.NewRequest(http.MethodGet, "http://healthy.example/", nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for pb.Next() {
+					if _, err := bc.rt.RoundTrip(req); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
+
+// always503rt answers every request 503 at once, without a network.
+type always503rt struct{}
+
+func (always503rt) RoundTrip(req *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: http.StatusServiceUnavailable, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
 }

@@ -1,7 +1,9 @@
 package retryhttp
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"time"
@@ -52,29 +54,38 @@ type Policy struct {
 
 	// MaxElapsed bounds the time between the start of a request's first
 	// attempt and the start of any retry: a retry that could not start
-	// within it is not waited for. 0 means DefaultMaxElapsed (30 s).
+	// within it is not waited for, counting the time OnRetry and the
+	// discarding of the old response's body may take. 0 means
+	// DefaultMaxElapsed (30 s); time.Duration(math.MaxInt64) means no limit.
 	MaxElapsed time.Duration
 
-	// MaxRetryAfter is the longest Retry-After the Transport waits for. A
-	// response asking for a longer wait ends the retries at once and is
-	// returned as it is, so that the caller can decide what to do with it.
-	// 0 means DefaultMaxRetryAfter (30 s).
+	// MaxRetryAfter is the longest wait the Transport accepts from the
+	// server, named by Retry-After or by a rate-limit header (see
+	// RateLimitWait). A response asking for a longer wait ends the retries
+	// at once and is returned as it is, so that the caller can decide what
+	// to do with it. 0 means DefaultMaxRetryAfter (30 s);
+	// time.Duration(math.MaxInt64) means no cap, though a wait beyond what a
+	// time.Duration holds always ends the retries.
 	MaxRetryAfter time.Duration
 
 	// Backoff returns a fresh schedule of waits for one request; it is
-	// called at most once per request, when its first retry is considered.
-	// The schedule supplies the wait whenever the response carries no
-	// usable Retry-After, and it is consulted before every retry, so that
-	// a schedule returning backoff.Stop ends the retries even when the
-	// server named a time; it must not return nil. A nil Backoff means an
+	// called at most once per request, when its first retry is considered
+	// (never when MaxAttempts is 1, nor for a request that may not be
+	// resent). The schedule supplies the wait whenever the response names
+	// none (no valid Retry-After or rate-limit header), and it is consulted
+	// before every retry, so that a schedule returning backoff.Stop ends
+	// the retries even when the server named a time; it must not return
+	// nil. A nil Backoff means an
 	// exponential schedule with jitter: about 250 ms before the first
 	// retry, doubling up to 4 s, each wait randomised by ±50%.
 	Backoff func() backoff.BackOff
 
 	// Budget limits retries across every request that shares it; see
-	// Budget. nil means a budget of the Transport's own, made on first use
-	// with NewBudget(DefaultBudgetRatio, DefaultBudgetBurst). Set the same
-	// *Budget on several Transports to share one budget between them, or
+	// Budget. nil means a per-destination budget of the Transport's own,
+	// made on first use with NewHostBudget(DefaultBudgetRatio,
+	// DefaultBudgetBurst), so that a dead host cannot spend the retries of
+	// a healthy one. Set the same *Budget on several Transports to share
+	// it, NewBudget for one bucket across all destinations, or
 	// UnlimitedBudget() to turn budgeting off.
 	Budget *Budget
 
@@ -93,8 +104,10 @@ type Policy struct {
 
 	// OnRetry, if not nil, is called once before each wait for a retry,
 	// after every check has passed and the retry's token has been taken
-	// from the Budget. It runs on the goroutine of the RoundTrip call and
-	// delays the retry by as long as it takes.
+	// from the Budget. It runs on the goroutine of the RoundTrip call, and
+	// its time counts against the wait; should it take so long that the
+	// retry no longer fits MaxElapsed or the context's deadline, the retry
+	// is not made, its token is given back, and OnGiveUp follows.
 	OnRetry func(RetryEvent)
 
 	// OnGiveUp, if not nil, is called exactly once for every request whose
@@ -119,8 +132,8 @@ type Policy struct {
 }
 
 // Validate reports the first field of p that has an invalid value (a
-// negative number, or a Budget made with invalid arguments), in an error
-// that names it. The Transport calls it before sending anything and returns
+// negative number, or a Budget that is invalid or can never grant a retry),
+// in an error that names it. The Transport calls it before sending anything and returns
 // its error instead of sending.
 func (p *Policy) Validate() error {
 	switch {
@@ -130,8 +143,12 @@ func (p *Policy) Validate() error {
 		return fmt.Errorf("retryhttp: invalid Policy.MaxElapsed %v: must not be negative", p.MaxElapsed)
 	case p.MaxRetryAfter < 0:
 		return fmt.Errorf("retryhttp: invalid Policy.MaxRetryAfter %v: must not be negative", p.MaxRetryAfter)
-	case p.Budget != nil && p.Budget.err != nil:
-		return fmt.Errorf("retryhttp: invalid Policy.Budget: %w", p.Budget.err)
+	case p.AttemptTimeout < 0:
+		return fmt.Errorf("retryhttp: invalid Policy.AttemptTimeout %v: must not be negative", p.AttemptTimeout)
+	case p.Budget != nil:
+		if err := p.Budget.validate(); err != nil {
+			return fmt.Errorf("retryhttp: invalid Policy.Budget: %w", err)
+		}
 	}
 	return nil
 }
@@ -185,13 +202,181 @@ func (p *Policy) retryable(resp *http.Response, err error) bool {
 	return DefaultRetryable(resp, err)
 }
 
-// retryAfterJitter returns the random extra added to a server-named wait:
-// up to a fifth of it, so that clients told the same moment do not all come
-// back at once.
-func retryAfterJitter(d time.Duration) time.Duration {
-	limit := int64(d / 5)
+// serverWait is the wait a response named, and the header that named it.
+type serverWait struct {
+	wait   time.Duration
+	ok     bool
+	header string
+}
+
+// serverWaitAt reads the wait resp asks for: Retry-After first, the
+// standard, and else its rate-limit headers. It is read only from a response
+// judged retryable, so the happy path never parses these headers.
+func serverWaitAt(resp *http.Response, now time.Time) serverWait {
+	if resp == nil {
+		return serverWait{}
+	}
+	if d, ok := RetryAfter(resp, now); ok {
+		return serverWait{wait: d, ok: true, header: "Retry-After"}
+	}
+	if d, header, ok := rateLimitWait(resp, now); ok {
+		return serverWait{wait: d, ok: true, header: header}
+	}
+	return serverWait{}
+}
+
+// decision is what the Transport does after a retryable outcome: wait, then
+// retry, or give up for reason.
+type decision struct {
+	decidedAt time.Time     // the clock's time when the wait was decided
+	wait      time.Duration // counted from decidedAt
+	server    serverWait
+	reason    error // nil: retry
+}
+
+// errNilBackoff is a configuration error found only when a retry is
+// considered.
+var errNilBackoff = errors.New("retryhttp: Policy.Backoff returned a nil backoff.BackOff")
+
+// decide decides whether attempt, which ended in resp or err, is followed by
+// another, and how long to wait first. The checks run in an order that
+// takes a token from the Budget only for a retry that will be made, and that
+// builds the backoff schedule only for a request that may retry.
+func (r *retrier) decide(attempt int, resp *http.Response) decision {
+	p := &r.t.Policy
+	now := r.clock.Now()
+	d := decision{decidedAt: now, server: serverWaitAt(resp, now)}
+	if attempt >= p.maxAttempts() {
+		d.reason = ErrAttemptsUsedUp
+		return d
+	}
+	// A wait that saturated at what a Duration holds is beyond any limit,
+	// even one of math.MaxInt64.
+	if d.server.ok && (d.server.wait >= maxDelay || d.server.wait > p.maxRetryAfter()) {
+		d.reason = ErrRetryAfterTooLong
+		return d
+	}
+	backoffWait, err := r.sched.next(p)
+	if err != nil {
+		d.reason = err
+		return d
+	}
+	lim := r.limits(now)
+	if d.server.ok {
+		d.wait = saturatingAdd(d.server.wait, serverWaitJitter(d.server.wait, lim.room(d.server.wait)))
+	} else {
+		d.wait = max(backoffWait, 0)
+	}
+	if d.reason = lim.check(max(d.wait, drainAllowance(resp))); d.reason != nil {
+		return d
+	}
+	if !r.budget.withdraw(r.req.URL) {
+		d.reason = ErrBudgetEmpty
+	}
+	return d
+}
+
+// fits reports why a retry starting at the given moment would pass a limit,
+// or nil if it would not.
+func (r *retrier) fits(now, start time.Time) error {
+	return r.limits(now).check(start.Sub(now))
+}
+
+// limits are the time left, from one moment, until MaxElapsed and the
+// context's deadline pass.
+type limits struct {
+	elapsed     time.Duration // until MaxElapsed passes; negative once it has
+	deadline    time.Duration // until the deadline, when hasDeadline
+	hasDeadline bool
+}
+
+func (r *retrier) limits(now time.Time) limits {
+	spent := max(now.Sub(r.start), 0) // Sub saturates; a clock that went back spent nothing
+	lim := limits{elapsed: r.t.Policy.maxElapsed() - spent}
+	if deadline, ok := r.req.Context().Deadline(); ok {
+		lim.deadline, lim.hasDeadline = time.Until(deadline), true
+	}
+	return lim
+}
+
+// check reports why a retry that starts in `in` would pass a limit: a retry
+// may start at MaxElapsed exactly, but one at the deadline would be sent
+// with an expired context. When both would pass, the reason is the limit
+// that ends first.
+func (l limits) check(in time.Duration) error {
+	pastDeadline := l.hasDeadline && in >= l.deadline
+	pastElapsed := in > l.elapsed
+	switch {
+	case pastDeadline && pastElapsed:
+		if l.deadline <= l.elapsed {
+			return ErrDeadline
+		}
+		return ErrMaxElapsed
+	case pastDeadline:
+		return ErrDeadline
+	case pastElapsed:
+		return ErrMaxElapsed
+	}
+	return nil
+}
+
+// jitterMargin is kept free between a jittered wait and the limit it was
+// shrunk to fit, for OnRetry and the scheduling of the retry.
+const jitterMargin = 20 * time.Millisecond
+
+// room reports how much jitter may be added to a server-named wait without
+// the retry passing a limit, keeping jitterMargin free; the wait itself is
+// checked separately.
+func (l limits) room(wait time.Duration) time.Duration {
+	end := l.elapsed
+	if l.hasDeadline && l.deadline < end {
+		end = l.deadline
+	}
+	return end - wait - jitterMargin // both within range: no overflow for wait <= maxDelay
+}
+
+// serverWaitJitter returns the random extra added to a server-named wait,
+// uniform in [0, max(wait/5, 1 s)) so that clients told the same moment (a
+// rate limit's reset above all) do not all come back at once. When that
+// range does not fit in room, the extra is drawn uniformly from what does,
+// so that the jitter itself never makes the retry give up and clients near a
+// limit do not bunch up at it.
+func serverWaitJitter(wait, room time.Duration) time.Duration {
+	limit := max(wait/5, time.Second)
+	limit = min(limit, room)
 	if limit <= 0 {
 		return 0
 	}
-	return time.Duration(rand.Int64N(limit))
+	return time.Duration(rand.Int64N(int64(limit)))
+}
+
+// saturatingAdd returns a+b for non-negative durations, or the largest
+// Duration when the sum would not fit.
+func saturatingAdd(a, b time.Duration) time.Duration {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+// schedule is a request's backoff schedule, made on first use.
+type schedule struct {
+	b    backoff.BackOff
+	made bool
+}
+
+// next returns the schedule's next wait, ErrBackoffStop when it says stop,
+// or errNilBackoff.
+func (s *schedule) next(p *Policy) (time.Duration, error) {
+	if !s.made {
+		s.b, s.made = p.newBackoff(), true
+	}
+	if s.b == nil {
+		return 0, errNilBackoff
+	}
+	wait := s.b.NextBackOff()
+	if wait == backoff.Stop {
+		return 0, ErrBackoffStop
+	}
+	return wait, nil
 }

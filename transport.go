@@ -1,16 +1,18 @@
 // Package retryhttp provides an http.RoundTripper that retries requests a
 // server could not serve for now (503 Service Unavailable, 429 Too Many
-// Requests, a refused or broken connection) without making the server's
-// trouble worse.
+// Requests, a 403 that is a rate-limit refusal, a refused or broken
+// connection, an attempt that timed out) without making the server's trouble
+// worse.
 //
 // It retries only requests that are safe to send again (idempotent methods,
 // or an Idempotency-Key header, with a body that can be replayed), waits as
-// long as the server's Retry-After header says (in either of its forms, with
-// a little jitter so that clients do not return in a burst) or else along a
-// jittered exponential schedule, and stops early, without sleeping, when the
-// attempts, the time allowed, the request context's deadline or a shared
-// retry Budget run out. When it stops, the caller gets the last response as
-// it came, or the last error.
+// long as the server asked (its Retry-After header in either form, or else
+// its rate-limit headers, with jitter so that clients do not return in a
+// burst) or else along a jittered exponential schedule, and stops early,
+// without sleeping, when the attempts, the time allowed, the request
+// context's deadline or a retry Budget (per destination by default) run out.
+// When it stops, the caller gets the last response as it came, or the last
+// error in a *GiveUpError that says why; Policy.OnGiveUp says it too.
 //
 // Wrap any transport:
 //
@@ -25,8 +27,6 @@ import (
 	"net/http"
 	"sync"
 	"time"
-
-	"github.com/cenkalti/backoff/v4"
 )
 
 // Transport is an http.RoundTripper that sends each request through Base and
@@ -53,26 +53,34 @@ type Transport struct {
 // Limits on the part of a discarded response body read to keep its
 // connection alive: a larger or slower body costs the connection, which is
 // cheaper than stalling the retry on it.
+// The reading stops a little before the retry stops waiting for it, so that
+// a body that trickles is closed before the retry is sent.
 const (
 	drainLimit   = 32 << 10
 	drainTimeout = 50 * time.Millisecond
+	drainReadFor = 40 * time.Millisecond
 )
 
 // RoundTrip sends req through t.Base and, when the outcome calls for it and
 // the Policy allows, sends it again. It implements http.RoundTripper.
 //
-// RoundTrip never modifies req: the first attempt sends req itself, and each
-// retry a clone whose body comes from req.GetBody. A request that may not be
-// sent twice (see Policy.Idempotent) gets exactly one attempt, whose result
-// is returned as it is.
+// RoundTrip never modifies req. The first attempt sends req itself (or, when
+// the request has a body or Policy.AttemptTimeout is set, a shallow copy
+// with its own context or a body wrapper), and each retry a clone whose body
+// comes from req.GetBody and whose context carries its attempt number (see
+// Attempt). A request that may not be sent twice (see Policy.Idempotent)
+// gets exactly one attempt.
 //
-// When the retries end (the attempts are used up, the next wait would end
-// past Policy.MaxElapsed or the context's deadline, the Retry-After exceeds
-// Policy.MaxRetryAfter, the backoff schedule says stop, or the Budget is
-// empty), RoundTrip returns at once the last response, unread and with a nil
-// error, or, when the last attempt failed with a transport error, that error
-// wrapped with the number of attempts made. If the request's context is done
-// during a wait, RoundTrip returns an error that wraps the context's error.
+// When the retries end (see the Err sentinels for every reason), RoundTrip
+// returns at once, without sleeping, the last response whole and unread with
+// a nil error, or, when the last attempt failed with a transport error, a
+// *GiveUpError holding that error and the reason. If the request's context
+// is done (or its Cancel channel closed) during a wait, RoundTrip returns a
+// *GiveUpError whose Reason is the context's error. An error from reading
+// the caller's request body, or from req.GetBody, ends the request at once
+// with that error. An error that was never worth retrying is returned as it
+// is on the first attempt, and wrapped with the number of attempts after
+// retries.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := &t.Policy
 	if err := p.Validate(); err != nil {
@@ -80,28 +88,45 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	budget := t.budget()
-	budget.deposit()
-	base := t.base()
-	if !p.mayResend(req) {
-		return base.RoundTrip(req)
-	}
+	budget.deposit(req.URL)
 	r := retrier{t: t, req: req, clock: p.clock(), budget: budget}
-	r.start = r.clock.Now()
-	resp, err := base.RoundTrip(req)
-	if !t.shouldRetry(req, resp, err) {
+	resendable := p.mayResend(req)
+	if resendable {
+		r.start = r.clock.Now()
+	}
+	resp, err := r.send(1, resendable)
+	if !r.retryable(resp, err) {
 		return resp, err
+	}
+	if !resendable {
+		return r.giveUp(1, resp, err, ErrNotResendable, serverWaitAt(resp, r.clock.Now()))
 	}
 	return r.retry(resp, err)
 }
 
+// CloseIdleConnections closes the idle connections of Base, or of
+// http.DefaultTransport when Base is nil, if it has such a method, so that
+// http.Client.CloseIdleConnections reaches through the Transport. The
+// Transport never calls it on its own: a retry reuses a connection when it
+// can.
+func (t *Transport) CloseIdleConnections() {
+	type closeIdler interface{ CloseIdleConnections() }
+	if c, ok := t.base().(closeIdler); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 // retrier carries one request through its retries.
 type retrier struct {
-	t        *Transport
-	req      *http.Request // the caller's request, never sent again itself
-	clock    Clock
-	budget   *Budget
-	start    time.Time       // when the first attempt began
-	schedule backoff.BackOff // made when the first retry is considered, in retry
+	t      *Transport
+	req    *http.Request // the caller's request, never sent again itself
+	clock  Clock
+	budget *Budget
+	start  time.Time // when the first attempt began
+	// bodyErr records an error from reading the request body of the latest
+	// attempt; set only for requests with a body.
+	bodyErr *bodyReadError
+	sched   schedule
 }
 
 // retry runs the retries of r.req, whose first attempt ended in resp or err
@@ -109,116 +134,258 @@ type retrier struct {
 func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) {
 	p := &r.t.Policy
 	ctx := r.req.Context()
-	if r.schedule = p.newBackoff(); r.schedule == nil {
-		discard(resp)
-		return nil, errors.New("retryhttp: Policy.Backoff returned a nil backoff.BackOff")
-	}
 	for attempt := 1; ; attempt++ {
-		ev, stop := r.next(attempt, resp, err)
-		if stop != "" {
-			return resp, wrapAttempts(attempt, stop, err)
+		d := r.decide(attempt, resp)
+		if d.reason == errNilBackoff {
+			discard(ctx, resp)
+			return nil, errNilBackoff
+		}
+		if d.reason != nil {
+			return r.giveUp(attempt, resp, err, d.reason, d.server)
 		}
 		if p.OnRetry != nil {
-			p.OnRetry(ev)
+			p.OnRetry(RetryEvent{
+				Request: r.req, Attempt: attempt, Response: resp, Err: err,
+				RetryAfter: d.server.wait, HasRetryAfter: d.server.ok, RetryAfterHeader: d.server.header,
+				Wait: d.wait,
+			})
 		}
-		discard(resp)
-		if sleepErr := r.clock.Sleep(ctx, ev.Wait); sleepErr != nil {
-			return nil, fmt.Errorf("retryhttp: waiting %v before attempt %d: %w", ev.Wait, attempt+1, sleepErr)
+		// OnRetry and the drain take time that the limits must count: the
+		// retry starts at the later of the decided moment and the end of
+		// the longest drain, and that must still fit.
+		now := r.clock.Now()
+		wake := d.decidedAt.Add(d.wait)
+		if reason := r.fits(now, laterOf(wake, now.Add(drainAllowance(resp)))); reason != nil {
+			r.budget.refund(r.req.URL)
+			return r.giveUp(attempt, resp, err, reason, d.server)
 		}
-		retryReq, cloneErr := cloneForRetry(ctx, r.req)
-		if cloneErr != nil {
-			return nil, fmt.Errorf("retryhttp: reopening the request body for attempt %d: %w", attempt+1, cloneErr)
+		if waitErr := r.drainAndWait(ctx, resp, wake); waitErr != nil {
+			r.budget.refund(r.req.URL)
+			return nil, r.reportGiveUp(attempt, nil, err, waitErr, d.server)
 		}
-		resp, err = r.t.base().RoundTrip(retryReq)
-		if !r.t.shouldRetry(r.req, resp, err) {
-			return resp, wrapAttempts(attempt+1, "", err)
-		}
-	}
-}
-
-// next decides whether to retry after the given attempt, which ended in
-// resp or err, and how long to wait first. A non-empty stop says why not.
-// The checks run in an order that takes a token from the budget only for a
-// retry that will be made.
-func (r *retrier) next(attempt int, resp *http.Response, err error) (ev RetryEvent, stop string) {
-	p := &r.t.Policy
-	ev = RetryEvent{Request: r.req, Attempt: attempt, Response: resp, Err: err}
-	if attempt >= p.maxAttempts() {
-		return ev, "attempts used up"
-	}
-	now := r.clock.Now()
-	ev.RetryAfter, ev.HasRetryAfter = RetryAfter(resp, now)
-	if ev.HasRetryAfter && ev.RetryAfter > p.maxRetryAfter() {
-		return ev, fmt.Sprintf("Retry-After %v exceeds the %v allowed", ev.RetryAfter, p.maxRetryAfter())
-	}
-	ev.Wait = r.schedule.NextBackOff()
-	if ev.Wait == backoff.Stop {
-		return ev, "the backoff schedule said stop"
-	}
-	if ev.HasRetryAfter {
-		ev.Wait = ev.RetryAfter + retryAfterJitter(ev.RetryAfter)
-	}
-	if now.Add(ev.Wait).Sub(r.start) > p.maxElapsed() {
-		return ev, fmt.Sprintf("waiting %v would pass the %v allowed", ev.Wait, p.maxElapsed())
-	}
-	if deadline, ok := r.req.Context().Deadline(); ok && time.Until(deadline) <= ev.Wait {
-		return ev, fmt.Sprintf("waiting %v would pass the context's deadline", ev.Wait)
-	}
-	if !r.budget.withdraw() {
-		return ev, "the retry budget is empty"
-	}
-	return ev, ""
-}
-
-// shouldRetry reports whether an attempt's outcome calls for another attempt.
-// A request whose context is done is never retried, whatever the outcome.
-func (t *Transport) shouldRetry(req *http.Request, resp *http.Response, err error) bool {
-	return req.Context().Err() == nil && t.Policy.retryable(resp, err)
-}
-
-// wrapAttempts wraps the last transport error with the number of attempts
-// made and, when a limit ended the retries, which one. A nil err stays nil,
-// for the last response is then returned as it is; so does the error of a
-// lone attempt that was not worth retrying.
-func wrapAttempts(attempts int, stop string, err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case stop != "":
-		return fmt.Errorf("retryhttp: gave up after %s (%s): %w", plural(attempts, "attempt"), stop, err)
-	case attempts > 1:
-		return fmt.Errorf("retryhttp: failed after %s: %w", plural(attempts, "attempt"), err)
-	default:
-		return err
-	}
-}
-
-// cloneForRetry returns a copy of req for another attempt, with a fresh body
-// from GetBody.
-func cloneForRetry(ctx context.Context, req *http.Request) (*http.Request, error) {
-	clone := req.Clone(ctx)
-	if req.Body != nil && req.Body != http.NoBody {
-		body, err := req.GetBody()
-		if err != nil {
+		resp, err = r.send(attempt+1, true)
+		if errors.Is(err, errReopenBody) {
+			r.budget.refund(r.req.URL) // the retry was never sent
 			return nil, err
 		}
-		clone.Body = body
+		if !r.retryable(resp, err) {
+			if err != nil && !r.bodyFailed() {
+				err = fmt.Errorf("retryhttp: failed after %s: %w", plural(attempt+1, "attempt"), err)
+			}
+			return resp, err
+		}
 	}
-	return clone, nil
+}
+
+// errReopenBody marks an error of req.GetBody, which ends the request.
+var errReopenBody = errors.New("retryhttp: reopening the request body")
+
+// retryable reports whether an attempt's outcome calls for another attempt:
+// the request is still live, its body could be read, and the Policy's rule
+// says so.
+func (r *retrier) retryable(resp *http.Response, err error) bool {
+	if err != nil && (r.bodyFailed() || errors.Is(err, errReopenBody)) {
+		return false
+	}
+	return requestLive(r.req) && r.t.Policy.retryable(resp, err)
+}
+
+// bodyFailed reports whether reading the request body of the latest attempt
+// failed: the caller's error, which no retry can mend.
+func (r *retrier) bodyFailed() bool {
+	return r.bodyErr != nil && r.bodyErr.get() != nil
+}
+
+// requestLive reports whether the caller still waits for req: neither its
+// context is done nor its deprecated Cancel channel closed.
+func requestLive(req *http.Request) bool {
+	if req.Context().Err() != nil {
+		return false
+	}
+	//lint:ignore SA1019 net/http still honours the deprecated Cancel channel, so must a retry's wait.
+	if cancel := req.Cancel; cancel != nil {
+		select {
+		case <-cancel:
+			return false
+		default:
+		}
+	}
+	return true
+}
+
+// giveUp ends the retries of a request whose last outcome was retryable:
+// the response is returned whole, an error inside a *GiveUpError.
+func (r *retrier) giveUp(attempts int, resp *http.Response, err, reason error, server serverWait) (*http.Response, error) {
+	return resp, r.reportGiveUp(attempts, resp, err, reason, server)
+}
+
+// reportGiveUp calls OnGiveUp and returns the error RoundTrip returns with
+// resp: nil when resp is returned, a *GiveUpError otherwise.
+func (r *retrier) reportGiveUp(attempts int, resp *http.Response, err, reason error, server serverWait) error {
+	if hook := r.t.Policy.OnGiveUp; hook != nil {
+		hook(GiveUpEvent{
+			Request: r.req, Attempts: attempts, Response: resp, Err: err, Reason: reason,
+			RetryAfter: server.wait, HasRetryAfter: server.ok, RetryAfterHeader: server.header,
+		})
+	}
+	if resp != nil {
+		return nil
+	}
+	return &GiveUpError{Attempts: attempts, Reason: reason, Err: err}
+}
+
+// send makes attempt n of r.req. The first attempt sends the caller's
+// request itself unless it needs a timeout of its own, or a recorder of its
+// body's errors (only a request that may be resent has a use for one);
+// every later one sends a clone from GetBody that carries its attempt
+// number.
+func (r *retrier) send(n int, resendable bool) (*http.Response, error) {
+	p := &r.t.Policy
+	req := r.req
+	recordBody := resendable && req.Body != nil && req.Body != http.NoBody
+	if n == 1 && p.AttemptTimeout <= 0 {
+		if recordBody {
+			// One allocation holds both the shallow copy, which keeps the
+			// caller's context, and the body recorder.
+			first := &recordedRequest{req: *req}
+			first.body.body = req.Body
+			first.req.Body = &first.body
+			r.bodyErr = &first.body
+			req = &first.req
+		}
+		resp, err := r.t.base().RoundTrip(req)
+		return resp, attemptError(r.req.Context(), err)
+	}
+	ctx := req.Context()
+	if n > 1 {
+		ctx = context.WithValue(ctx, attemptKey{}, n)
+	}
+	var timer *attemptTimer
+	if p.AttemptTimeout > 0 {
+		ctx, timer = startAttemptTimer(ctx, p.AttemptTimeout)
+	}
+	attemptReq := req.WithContext(ctx)
+	if n > 1 {
+		attemptReq = req.Clone(ctx) // a Base that changed the header could not reach the caller's
+	}
+	if req.Body != nil && req.Body != http.NoBody && n > 1 {
+		body, err := req.GetBody()
+		if err != nil {
+			if timer != nil {
+				timer.abandon()
+			}
+			return nil, fmt.Errorf("%w for attempt %d: %w", errReopenBody, n, err)
+		}
+		attemptReq.Body = body
+	}
+	if recordBody {
+		r.bodyErr = &bodyReadError{body: attemptReq.Body}
+		attemptReq.Body = r.bodyErr
+	}
+	resp, err := r.t.base().RoundTrip(attemptReq)
+	if timer == nil {
+		return resp, attemptError(req.Context(), err)
+	}
+	return timer.finish(req.Context(), resp, err)
+}
+
+// recordedRequest is a first attempt's request whose body errors are
+// recorded.
+type recordedRequest struct {
+	req  http.Request
+	body bodyReadError
+}
+
+// drainAndWait discards resp's body and waits until wake on the Policy's
+// clock, or until the request is cancelled.
+func (r *retrier) drainAndWait(ctx context.Context, resp *http.Response, wake time.Time) error {
+	//lint:ignore SA1019 net/http still honours the deprecated Cancel channel, so must a retry's wait.
+	if cancel := r.req.Cancel; cancel != nil {
+		var stop context.CancelFunc
+		ctx, stop = withCancelChannel(ctx, cancel)
+		defer stop()
+	}
+	if err := discard(ctx, resp); err != nil {
+		return err
+	}
+	return r.clock.Sleep(ctx, wake.Sub(r.clock.Now()))
+}
+
+// withCancelChannel returns a context that is done when ctx is, or when the
+// deprecated Request.Cancel channel closes, which net/http still honours.
+func withCancelChannel(ctx context.Context, cancel <-chan struct{}) (context.Context, context.CancelFunc) {
+	ctx, stop := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-cancel:
+			stop()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, stop
 }
 
 // discard reads what remains of a response body that will not be returned,
 // up to drainLimit bytes and for at most drainTimeout, and closes it. A body
 // read to its end lets the connection be reused for the retry.
-func discard(resp *http.Response) {
-	if resp == nil || resp.Body == nil {
-		return
+//
+// The trade-off: an io.ReadCloser promises nothing about Read and Close at
+// once, and a Base that wraps bodies (for metrics, for tracing) may race if
+// a timer closed the body under a Read. So one goroutine reads and then
+// closes, never both at once, and the retry waits for it only up to
+// drainTimeout, or until ctx is done. A body whose Read blocks longer keeps
+// that goroutine until the Read returns (net/http returns when the
+// connection closes, or the attempt's context ends); it then closes the
+// body and ends. The connection is lost either way.
+func discard(ctx context.Context, resp *http.Response) error {
+	if resp == nil || resp.Body == nil || resp.Body == http.NoBody {
+		return nil
 	}
-	// Closing the body ends a read that is stuck on a slow server.
-	timer := time.AfterFunc(drainTimeout, func() { resp.Body.Close() })
-	_, _ = io.CopyN(io.Discard, resp.Body, drainLimit)
-	timer.Stop()
-	resp.Body.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		drainBody(resp.Body)
+	}()
+	timer := time.NewTimer(drainTimeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// drainBody reads body until EOF, drainLimit bytes or drainReadFor, then
+// closes it.
+func drainBody(body io.ReadCloser) {
+	defer body.Close()
+	deadline := time.Now().Add(drainReadFor)
+	var buf [4 << 10]byte
+	for read := 0; read < drainLimit && time.Now().Before(deadline); {
+		n, err := body.Read(buf[:min(len(buf), drainLimit-read)])
+		read += n
+		if err != nil {
+			return
+		}
+	}
+}
+
+// drainAllowance is how long discarding resp's body may take.
+func drainAllowance(resp *http.Response) time.Duration {
+	if resp == nil || resp.Body == nil || resp.Body == http.NoBody {
+		return 0
+	}
+	return drainTimeout
+}
+
+func laterOf(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func closeRequestBody(req *http.Request) {
@@ -238,6 +405,6 @@ func (t *Transport) budget() *Budget {
 	if t.Policy.Budget != nil {
 		return t.Policy.Budget
 	}
-	t.budgetOnce.Do(func() { t.ownBudget = NewBudget(DefaultBudgetRatio, DefaultBudgetBurst) })
+	t.budgetOnce.Do(func() { t.ownBudget = NewHostBudget(DefaultBudgetRatio, DefaultBudgetBurst) })
 	return t.ownBudget
 }

@@ -1,0 +1,251 @@
+package retryhttp_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/b4dedce7/retryhttp"
+	"github.com/b4dedce7/retryhttp/retrytest"
+)
+
+// hangingServer holds its first `hangs` requests until they are cancelled
+// (or the test ends) and answers the rest "ok".
+func hangingServer(t *testing.T, hangs int32) (*httptest.Server, *atomic.Int32) {
+	var hits atomic.Int32
+	stop := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) <= hangs {
+			select {
+			case <-r.Context().Done():
+			case <-stop:
+			}
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	t.Cleanup(func() { close(stop); srv.Close() })
+	return srv, &hits
+}
+
+func TestAttemptTimeout(t *testing.T) {
+	t.Run("a hung attempt is abandoned and retried", func(t *testing.T) {
+		srv, hits := hangingServer(t, 1)
+		var retried []error
+		client, _ := newClient(t, retryhttp.Policy{
+			AttemptTimeout: 100 * time.Millisecond,
+			OnRetry:        func(ev retryhttp.RetryEvent) { retried = append(retried, ev.Err) },
+		})
+
+		started := time.Now()
+		resp, body, err := do(t, client, newRequest(t, "GET", srv.URL, nil))
+
+		require.NoError(t, err)
+		assert.Equal(t, 200, resp.StatusCode)
+		assert.Equal(t, "ok", body)
+		assert.EqualValues(t, 2, hits.Load())
+		assert.Less(t, time.Since(started), 2*time.Second)
+		require.Len(t, retried, 1)
+		assert.ErrorIs(t, retried[0], retryhttp.ErrAttemptTimeout)
+		assert.NotErrorIs(t, retried[0], context.DeadlineExceeded)
+		assert.Contains(t, retried[0].Error(), "100ms", "the error says how long it waited")
+	})
+	t.Run("the body is not bound by the timeout", func(t *testing.T) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(200)
+			for range 6 {
+				_, _ = io.WriteString(w, "chunk ")
+				http.NewResponseController(w).Flush()
+				time.Sleep(50 * time.Millisecond)
+			}
+		}))
+		defer srv.Close()
+		client, _ := newClient(t, retryhttp.Policy{AttemptTimeout: 100 * time.Millisecond})
+
+		resp, body, err := do(t, client, newRequest(t, "GET", srv.URL, nil))
+
+		require.NoError(t, err)
+		assert.Equal(t, 200, resp.StatusCode)
+		assert.Equal(t, strings.Repeat("chunk ", 6), body, "read whole, 300 ms after the headers")
+	})
+	t.Run("a POST is not retried after a timeout", func(t *testing.T) {
+		srv, hits := hangingServer(t, 1)
+		var hook giveUps
+		client, _ := newClient(t, retryhttp.Policy{AttemptTimeout: 100 * time.Millisecond, OnGiveUp: hook.record})
+
+		_, err := client.Do(newRequest(t, "POST", srv.URL, strings.NewReader("charge")))
+
+		require.Error(t, err)
+		var giveUp *retryhttp.GiveUpError
+		require.ErrorAs(t, err, &giveUp)
+		assert.Same(t, retryhttp.ErrNotResendable, giveUp.Reason)
+		assert.ErrorIs(t, giveUp.Err, retryhttp.ErrAttemptTimeout)
+		assert.EqualValues(t, 1, hits.Load())
+		assert.Len(t, hook.all(), 1)
+	})
+	t.Run("a give-up on timeouts", func(t *testing.T) {
+		srv, hits := hangingServer(t, 100)
+		client, _ := newClient(t, retryhttp.Policy{AttemptTimeout: 50 * time.Millisecond, MaxAttempts: 3})
+
+		_, err := client.Get(srv.URL)
+
+		var giveUp *retryhttp.GiveUpError
+		require.ErrorAs(t, err, &giveUp)
+		assert.Equal(t, 3, giveUp.Attempts)
+		assert.Same(t, retryhttp.ErrAttemptsUsedUp, giveUp.Reason)
+		assert.ErrorIs(t, giveUp.Err, retryhttp.ErrAttemptTimeout)
+		assert.ErrorIs(t, err, retryhttp.ErrAttemptTimeout)
+		assert.NotErrorIs(t, err, context.DeadlineExceeded, "callers can tell an attempt's timeout from their own deadline")
+		assert.EqualValues(t, 3, hits.Load())
+	})
+	t.Run("the caller's deadline still bounds the whole call", func(t *testing.T) {
+		srv, _ := hangingServer(t, 100)
+		client, _ := newClient(t, retryhttp.Policy{AttemptTimeout: time.Second})
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+
+		started := time.Now()
+		_, err := client.Do(newRequest(t, "GET", srv.URL, nil).WithContext(ctx))
+
+		require.Error(t, err)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.NotErrorIs(t, err, retryhttp.ErrAttemptTimeout)
+		assert.Less(t, time.Since(started), time.Second)
+	})
+	t.Run("http.Client.Timeout still bounds the whole call", func(t *testing.T) {
+		srv, _ := hangingServer(t, 100)
+		client, _ := newClient(t, retryhttp.Policy{AttemptTimeout: time.Second})
+		client.Timeout = 100 * time.Millisecond
+
+		started := time.Now()
+		_, err := client.Get(srv.URL)
+
+		require.Error(t, err)
+		assert.NotErrorIs(t, err, retryhttp.ErrAttemptTimeout)
+		assert.Less(t, time.Since(started), time.Second)
+	})
+	t.Run("a response body closed early releases the attempt", func(t *testing.T) {
+		srv := retrytest.NewServer(t).Otherwise(retrytest.OK(strings.Repeat("x", 1<<20)))
+		client, _ := newClient(t, retryhttp.Policy{AttemptTimeout: time.Second})
+		for range 20 {
+			resp, err := client.Get(srv.URL)
+			require.NoError(t, err)
+			_, _ = io.CopyN(io.Discard, resp.Body, 10)
+			require.NoError(t, resp.Body.Close())
+		}
+	})
+}
+
+func TestNetHTTPsOwnTimeoutsAreRetried(t *testing.T) {
+	t.Run("ResponseHeaderTimeout", func(t *testing.T) {
+		srv, hits := hangingServer(t, 1)
+		base := &http.Transport{ResponseHeaderTimeout: 100 * time.Millisecond}
+		t.Cleanup(base.CloseIdleConnections)
+		client := &http.Client{Transport: &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{Clock: retrytest.NewClock(t)}}}
+
+		resp, body, err := do(t, client, newRequest(t, "GET", srv.URL, nil))
+
+		require.NoError(t, err)
+		assert.Equal(t, 200, resp.StatusCode)
+		assert.Equal(t, "ok", body)
+		assert.EqualValues(t, 2, hits.Load())
+	})
+	t.Run("net.Dialer Timeout", func(t *testing.T) {
+		srv := retrytest.NewServer(t, retrytest.OK("ok"))
+		var dials atomic.Int32
+		base := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			d := &net.Dialer{}
+			if dials.Add(1) == 1 {
+				d.Timeout = time.Nanosecond // expires before the dial can finish
+			}
+			return d.DialContext(ctx, network, addr)
+		}}
+		t.Cleanup(base.CloseIdleConnections)
+		var retried []error
+		client := &http.Client{Transport: &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{
+			Clock:   retrytest.NewClock(t),
+			OnRetry: func(ev retryhttp.RetryEvent) { retried = append(retried, ev.Err) },
+		}}}
+
+		resp, _, err := do(t, client, newRequest(t, "GET", srv.URL, nil))
+
+		require.NoError(t, err)
+		assert.Equal(t, 200, resp.StatusCode)
+		require.Len(t, retried, 1)
+		assert.ErrorIs(t, retried[0], retryhttp.ErrAttemptTimeout)
+		assert.Contains(t, retried[0].Error(), "i/o timeout")
+	})
+	t.Run("TLSHandshakeTimeout", func(t *testing.T) {
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, "ok")
+		}))
+		silent := &silentFirstListener{Listener: srv.Listener, release: make(chan struct{})}
+		srv.Listener = silent
+		srv.StartTLS()
+		t.Cleanup(func() { close(silent.release); srv.Close() })
+		base := srv.Client().Transport.(*http.Transport).Clone()
+		base.TLSHandshakeTimeout = 100 * time.Millisecond
+		base.TLSClientConfig = &tls.Config{RootCAs: srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}
+		t.Cleanup(base.CloseIdleConnections)
+		var retried []error
+		client := &http.Client{Transport: &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{
+			Clock:   retrytest.NewClock(t),
+			OnRetry: func(ev retryhttp.RetryEvent) { retried = append(retried, ev.Err) },
+		}}}
+
+		resp, body, err := do(t, client, newRequest(t, "GET", srv.URL, nil))
+
+		require.NoError(t, err)
+		assert.Equal(t, 200, resp.StatusCode)
+		assert.Equal(t, "ok", body)
+		require.Len(t, retried, 1)
+		assert.ErrorIs(t, retried[0], retryhttp.ErrAttemptTimeout)
+		assert.Contains(t, retried[0].Error(), "TLS handshake timeout")
+	})
+}
+
+// silentFirstListener holds its first connection without a word until
+// release is closed, so that a TLS handshake on it times out.
+type silentFirstListener struct {
+	net.Listener
+	once    sync.Once
+	release chan struct{}
+}
+
+func (l *silentFirstListener) Accept() (net.Conn, error) {
+	for {
+		conn, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		first := false
+		l.once.Do(func() { first = true })
+		if !first {
+			return conn, nil
+		}
+		go func() {
+			<-l.release
+			conn.Close()
+		}()
+	}
+}
+
+func TestAttemptTimeoutIsValidated(t *testing.T) {
+	p := retryhttp.Policy{AttemptTimeout: -time.Second}
+	err := p.Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "Policy.AttemptTimeout")
+	assert.False(t, errors.Is(err, retryhttp.ErrAttemptTimeout))
+}

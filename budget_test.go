@@ -1,0 +1,158 @@
+package retryhttp_test
+
+import (
+	"fmt"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/b4dedce7/retryhttp"
+	"github.com/b4dedce7/retryhttp/retrytest"
+)
+
+func TestBudgetsThatCanNeverRetryAreInvalid(t *testing.T) {
+	tests := []struct {
+		name    string
+		budget  *retryhttp.Budget
+		wantMsg string
+	}{
+		{"zero Budget", &retryhttp.Budget{}, "zero Budget"},
+		{"positive ratio, no burst", retryhttp.NewBudget(1, 0), "burst 0 can never hold"},
+		{"per host, positive ratio, no burst", retryhttp.NewHostBudget(0.5, 0), "use a burst of at least 1"},
+		{"per host, negative burst", retryhttp.NewHostBudget(0.1, -1), "burst -1 must not be negative"},
+		{"per host, NaN ratio", retryhttp.NewHostBudget(math.NaN(), 1), "ratio NaN"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := retryhttp.Policy{Budget: tt.budget}
+			err := p.Validate()
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "invalid Policy.Budget")
+			assert.Contains(t, err.Error(), tt.wantMsg)
+			srv := retrytest.NewServer(t)
+			_, doErr := (&http.Client{Transport: &retryhttp.Transport{Policy: p}}).Get(srv.URL)
+			assert.ErrorContains(t, doErr, tt.wantMsg)
+			assert.Zero(t, srv.Count(), "nothing is sent")
+		})
+	}
+	t.Run("NewBudget(0, 0) is the explicit never-retry budget", func(t *testing.T) {
+		p := retryhttp.Policy{Budget: retryhttp.NewBudget(0, 0)}
+		require.NoError(t, p.Validate())
+		srv := retrytest.NewServer(t).Otherwise(retrytest.Unavailable(0))
+		client, _ := newClient(t, p)
+		resp, _, err := do(t, client, newRequest(t, "GET", srv.URL, nil))
+		require.NoError(t, err)
+		assert.Equal(t, 503, resp.StatusCode)
+		assert.Equal(t, 1, srv.Count())
+	})
+	t.Run("a burst with no ratio is a fixed allowance", func(t *testing.T) {
+		p := retryhttp.Policy{Budget: retryhttp.NewBudget(0, 2)}
+		assert.NoError(t, p.Validate())
+	})
+}
+
+func TestDefaultBudgetIsPerHost(t *testing.T) {
+	var deadHits, flakyHits atomic.Int32
+	dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		deadHits.Add(1)
+		w.WriteHeader(503)
+	}))
+	defer dead.Close()
+	flaky := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if flakyHits.Add(1)%5 == 1 { // one request in five fails once
+			w.WriteHeader(503)
+		}
+	}))
+	defer flaky.Close()
+	client, _ := newClient(t, retryhttp.Policy{})
+
+	for range 50 {
+		resp, _, err := do(t, client, newRequest(t, "GET", dead.URL, nil))
+		require.NoError(t, err)
+		require.Equal(t, 503, resp.StatusCode)
+	}
+	// The dead host spent its burst of 10 and earns 0.1 a request.
+	assert.LessOrEqual(t, deadHits.Load(), int32(50+10+5+1))
+	for i := range 20 {
+		resp, _, err := do(t, client, newRequest(t, "GET", flaky.URL, nil))
+		require.NoError(t, err)
+		assert.Equal(t, 200, resp.StatusCode, "request %d to the healthy host kept its retries", i)
+	}
+	before := deadHits.Load()
+	for range 10 {
+		resp, _, err := do(t, client, newRequest(t, "GET", dead.URL, nil))
+		require.NoError(t, err)
+		assert.Equal(t, 503, resp.StatusCode)
+	}
+	assert.LessOrEqual(t, deadHits.Load()-before, int32(11), "the dead host is still held to one retry in ten")
+}
+
+// always503 answers every request 503 without a network.
+var always503 = roundTripFunc(func(req *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: 503, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+})
+
+func TestHostBudgetDestinations(t *testing.T) {
+	budget := retryhttp.NewHostBudget(0, 3)
+	client := &http.Client{Transport: &retryhttp.Transport{Base: always503, Policy: retryhttp.Policy{
+		Budget: budget, MaxAttempts: 2, Clock: retrytest.NewClock(t),
+	}}}
+	for _, url := range []string{"https://API.example.com/a", "https://api.example.com:443/b", "HTTPS://api.EXAMPLE.com/c"} {
+		resp, err := client.Get(url)
+		require.NoError(t, err)
+		resp.Body.Close()
+	}
+	for _, host := range []string{"https://api.example.com", "https://API.example.com:443", "https://api.example.com/"} {
+		assert.Equal(t, 0.0, budget.TokensFor(host), host)
+	}
+	assert.Equal(t, 3.0, budget.TokensFor("http://api.example.com"), "another scheme and port is another destination")
+	assert.Equal(t, 3.0, budget.TokensFor("https://api.example.com:8443"))
+	assert.Equal(t, 3.0, budget.TokensFor("https://other.example.com"))
+	assert.Equal(t, 0.0, budget.Tokens(), "the fewest tokens of any destination")
+	assert.True(t, math.IsNaN(budget.TokensFor("not a url")))
+
+	single := retryhttp.NewBudget(0, 7)
+	assert.Equal(t, 7.0, single.TokensFor("https://anything.example"), "one bucket serves every destination")
+	assert.True(t, math.IsInf(retryhttp.UnlimitedBudget().TokensFor("https://x.example"), 1))
+	assert.Equal(t, 3.0, retryhttp.NewHostBudget(0.1, 3).Tokens(), "no drained destination: burst")
+}
+
+func TestHostBudgetIsSharedBetweenTransports(t *testing.T) {
+	budget := retryhttp.NewHostBudget(0, 2)
+	p := retryhttp.Policy{Budget: budget, MaxAttempts: 10, Clock: retrytest.NewClock(t)}
+	a := &http.Client{Transport: &retryhttp.Transport{Base: always503, Policy: p}}
+	b := &http.Client{Transport: &retryhttp.Transport{Base: always503, Policy: p}}
+	for _, c := range []*http.Client{a, b} {
+		resp, err := c.Get("http://shared.example/")
+		require.NoError(t, err)
+		resp.Body.Close()
+	}
+	assert.Equal(t, 0.0, budget.TokensFor("http://shared.example"))
+}
+
+func TestHostBudgetMemoryIsBounded(t *testing.T) {
+	budget := retryhttp.NewHostBudget(0.5, 1)
+	client := &http.Client{Transport: &retryhttp.Transport{Base: always503, Policy: retryhttp.Policy{
+		Budget: budget, MaxAttempts: 2, Clock: retrytest.NewClock(t),
+	}}}
+	const hosts = 3 * retryhttp.MaxHostBuckets
+	for i := range hosts {
+		resp, err := client.Get(fmt.Sprintf("http://h%d.example/", i))
+		require.NoError(t, err)
+		resp.Body.Close()
+	}
+	drained := 0
+	for i := range hosts {
+		if budget.TokensFor(fmt.Sprintf("http://h%d.example", i)) < 1 {
+			drained++
+		}
+	}
+	assert.Equal(t, retryhttp.MaxHostBuckets, drained, "only the most recently failed destinations are kept")
+	assert.Equal(t, 1.0, budget.TokensFor("http://h0.example"), "an evicted destination starts afresh with its burst")
+	assert.Equal(t, 0.0, budget.TokensFor(fmt.Sprintf("http://h%d.example", hosts-1)), "a kept one keeps its count")
+}

@@ -1,0 +1,730 @@
+package retryhttp
+
+import (
+	"math"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// rateLimitForm is how a rate-limit header field writes its wait.
+type rateLimitForm int
+
+const (
+	// formStructured is the IETF RateLimit field: a Structured Field List.
+	formStructured rateLimitForm = iota
+	// formDelaySeconds is 1*DIGIT seconds from now.
+	formDelaySeconds
+	// formDecimalDelta is 1*DIGIT ["." 1*DIGIT] seconds from now.
+	formDecimalDelta
+	// formDecimalEpochOrDelta is a decimal that is a Unix time when at
+	// least epochThreshold, else seconds from now.
+	formDecimalEpochOrDelta
+)
+
+// epochThreshold separates the two readings of X-RateLimit-Reset: no API
+// asks for a wait of 31 years, and no reset lies before September 2001.
+const epochThreshold = 1_000_000_000
+
+// rateLimitFields lists the fields RateLimitWait reads, in the order of
+// precedence: by the names APIs document them under, and by the keys
+// http.Header stores them under (http.CanonicalHeaderKey), which differ.
+var rateLimitFields = [...]struct {
+	name string // as APIs and this package's documentation spell it
+	key  string // as http.CanonicalHeaderKey spells it
+	form rateLimitForm
+}{
+	{"RateLimit", "Ratelimit", formStructured},
+	{"RateLimit-Reset", "Ratelimit-Reset", formDelaySeconds},
+	{"X-RateLimit-Reset-After", "X-Ratelimit-Reset-After", formDecimalDelta},
+	{"X-RateLimit-Reset", "X-Ratelimit-Reset", formDecimalEpochOrDelta},
+	{"X-Rate-Limit-Reset", "X-Rate-Limit-Reset", formDecimalEpochOrDelta},
+}
+
+// Canonical keys of the other fields read here.
+const (
+	keyDate                = "Date"
+	keyXRateLimitRemaining = "X-Ratelimit-Remaining"
+	keyXRateDashLimitRem   = "X-Rate-Limit-Remaining"
+)
+
+// RateLimitWait reads the rate-limit header fields of resp and reports how
+// long the server asked the client to wait before its quota resets.
+//
+// It reads these fields, all counted in seconds:
+//
+//	Field                    Sent by                         Value
+//	RateLimit                IETF draft -08 and later        "policy";r=0;t=50, ... (t seconds from now)
+//	RateLimit-Reset          IETF drafts up to -06           1*DIGIT seconds from now
+//	X-RateLimit-Reset-After  Discord                         seconds from now, fraction allowed
+//	X-RateLimit-Reset        GitHub, Discord, many gateways  Unix time or seconds from now, fraction allowed
+//	X-Rate-Limit-Reset       X (Twitter)                     Unix time or seconds from now, fraction allowed
+//
+// When several are present, only the first of them in the order of that
+// table is read, and the others are ignored, even when the first one is
+// malformed or asks for no wait: a server that sends several means the
+// same reset by each, and they need not agree to the second (Discord's
+// Unix time and its delay differ by up to one), so they are not compared.
+// A field is present when the response has it, whatever its value.
+//
+// The RateLimit field (draft-ietf-httpapi-ratelimit-headers-11) is a
+// Structured Field List (RFC 9651) of policies, each a String or Token
+// with parameters, "r" the quota units remaining and "t" the seconds until
+// the quota resets, both non-negative Integers (digits only, no sign).
+// Field lines are combined into one list. The wait is the longest "t"
+// among the exhausted policies, those with r=0; an exhausted policy
+// without "t" does not say when it resets and is passed over. Other
+// parameters are ignored. The result is not ok when no policy with a "t"
+// is exhausted, or when the field does not parse, or a policy lacks "r",
+// or an "r" or "t" is not a non-negative Integer: the draft asks
+// recipients to ignore malformed RateLimit fields entirely.
+//
+// X-RateLimit-Reset and X-Rate-Limit-Reset hold a Unix time (seconds since
+// 1970-01-01 UTC) when their value is at least 1,000,000,000, and seconds
+// from now when it is smaller: APIs send either, and a delay of 31 years
+// or a reset before 2001 is implausible. A Unix time is measured against
+// the response's Date header when that holds a valid HTTP-date, so that a
+// difference between the client's and the server's clocks does not change
+// the wait, and otherwise against now; one at or before that reference
+// yields 0.
+//
+// The three X- fields accept a decimal fraction ("1.5",
+// "1712345678.123"); RateLimit-Reset and the RateLimit "t" take digits
+// only. A fraction is exact to the nanosecond, and rounded up beyond, so
+// the wait is never shorter than asked. A value too large for a
+// time.Duration yields the largest whole number of seconds a Duration
+// holds, as ParseRetryAfter does, never a wrapped or negative wait. Spaces
+// and tabs around a value are ignored. Anything else in the field read
+// (a sign, a unit, an exponent, a leading or trailing '.', an empty
+// value, or copies of the field that disagree) makes the result not ok.
+//
+// Fields are looked up as http.Header.Values does; keys set directly in
+// the map in another case are found too. A nil resp yields not ok, as
+// does a response with none of the fields. The result is never negative,
+// and is 0 whenever ok is false.
+//
+// The Transport reads these fields only when a response has no usable
+// Retry-After, which takes precedence as the draft requires.
+func RateLimitWait(resp *http.Response, now time.Time) (d time.Duration, ok bool) {
+	d, _, ok = rateLimitWait(resp, now)
+	return d, ok
+}
+
+// rateLimitWait is RateLimitWait that also names the field that decided
+// the result, as spelt in RateLimitWait's table: the field the wait came
+// from when ok, the first present one, malformed or asking for no wait,
+// when not ok, and "" when none of them is present.
+func rateLimitWait(resp *http.Response, now time.Time) (d time.Duration, header string, ok bool) {
+	if resp == nil {
+		return 0, "", false
+	}
+	h := canonicalRateLimitHeader(resp.Header)
+	for _, f := range rateLimitFields {
+		values := h[f.key]
+		if len(values) == 0 {
+			continue
+		}
+		switch f.form {
+		case formStructured:
+			d, ok = structuredRateLimitWait(values)
+		default:
+			d, ok = resetWait(values, f.form, h, now)
+		}
+		if !ok {
+			return 0, f.name, false
+		}
+		return d, f.name, true
+	}
+	return 0, "", false
+}
+
+// rateLimitRefusal reports whether h marks its response as refused for
+// being over a rate limit: an X-RateLimit-Remaining or
+// X-Rate-Limit-Remaining of zero, or an IETF RateLimit field with an
+// exhausted policy (r=0, with or without "t").
+//
+// A remaining count is zero when it is one or more '0' digits, optionally
+// followed by '.' and one or more '0' digits ("0", "00", "0.0"), with
+// spaces and tabs around it ignored: the grammar of the X- reset fields,
+// valued zero. Anything else, such as "-0", "0.", "" or "none", is not
+// zero, nor are copies of the field that disagree: a 403 is taken for a
+// rate limit only on a clear statement. A RateLimit field that is
+// malformed, in any way RateLimitWait rejects, marks nothing. Whether a
+// Retry-After is present is for the caller to check.
+func rateLimitRefusal(h http.Header) bool {
+	h = canonicalRateLimitHeader(h)
+	for _, key := range [...]string{keyXRateLimitRemaining, keyXRateDashLimitRem} {
+		if v, ok := singleValue(h[key]); ok && isDecimalZero(v) {
+			return true
+		}
+	}
+	if values := h[rateLimitFields[0].key]; len(values) > 0 {
+		if items, ok := parseRateLimitField(values); ok && items.exhausted {
+			return true
+		}
+	}
+	return false
+}
+
+// canonicalRateLimitHeader returns h itself when every field read here is
+// stored under its canonical key, as net/http always stores them, and
+// otherwise a copy of those fields gathered under their canonical keys,
+// so that a header built by hand as http.Header{"X-RateLimit-Reset": ...}
+// reads the same as one built with Set.
+func canonicalRateLimitHeader(h http.Header) http.Header {
+	strays := false
+	for k := range h {
+		if rateLimitKeyKind(k) == stray {
+			strays = true
+			break
+		}
+	}
+	if !strays {
+		return h // the common case: no allocation
+	}
+	var keys []string
+	for k := range h {
+		if rateLimitKeyKind(k) != unrelated {
+			keys = append(keys, k)
+		}
+	}
+	// Keys in one order, so that the values of one field come in the same
+	// order on every call, and the result stays deterministic.
+	slices.Sort(keys)
+	out := http.Header{}
+	for _, k := range keys {
+		ck := http.CanonicalHeaderKey(k)
+		out[ck] = append(out[ck], h[k]...)
+	}
+	return out
+}
+
+type keyKind int
+
+const (
+	unrelated keyKind = iota
+	canonical         // one of the keys read here, spelt canonically
+	stray             // one of the keys read here, in another case
+)
+
+// rateLimitKeys holds the keys of the fields read here by their length,
+// which differs for each: the length of a key picks the one it may match,
+// and most other keys are passed over at once.
+var rateLimitKeys = func() (byLen [len("X-Ratelimit-Reset-After") + 1]string) {
+	keys := []string{keyDate, keyXRateLimitRemaining, keyXRateDashLimitRem}
+	for _, f := range rateLimitFields {
+		keys = append(keys, f.key)
+	}
+	for _, key := range keys {
+		if byLen[len(key)] != "" {
+			panic("retryhttp: two rate-limit keys of one length: " + key + ", " + byLen[len(key)])
+		}
+		byLen[len(key)] = key
+	}
+	return byLen
+}()
+
+// rateLimitKeyKind tells whether k is the key of a field read here.
+func rateLimitKeyKind(k string) keyKind {
+	if len(k) >= len(rateLimitKeys) || rateLimitKeys[len(k)] == "" {
+		return unrelated
+	}
+	switch key := rateLimitKeys[len(k)]; {
+	case k == key:
+		return canonical
+	case strings.EqualFold(k, key):
+		return stray
+	}
+	return unrelated
+}
+
+// singleValue returns the value of a singleton field trimmed of OWS, or
+// false when the field is absent or its copies disagree.
+func singleValue(values []string) (string, bool) {
+	if len(values) == 0 {
+		return "", false
+	}
+	v := trimOWS(values[0])
+	for _, other := range values[1:] {
+		if trimOWS(other) != v {
+			return "", false
+		}
+	}
+	return v, true
+}
+
+// resetWait reads one of the single-number fields.
+func resetWait(values []string, form rateLimitForm, h http.Header, now time.Time) (time.Duration, bool) {
+	// These fields are singletons, like Retry-After: copies that disagree
+	// leave the server's intent unknown, so none of them is trusted.
+	v, ok := singleValue(values)
+	if !ok {
+		return 0, false
+	}
+	if form == formDelaySeconds {
+		if v == "" {
+			return 0, false
+		}
+		return parseDelaySeconds(v)
+	}
+	n, ok := parseDecimalSeconds(v)
+	if !ok {
+		return 0, false
+	}
+	if form == formDecimalDelta || (!n.saturated && n.sec < epochThreshold) {
+		return n.delay(), true
+	}
+	ref := now
+	if date, ok := parseHTTPDate(trimOWS(h.Get(keyDate)), now); ok {
+		ref = date
+	}
+	return n.until(ref), true
+}
+
+// decimalSeconds is a non-negative number of seconds, split so that the
+// integer part stays exact at any size a field can hold: float64 would
+// lose the nanoseconds of a Unix time.
+type decimalSeconds struct {
+	sec       int64 // whole seconds
+	nsec      int64 // fraction in nanoseconds, rounded up; may be 1e9
+	saturated bool  // sec is too large for an int64; sec and nsec unset
+}
+
+// parseDecimalSeconds parses 1*DIGIT ["." 1*DIGIT].
+func parseDecimalSeconds(s string) (decimalSeconds, bool) {
+	var n decimalSeconds
+	i := 0
+	for ; i < len(s) && isDigit(s[i]); i++ {
+		if n.saturated {
+			continue // keep checking the grammar
+		}
+		digit := int64(s[i] - '0')
+		if n.sec > (math.MaxInt64-digit)/10 {
+			n.saturated = true
+			continue
+		}
+		n.sec = n.sec*10 + digit
+	}
+	if i == 0 {
+		return decimalSeconds{}, false // empty, sign, leading '.', letter
+	}
+	if i == len(s) {
+		return n, true
+	}
+	if s[i] != '.' || i+1 == len(s) {
+		return decimalSeconds{}, false // junk or a trailing '.'
+	}
+	frac := s[i+1:]
+	scale := int64(1e8)
+	roundUp := false
+	for j := 0; j < len(frac); j++ {
+		if !isDigit(frac[j]) {
+			return decimalSeconds{}, false
+		}
+		digit := int64(frac[j] - '0')
+		if j < 9 {
+			n.nsec += digit * scale
+			scale /= 10
+		} else if digit != 0 {
+			roundUp = true // below a nanosecond: round up, never down
+		}
+	}
+	if roundUp {
+		n.nsec++
+	}
+	return n, true
+}
+
+// delay returns n as a Duration, saturating at maxDelay.
+func (n decimalSeconds) delay() time.Duration {
+	const maxSeconds = int64(maxDelay / time.Second)
+	if n.saturated || n.sec > maxSeconds || (n.sec == maxSeconds && n.nsec > 0) {
+		return maxDelay
+	}
+	return time.Duration(n.sec)*time.Second + time.Duration(n.nsec)
+}
+
+// until returns how long from ref until the Unix time n: 0 if n is at or
+// before ref, maxDelay if it is further away than that. It works on
+// seconds and nanoseconds apart, as time.Unix would overflow on some of
+// the seconds a field can hold.
+func (n decimalSeconds) until(ref time.Time) time.Duration {
+	const maxSeconds = int64(maxDelay / time.Second)
+	if n.saturated {
+		return maxDelay
+	}
+	refSec, refNsec := ref.Unix(), int64(ref.Nanosecond())
+	diff := n.sec - refSec
+	if refSec < 0 && diff < n.sec {
+		return maxDelay // overflowed: n.sec is far after a ref long before 1970
+	}
+	// The wait is diff seconds plus (n.nsec - refNsec) nanoseconds, the
+	// latter in (-1 s, 1 s].
+	switch {
+	case diff < 0:
+		return 0
+	case diff > maxSeconds:
+		return maxDelay
+	}
+	d := time.Duration(diff) * time.Second
+	frac := time.Duration(n.nsec - refNsec)
+	if frac > 0 && d > maxDelay-frac {
+		return maxDelay
+	}
+	return max(d+frac, 0)
+}
+
+// isDecimalZero reports whether s is 1*"0" ["." 1*"0"].
+func isDecimalZero(s string) bool {
+	n, ok := parseDecimalSeconds(s)
+	return ok && !n.saturated && n.sec == 0 && n.nsec == 0
+}
+
+// structuredRateLimitWait reads the IETF RateLimit field lines.
+func structuredRateLimitWait(values []string) (time.Duration, bool) {
+	items, ok := parseRateLimitField(values)
+	if !ok || !items.resetKnown {
+		return 0, false
+	}
+	return items.reset, true
+}
+
+// rateLimitItems is what the RateLimit field says about its policies.
+type rateLimitItems struct {
+	exhausted  bool          // some policy has r=0
+	resetKnown bool          // some policy with r=0 has a "t"
+	reset      time.Duration // the longest such "t", saturated
+}
+
+// parseRateLimitField parses the lines of a RateLimit field as one
+// Structured Field List, as RFC 9651 §4.2 combines them: joined by ", ".
+func parseRateLimitField(values []string) (rateLimitItems, bool) {
+	s := trimOWS(values[0])
+	if len(values) > 1 {
+		// Rare; joining allocates, but parsing the lines one by one would
+		// not be the same: a String may run from one line into the next.
+		trimmed := make([]string, len(values))
+		for i, v := range values {
+			trimmed[i] = trimOWS(v)
+		}
+		s = strings.Join(trimmed, ", ")
+	}
+	p := sfParser{s: s}
+	return p.rateLimitList()
+}
+
+// sfParser parses Structured Field Values (RFC 9651 §4.2) from s, as far
+// as the RateLimit field needs: a List whose members are Items with a
+// String or Token bare item, and parameters of any type. It does not
+// allocate, except to check a rare Display String.
+type sfParser struct {
+	s string
+	i int
+}
+
+func (p *sfParser) done() bool { return p.i >= len(p.s) }
+
+func (p *sfParser) peek() byte { return p.s[p.i] }
+
+func (p *sfParser) skipOWS() {
+	for !p.done() && (p.peek() == ' ' || p.peek() == '\t') {
+		p.i++
+	}
+}
+
+func (p *sfParser) skipSP() {
+	for !p.done() && p.peek() == ' ' {
+		p.i++
+	}
+}
+
+// rateLimitList parses the List (RFC 9651 §4.2.1) of service limit items.
+func (p *sfParser) rateLimitList() (rateLimitItems, bool) {
+	var items rateLimitItems
+	for !p.done() {
+		if !p.rateLimitItem(&items) {
+			return rateLimitItems{}, false
+		}
+		p.skipOWS()
+		if p.done() {
+			break
+		}
+		if p.peek() != ',' {
+			return rateLimitItems{}, false
+		}
+		p.i++
+		p.skipOWS()
+		if p.done() {
+			return rateLimitItems{}, false // a trailing comma
+		}
+	}
+	return items, true
+}
+
+// rateLimitItem parses one service limit item and adds it to items.
+func (p *sfParser) rateLimitItem(items *rateLimitItems) bool {
+	// The bare item names the policy: a String, or a Token. Other types,
+	// and Inner Lists, are valid Structured Fields but not a RateLimit.
+	switch c := p.peek(); {
+	case c == '"':
+		if !p.sfString() {
+			return false
+		}
+	case isAlpha(c) || c == '*':
+		p.token()
+	default:
+		return false
+	}
+	var (
+		r, t       int64
+		hasR, hasT bool
+	)
+	for !p.done() && p.peek() == ';' {
+		p.i++
+		p.skipSP()
+		key, ok := p.key()
+		if !ok {
+			return false
+		}
+		var (
+			n     int64
+			isInt bool
+		)
+		if !p.done() && p.peek() == '=' {
+			p.i++
+			if n, isInt, ok = p.bareItem(); !ok {
+				return false
+			}
+		}
+		// A later parameter of the same name overrides an earlier one
+		// (RFC 9651 §4.2.3.2). A Boolean "r" (no value) is not an Integer.
+		switch key {
+		case "r":
+			r, hasR = n, true
+			if !isInt {
+				return false
+			}
+		case "t":
+			t, hasT = n, true
+			if !isInt {
+				return false
+			}
+		}
+	}
+	if !hasR {
+		return false // "r" is required
+	}
+	if r == 0 {
+		items.exhausted = true
+		if hasT {
+			// t has at most 15 digits, so t seconds fit in an int64 of
+			// seconds, but not always of nanoseconds.
+			reset := maxDelay
+			if t <= int64(maxDelay/time.Second) {
+				reset = time.Duration(t) * time.Second
+			}
+			if !items.resetKnown || reset > items.reset {
+				items.reset = reset
+			}
+			items.resetKnown = true
+		}
+	}
+	return true
+}
+
+// key parses a parameter key (RFC 9651 §4.2.3.3).
+func (p *sfParser) key() (string, bool) {
+	start := p.i
+	if p.done() || !(isLCAlpha(p.peek()) || p.peek() == '*') {
+		return "", false
+	}
+	for p.i++; !p.done(); p.i++ {
+		c := p.peek()
+		if !isLCAlpha(c) && !isDigit(c) && c != '_' && c != '-' && c != '.' && c != '*' {
+			break
+		}
+	}
+	return p.s[start:p.i], true
+}
+
+// bareItem parses a bare item of any type (RFC 9651 §4.2.3.1) and returns
+// its value when it is a non-negative Integer written without a sign,
+// which is all the RateLimit parameters read here may be.
+func (p *sfParser) bareItem() (n int64, nonNegativeInt bool, ok bool) {
+	if p.done() {
+		return 0, false, false
+	}
+	switch c := p.peek(); {
+	case c == '-' || isDigit(c):
+		return p.number()
+	case c == '"':
+		return 0, false, p.sfString()
+	case isAlpha(c) || c == '*':
+		p.token()
+		return 0, false, true
+	case c == ':':
+		return 0, false, p.byteSequence()
+	case c == '?':
+		return 0, false, p.boolean()
+	case c == '@':
+		p.i++
+		start := p.i
+		if p.done() {
+			return 0, false, false
+		}
+		if _, _, ok := p.number(); !ok || strings.IndexByte(p.s[start:p.i], '.') >= 0 {
+			return 0, false, false // a Date is an Integer
+		}
+		return 0, false, true
+	case c == '%':
+		return 0, false, p.displayString()
+	}
+	return 0, false, false
+}
+
+// number parses an Integer or Decimal (RFC 9651 §4.2.4). It reports a
+// value only for an Integer without a minus sign: a "-0" is an Integer,
+// but RateLimitWait takes a sign as malformed, as it does elsewhere.
+func (p *sfParser) number() (n int64, unsignedInt bool, ok bool) {
+	negative := false
+	if p.peek() == '-' {
+		negative = true
+		p.i++
+	}
+	if p.done() || !isDigit(p.peek()) {
+		return 0, false, false
+	}
+	start, dot := p.i, -1
+digits:
+	for ; !p.done(); p.i++ {
+		switch c := p.peek(); {
+		case isDigit(c):
+		case c == '.' && dot < 0:
+			if p.i-start > 12 {
+				return 0, false, false
+			}
+			dot = p.i
+		default:
+			break digits
+		}
+		if length := p.i - start + 1; dot < 0 && length > 15 || dot >= 0 && length > 16 {
+			return 0, false, false
+		}
+	}
+	if dot >= 0 {
+		if frac := p.i - dot - 1; frac == 0 || frac > 3 {
+			return 0, false, false
+		}
+		return 0, false, true
+	}
+	for _, c := range []byte(p.s[start:p.i]) {
+		n = n*10 + int64(c-'0') // at most 15 digits: no overflow
+	}
+	return n, !negative, true
+}
+
+// sfString parses a String (RFC 9651 §4.2.5).
+func (p *sfParser) sfString() bool {
+	for p.i++; !p.done(); p.i++ {
+		switch c := p.peek(); {
+		case c == '\\':
+			p.i++
+			if p.done() || (p.peek() != '"' && p.peek() != '\\') {
+				return false
+			}
+		case c == '"':
+			p.i++
+			return true
+		case c < 0x20 || c > 0x7e:
+			return false
+		}
+	}
+	return false // no closing quote
+}
+
+// token parses a Token (RFC 9651 §4.2.6); the caller has checked its
+// first character.
+func (p *sfParser) token() {
+	for p.i++; !p.done() && (isTChar(p.peek()) || p.peek() == ':' || p.peek() == '/'); p.i++ {
+	}
+}
+
+// byteSequence parses a Byte Sequence (RFC 9651 §4.2.7). Like most
+// parsers, it does not insist on "=" padding or zero pad bits.
+func (p *sfParser) byteSequence() bool {
+	for p.i++; !p.done(); p.i++ {
+		switch c := p.peek(); {
+		case c == ':':
+			p.i++
+			return true
+		case !isAlpha(c) && !isDigit(c) && c != '+' && c != '/' && c != '=':
+			return false
+		}
+	}
+	return false
+}
+
+// boolean parses a Boolean (RFC 9651 §4.2.8).
+func (p *sfParser) boolean() bool {
+	if p.i+1 >= len(p.s) || (p.s[p.i+1] != '0' && p.s[p.i+1] != '1') {
+		return false
+	}
+	p.i += 2
+	return true
+}
+
+// displayString parses a Display String (RFC 9651 §4.2.10): %"..." with
+// lower-case %xx escapes that decode to valid UTF-8.
+func (p *sfParser) displayString() bool {
+	if p.i+1 >= len(p.s) || p.s[p.i+1] != '"' {
+		return false
+	}
+	var decoded []byte
+	for p.i += 2; !p.done(); p.i++ {
+		switch c := p.peek(); {
+		case c == '"':
+			p.i++
+			return utf8.Valid(decoded)
+		case c == '%':
+			if p.i+2 >= len(p.s) {
+				return false
+			}
+			hi, ok1 := lowerHex(p.s[p.i+1])
+			lo, ok2 := lowerHex(p.s[p.i+2])
+			if !ok1 || !ok2 {
+				return false
+			}
+			decoded = append(decoded, hi<<4|lo)
+			p.i += 2
+		case c < 0x20 || c > 0x7e:
+			return false
+		default:
+			decoded = append(decoded, c)
+		}
+	}
+	return false
+}
+
+func lowerHex(c byte) (byte, bool) {
+	switch {
+	case isDigit(c):
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}
+
+func isAlpha(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
+
+func isLCAlpha(c byte) bool { return 'a' <= c && c <= 'z' }
+
+// isTChar reports whether c is a tchar (RFC 9110 §5.6.2).
+func isTChar(c byte) bool {
+	if isAlpha(c) || isDigit(c) {
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
