@@ -1,6 +1,6 @@
 // Command retryget fetches a URL through retryhttp's Transport, like a small
 // curl that rides out overloaded and restarting servers, and tells on stderr
-// what each attempt got and how long it waited.
+// what each attempt got, how long it waited and, when it gave up, why.
 //
 // Usage:
 //
@@ -10,6 +10,35 @@
 // it: a 503 with Retry-After in seconds, a 503 with Retry-After as an
 // HTTP-date, a dropped connection, then 200. With -X POST and no
 // Idempotency-Key, the demo shows that such a request is not retried.
+//
+// The flags that bound the retries are -attempts (attempts per request, the
+// first included), -max-elapsed (no retry starts later than this after the
+// first attempt), -max-retry-after (the longest wait accepted from the
+// server), -timeout (the whole request, waits included) and -attempt-timeout
+// (each attempt must produce its response headers within this time; 0, the
+// default, means no limit). -retry-on lists the statuses retried; a refused
+// or broken connection and an attempt that timed out are always retried. The
+// retries of one run share a per-host retry budget, printed on every retry
+// line.
+//
+// Each retry line names the header the server's wait came from: Retry-After,
+// in any of its forms, or a rate-limit header (RateLimit, RateLimit-Reset,
+// X-RateLimit-Reset-After, X-RateLimit-Reset, X-Rate-Limit-Reset). When the
+// retries end on an outcome that called for another attempt, a line says
+// why. The demo prints something like:
+//
+//	no URL given: fetching from a flaky demo server at http://127.0.0.1:40671/demo
+//	attempt 1: 503 Service Unavailable; Retry-After "1" read as delay-seconds: 1s; waiting 1.42s; budget 9.0 tokens left
+//	attempt 2: 503 Service Unavailable; Retry-After "Thu, 01 Jan 2026 00:00:02 GMT" read as HTTP-date, IMF-fixdate: 1s; waiting 1.716s; budget 8.0 tokens left
+//	attempt 3: error: EOF; no response, so backoff; waiting 1.105s; budget 7.0 tokens left
+//	attempt 4: 200 OK
+//	200 OK after 4 attempts in 4.248s
+//
+// and, with -X POST:
+//
+//	attempt 1: 503 Service Unavailable
+//	gave up after 1 attempt: POST is not idempotent and has no Idempotency-Key (not retried)
+//	503 Service Unavailable after 1 attempt in 2ms
 //
 // The response body goes to stdout. The exit code is 0 for a final status
 // below 400, 1 for a final status of 400 or more or a failed request, and 2
@@ -82,14 +111,15 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.Usage = func() {}
 	attempts := fs.Int("attempts", 0, "attempts per request, the first included (0: the library's default, 4)")
 	fs.DurationVar(&o.policy.MaxElapsed, "max-elapsed", 0, "no retry starts later than this after the first attempt (0: default, 30s)")
-	fs.DurationVar(&o.policy.MaxRetryAfter, "max-retry-after", 0, "the longest Retry-After waited for (0: default, 30s)")
-	retryOn := fs.String("retry-on", "429,503", "comma-separated `statuses` to retry")
+	fs.DurationVar(&o.policy.MaxRetryAfter, "max-retry-after", 0, "the longest wait accepted from the server's Retry-After or rate-limit header (0: default, 30s)")
+	fs.DurationVar(&o.policy.AttemptTimeout, "attempt-timeout", 0, "each attempt must produce its response headers within this time, or is abandoned and retried (0: no limit)")
+	retryOn := fs.String("retry-on", "403,429,503", "comma-separated `statuses` to retry (a 403 only when the server marks it as a rate-limit refusal)")
 	fs.StringVar(&o.method, "X", "", "request `method` (default GET, or POST with -d)")
 	headers := &headerFlags{h: o.header}
 	fs.Var(headers, "H", "request header `'Name: value'` (repeatable)")
 	data := fs.String("d", "", "request body, or @file to read it from a file")
 	fs.StringVar(&o.idempotencyKey, "idempotency-key", "", "send this Idempotency-Key, which makes a POST safe to retry")
-	fs.DurationVar(&o.timeout, "timeout", 0, "give up on the whole request after this long (0: no limit)")
+	fs.DurationVar(&o.timeout, "timeout", 0, "give up on the whole request, waits included, after this long (0: no limit)")
 	fs.BoolVar(&o.quiet, "q", false, "quiet: no attempt lines or summary on stderr")
 	fs.BoolVar(&o.verbose, "v", false, "verbose: also print the request and the final response's header on stderr")
 	if err := fs.Parse(args); err != nil {
@@ -97,6 +127,20 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 			printUsage(fs, stderr)
 		}
 		return nil, err
+	}
+	// Checked here, so that the message names the flag rather than the
+	// library's Policy field.
+	switch {
+	case *attempts < 0:
+		return nil, fmt.Errorf("-attempts %d: must not be negative", *attempts)
+	case o.policy.MaxElapsed < 0:
+		return nil, fmt.Errorf("-max-elapsed %v: must not be negative", o.policy.MaxElapsed)
+	case o.policy.MaxRetryAfter < 0:
+		return nil, fmt.Errorf("-max-retry-after %v: must not be negative", o.policy.MaxRetryAfter)
+	case o.policy.AttemptTimeout < 0:
+		return nil, fmt.Errorf("-attempt-timeout %v: must not be negative", o.policy.AttemptTimeout)
+	case o.timeout < 0:
+		return nil, fmt.Errorf("-timeout %v: must not be negative", o.timeout)
 	}
 	if fs.NArg() > 1 {
 		return nil, fmt.Errorf("one URL at most, got %d arguments", fs.NArg())
@@ -132,7 +176,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	}
 	o.policy.Retryable = retryhttp.RetryStatuses(statuses...)
 	o.policy.MaxAttempts = *attempts
-	o.budget = retryhttp.NewBudget(retryhttp.DefaultBudgetRatio, retryhttp.DefaultBudgetBurst)
+	o.budget = retryhttp.NewHostBudget(retryhttp.DefaultBudgetRatio, retryhttp.DefaultBudgetBurst)
 	o.policy.Budget = o.budget
 	if err := o.policy.Validate(); err != nil {
 		return nil, err
@@ -191,6 +235,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // startDemoServer starts the flaky server a newcomer sees every path with.
+// Its two waits of a second each get up to a second of jitter apiece, and
+// the dropped connection's backoff is the schedule's third step (0.5 s to
+// 1.5 s, since the schedule advances on every retry): about 4 s in all.
 func startDemoServer() *retrytest.Server {
 	return retrytest.NewServer(nil,
 		retrytest.Unavailable(time.Second),
@@ -201,6 +248,10 @@ func startDemoServer() *retrytest.Server {
 		retrytest.OK("hello from the demo server: it answered 503 twice and dropped a connection before this\n"),
 	).Otherwise(retrytest.OK("hello again from the demo server\n"))
 }
+
+// clockKey is the context key under which a test hands fetch a fake
+// retryhttp.Clock, so that long waits take no real time.
+type clockKey struct{}
 
 func fetch(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 	if o.timeout > 0 {
@@ -236,38 +287,65 @@ func fetch(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 	}
 
 	retries := 0
+	var gaveUp *retryhttp.GiveUpEvent
 	policy := o.policy
-	policy.OnRetry = func(ev retryhttp.RetryEvent) {
-		retries++
-		logf("attempt %d: %s; %s; waiting %v; budget %.1f tokens left\n",
-			ev.Attempt, outcome(ev.Response, ev.Err), describeRetryAfter(ev.Response, ev.RetryAfter, ev.HasRetryAfter),
-			ev.Wait.Round(time.Millisecond), o.budget.Tokens())
+	if c, ok := ctx.Value(clockKey{}).(retryhttp.Clock); ok {
+		policy.Clock = c
 	}
+	policy.OnRetry = func(ev retryhttp.RetryEvent) {
+		retries = ev.Attempt
+		logf("attempt %d: %s; %s; waiting %v; budget %.1f tokens left\n",
+			ev.Attempt, outcome(ev.Response, ev.Err),
+			describeServerWait(ev.Response, ev.RetryAfterHeader, ev.RetryAfter, ev.HasRetryAfter),
+			ev.Wait.Round(time.Millisecond), o.budget.TokensFor(ev.Request.URL.Scheme+"://"+ev.Request.URL.Host))
+	}
+	policy.OnGiveUp = func(ev retryhttp.GiveUpEvent) { gaveUp = &ev }
 	base := &http.Transport{}
 	defer base.CloseIdleConnections()
 	client := &http.Client{Transport: &retryhttp.Transport{Base: base, Policy: policy}}
 
 	started := time.Now()
 	resp, err := client.Do(req)
-	attempts := retries + 1
 	elapsed := time.Since(started).Round(time.Millisecond)
+	attempts := retries + 1
+	why := ""
+	if gaveUp != nil {
+		attempts = gaveUp.Attempts
+		why = fmt.Sprintf("gave up after %s: %s", plural(attempts, "attempt"), o.giveUpReason(req, gaveUp))
+	}
 	if err != nil {
-		logf("attempt %d: %s\n", attempts, outcome(nil, err))
-		logf("failed after %s in %v\n", plural(attempts, "attempt"), elapsed)
+		// A wait cut short follows an attempt that OnRetry has told of.
+		if last := lastAttemptError(err); last != nil && attempts > retries {
+			logf("attempt %d: %s\n", attempts, outcome(nil, last))
+		}
+		if why != "" {
+			logf("%s\n", why)
+		}
+		logf("failed after %s in %v%s\n", plural(attempts, "attempt"), elapsed, o.failure(ctx, err, gaveUp))
 		if o.quiet {
-			fmt.Fprintf(stderr, "retryget: %v\n", err)
+			if why != "" {
+				if last := lastAttemptError(err); last != nil {
+					why += "; last error: " + last.Error()
+				}
+				fmt.Fprintf(stderr, "retryget: %s\n", why)
+			} else {
+				fmt.Fprintf(stderr, "retryget: %v\n", err)
+			}
 		}
 		return exitFailed
 	}
 	defer resp.Body.Close()
 	logf("attempt %d: %s\n", attempts, outcome(resp, nil))
+	if why != "" {
+		logf("%s\n", why)
+	}
 	if o.verbose {
 		for k, v := range resp.Header {
 			logf("< %s: %s\n", k, strings.Join(v, ", "))
 		}
 	}
 	_, copyErr := io.Copy(stdout, resp.Body)
-	logf("%s after %s in %v%s\n", resp.Status, plural(attempts, "attempt"), elapsed, whyNotRetried(req, resp, attempts, policy))
+	logf("%s after %s in %v\n", resp.Status, plural(attempts, "attempt"), elapsed)
 	if copyErr != nil {
 		fmt.Fprintf(stderr, "retryget: reading the response body: %v\n", copyErr)
 		return exitFailed
@@ -278,13 +356,105 @@ func fetch(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// whyNotRetried explains a retryable answer that got a single attempt
-// because the request was not safe to send again.
-func whyNotRetried(req *http.Request, resp *http.Response, attempts int, p retryhttp.Policy) string {
-	if attempts > 1 || !p.Retryable(resp, nil) || retryhttp.DefaultIdempotent(req) {
-		return ""
+// giveUpReason says, in the command's own terms, why the retries of req
+// ended on an outcome that called for another attempt.
+func (o *options) giveUpReason(req *http.Request, ev *retryhttp.GiveUpEvent) string {
+	p := &o.policy
+	reason := ""
+	switch r := ev.Reason; {
+	case errors.Is(r, retryhttp.ErrAttemptsUsedUp):
+		reason = fmt.Sprintf("attempts used up (-attempts %d)", orDefault(p.MaxAttempts, retryhttp.DefaultMaxAttempts))
+	case errors.Is(r, retryhttp.ErrBudgetEmpty):
+		reason = "the retry budget is empty"
+	case errors.Is(r, retryhttp.ErrRetryAfterTooLong):
+		header := ev.RetryAfterHeader
+		if header == "" {
+			header = "the server's wait"
+		}
+		reason = fmt.Sprintf("%s %s exceeds -max-retry-after %v",
+			header, seconds(ev.RetryAfter), orDefault(p.MaxRetryAfter, retryhttp.DefaultMaxRetryAfter))
+	case errors.Is(r, retryhttp.ErrNotResendable):
+		reason = fmt.Sprintf("%s is not idempotent and has no Idempotency-Key (not retried)", req.Method)
+		if retryhttp.DefaultIdempotent(req) {
+			// The command's bodies can always be replayed; should one
+			// ever not be, this is why.
+			reason = "the request body cannot be sent again (not retried)"
+		}
+	case errors.Is(r, retryhttp.ErrMaxElapsed):
+		reason = fmt.Sprintf("next retry would pass -max-elapsed %v", orDefault(p.MaxElapsed, retryhttp.DefaultMaxElapsed))
+	case errors.Is(r, retryhttp.ErrDeadline):
+		reason = "next retry would pass " + o.deadline()
+	case errors.Is(r, context.DeadlineExceeded):
+		reason = o.deadline() + " passed while waiting to retry"
+	case errors.Is(r, context.Canceled):
+		reason = "the request was cancelled while waiting to retry"
+	case errors.Is(r, retryhttp.ErrBackoffStop):
+		reason = "the backoff schedule said stop"
+	default:
+		reason = strings.TrimPrefix(fmt.Sprint(r), "retryhttp: ")
 	}
-	return fmt.Sprintf(" (not retried: %s is not idempotent and the request has no Idempotency-Key)", req.Method)
+	if errors.Is(ev.Err, retryhttp.ErrAttemptTimeout) {
+		timedOut := "attempt timed out"
+		if p.AttemptTimeout > 0 {
+			timedOut += fmt.Sprintf(" (-attempt-timeout %v)", p.AttemptTimeout)
+		}
+		reason = timedOut + "; " + reason
+	}
+	return reason
+}
+
+// deadline names the deadline of the request.
+func (o *options) deadline() string {
+	if o.timeout > 0 {
+		return fmt.Sprintf("the -timeout deadline (%v)", o.timeout)
+	}
+	return "the deadline" // the caller's context's, not the command line's
+}
+
+// failure explains a failed request that did not give up on a retryable
+// outcome: today, only one that the -timeout deadline cut short.
+func (o *options) failure(ctx context.Context, err error, gaveUp *retryhttp.GiveUpEvent) string {
+	if gaveUp == nil && o.timeout > 0 && errors.Is(err, context.DeadlineExceeded) &&
+		errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return ": " + o.deadline() + " passed"
+	}
+	return ""
+}
+
+// lastAttemptError returns the last attempt's own transport error, without
+// what http.Client and retryhttp wrap around it: the method and URL, and
+// the number of attempts, which the summary says anyway. It is nil when the
+// last attempt ended in a response and a wait after it was cut short.
+func lastAttemptError(err error) error {
+	var giveUp *retryhttp.GiveUpError
+	if errors.As(err, &giveUp) {
+		return giveUp.Err
+	}
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		err = urlErr.Err
+	}
+	// An error that ended the request after retries, though not worth
+	// retrying itself: "retryhttp: failed after N attempts: %w".
+	if strings.HasPrefix(err.Error(), "retryhttp: failed after ") {
+		if inner := errors.Unwrap(err); inner != nil {
+			err = inner
+		}
+	}
+	return err
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// seconds writes d in seconds, as Retry-After counts: 3600s, 1.5s.
+func seconds(d time.Duration) string {
+	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + "s"
 }
 
 func outcome(resp *http.Response, err error) string {
@@ -294,22 +464,52 @@ func outcome(resp *http.Response, err error) string {
 	return resp.Status
 }
 
-// describeRetryAfter says what Retry-After the response had and how it was
-// read.
-func describeRetryAfter(resp *http.Response, d time.Duration, ok bool) string {
+// rateLimitHeaders are the rate-limit header fields retryhttp reads when a
+// response has no usable Retry-After, in its order of precedence.
+var rateLimitHeaders = []string{"RateLimit", "RateLimit-Reset", "X-RateLimit-Reset-After", "X-RateLimit-Reset", "X-Rate-Limit-Reset"}
+
+// describeServerWait says what wait the response asked for, in which header,
+// and how it was read. header, d and ok are RetryEvent's RetryAfterHeader,
+// RetryAfter and HasRetryAfter.
+func describeServerWait(resp *http.Response, header string, d time.Duration, ok bool) string {
 	if resp == nil {
 		return "no response, so backoff"
 	}
-	value := resp.Header.Get("Retry-After")
-	switch {
-	case value == "":
-		return "no Retry-After, so backoff"
-	case !ok:
-		return fmt.Sprintf("Retry-After %q not understood, so backoff", value)
+	retryAfter := headerValue(resp.Header, "Retry-After")
+	if ok && header == "Retry-After" {
+		return describeRetryAfter(retryAfter, d)
 	}
+	var unread []string
+	if retryAfter != "" {
+		unread = append(unread, fmt.Sprintf("Retry-After %q not understood", retryAfter))
+	}
+	if ok {
+		value := headerValue(resp.Header, header)
+		read := fmt.Sprintf("%s %q %s: %v", header, value, howRateLimitRead(header, value), d)
+		return strings.Join(append(unread, read), "; ")
+	}
+	for _, name := range rateLimitHeaders {
+		if value := headerValue(resp.Header, name); value != "" {
+			unread = append(unread, fmt.Sprintf("%s %q gives no wait", name, value))
+			break // retryhttp reads the first one present only
+		}
+	}
+	if len(unread) == 0 {
+		return "no Retry-After, so backoff"
+	}
+	return strings.Join(unread, "; ") + ", so backoff"
+}
+
+// headerValue returns every value of the field name, joined.
+func headerValue(h http.Header, name string) string {
+	return strings.Join(h.Values(name), ", ")
+}
+
+// describeRetryAfter says how a Retry-After value was read.
+func describeRetryAfter(value string, d time.Duration) string {
 	form := "HTTP-date, asctime form"
 	switch {
-	case value[0] >= '0' && value[0] <= '9':
+	case value != "" && value[0] >= '0' && value[0] <= '9':
 		form = "delay-seconds"
 	case strings.Contains(value, "-"):
 		form = "HTTP-date, obsolete RFC 850 form"
@@ -317,6 +517,24 @@ func describeRetryAfter(resp *http.Response, d time.Duration, ok bool) string {
 		form = "HTTP-date, IMF-fixdate"
 	}
 	return fmt.Sprintf("Retry-After %q read as %s: %v", value, form, d)
+}
+
+// howRateLimitRead says how retryhttp reads a rate-limit header's value.
+func howRateLimitRead(header, value string) string {
+	switch header {
+	case "RateLimit-Reset":
+		return "read as delay-seconds"
+	case "X-RateLimit-Reset-After":
+		return "read as seconds from now"
+	case "X-RateLimit-Reset", "X-Rate-Limit-Reset":
+		// A Unix time from 1,000,000,000 on, seconds from now below it.
+		whole, _, _ := strings.Cut(strings.TrimSpace(value), ".")
+		if len(strings.TrimLeft(whole, "0")) >= 10 {
+			return "read as a Unix time"
+		}
+		return "read as seconds from now"
+	}
+	return "read" // RateLimit: the longest "t" of an exhausted policy
 }
 
 func plural(n int, noun string) string {

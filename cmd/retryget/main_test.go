@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +34,27 @@ func runCmd(t *testing.T, args ...string) (int, string, string) {
 	return code, stdout.String(), stderr.String()
 }
 
+// runVirtual runs the command like runCmd, but with a fake clock for the
+// retry waits, so that long waits take no real time.
+func runVirtual(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	ctx := context.WithValue(context.Background(), clockKey{}, retrytest.NewClock(t))
+	code := run(ctx, args, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+// giveUpLines returns the lines of stderr that say why the command gave up.
+func giveUpLines(stderr string) []string {
+	var lines []string
+	for _, line := range strings.Split(stderr, "\n") {
+		if strings.HasPrefix(line, "gave up after ") {
+			lines = append(lines, line)
+		}
+	}
+	return lines
+}
+
 func TestDemo(t *testing.T) {
 	t.Parallel()
 	code, stdout, stderr := runCmd(t)
@@ -41,11 +64,13 @@ func TestDemo(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(stderr), "\n")
 	require.Len(t, lines, 6, stderr)
 	assert.Contains(t, lines[0], "no URL given: fetching from a flaky demo server at http://127.0.0.1:")
-	assert.Regexp(t, `^attempt 1: 503 Service Unavailable; Retry-After "1" read as delay-seconds: 1s; waiting 1\.\d+s; budget 9\.0 tokens left$`, lines[1])
-	assert.Regexp(t, `^attempt 2: 503 Service Unavailable; Retry-After "\w{3}, \d\d \w{3} \d{4} [\d:]{8} GMT" read as HTTP-date, IMF-fixdate: 1s; waiting 1\.\d+s; budget 8\.0 tokens left$`, lines[2])
+	// A server-named wait of 1s gets up to 1s of jitter.
+	assert.Regexp(t, `^attempt 1: 503 Service Unavailable; Retry-After "1" read as delay-seconds: 1s; waiting 1(\.\d+)?s; budget 9\.0 tokens left$`, lines[1])
+	assert.Regexp(t, `^attempt 2: 503 Service Unavailable; Retry-After "\w{3}, \d\d \w{3} \d{4} [\d:]{8} GMT" read as HTTP-date, IMF-fixdate: 1s; waiting 1(\.\d+)?s; budget 8\.0 tokens left$`, lines[2])
 	assert.Regexp(t, `^attempt 3: error: .*EOF; no response, so backoff; waiting [\d.]+m?s; budget 7\.0 tokens left$`, lines[3])
 	assert.Equal(t, "attempt 4: 200 OK", lines[4])
 	assert.Regexp(t, `^200 OK after 4 attempts in [\d.]+m?s$`, lines[5])
+	assert.NotContains(t, stderr, "gave up")
 }
 
 func TestDemoPostIsNotRetried(t *testing.T) {
@@ -54,8 +79,9 @@ func TestDemoPostIsNotRetried(t *testing.T) {
 	assert.Empty(t, stdout)
 	assert.Contains(t, stderr, "attempt 1: 503 Service Unavailable\n")
 	assert.NotContains(t, stderr, "attempt 2")
-	assert.Contains(t, stderr, "503 Service Unavailable after 1 attempt in ")
-	assert.Contains(t, stderr, "(not retried: POST is not idempotent and the request has no Idempotency-Key)")
+	assert.Contains(t, stderr, "attempt 1: 503 Service Unavailable\n"+
+		"gave up after 1 attempt: POST is not idempotent and has no Idempotency-Key (not retried)\n"+
+		"503 Service Unavailable after 1 attempt in ")
 }
 
 func TestFetchesAURL(t *testing.T) {
@@ -64,11 +90,12 @@ func TestFetchesAURL(t *testing.T) {
 		retrytest.Reply(503, "").WithHeader("Retry-After", "soon"),
 		retrytest.OK("payload"),
 	)
-	code, stdout, stderr := runCmd(t, "-max-elapsed", "1m", srv.URL+"/x")
+	code, stdout, stderr := runVirtual(t, "-max-elapsed", "1m", srv.URL+"/x")
 
 	assert.Equal(t, exitOK, code, stderr)
 	assert.Equal(t, "payload", stdout)
-	assert.Contains(t, stderr, `attempt 1: 503 Service Unavailable; Retry-After "0" read as delay-seconds: 0s; waiting 0s`)
+	// Even a wait of 0s gets up to 1s of jitter.
+	assert.Regexp(t, `attempt 1: 503 Service Unavailable; Retry-After "0" read as delay-seconds: 0s; waiting \d+(\.\d+)?m?s; budget 9\.0 tokens left\n`, stderr)
 	assert.Contains(t, stderr, `attempt 2: 503 Service Unavailable; Retry-After "soon" not understood, so backoff; waiting `)
 	assert.Contains(t, stderr, "attempt 3: 200 OK\n")
 	assert.NotContains(t, stderr, "demo server")
@@ -111,15 +138,320 @@ func TestFailedRequest(t *testing.T) {
 	assert.Empty(t, stdout)
 	assert.Contains(t, stderr, "attempt 1: error: ")
 	assert.Contains(t, stderr, "connection refused; no response, so backoff; waiting ")
-	assert.Regexp(t, `attempt 2: error: .*gave up after 2 attempts \(attempts used up\).*connection refused`, stderr)
+	// The last attempt's own error, not the GiveUpError around it.
+	assert.Regexp(t, `(?m)^attempt 2: error: dial tcp [\d.:]+: connect: connection refused$`, stderr)
+	assert.NotContains(t, stderr, "gave up after 2 attempts (")
+	assert.NotContains(t, stderr, "retryhttp:")
+	assert.Equal(t, []string{"gave up after 2 attempts: attempts used up (-attempts 2)"}, giveUpLines(stderr))
 	assert.Contains(t, stderr, "failed after 2 attempts in ")
+}
+
+func TestFailedRequestQuiet(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close()
+
+	code, stdout, stderr := runVirtual(t, "-q", "-attempts", "2", url)
+
+	assert.Equal(t, exitFailed, code)
+	assert.Empty(t, stdout)
+	assert.Regexp(t, `^retryget: gave up after 2 attempts: attempts used up \(-attempts 2\); last error: dial tcp [\d.:]+: connect: connection refused\n$`, stderr)
 }
 
 func TestTimeout(t *testing.T) {
 	srv := retrytest.NewServer(t, retrytest.OK("late").WithDelay(time.Minute))
 	code, _, stderr := runCmd(t, "-timeout", "100ms", srv.URL)
 	assert.Equal(t, exitFailed, code)
-	assert.Contains(t, stderr, "context deadline exceeded")
+	assert.Contains(t, stderr, "attempt 1: error: context deadline exceeded\n")
+	// The attempt's outcome was not retryable: the request did not give up
+	// on it, but the summary says what ended it.
+	assert.Empty(t, giveUpLines(stderr))
+	assert.Regexp(t, `(?m)^failed after 1 attempt in [\d.]+m?s: the -timeout deadline \(100ms\) passed$`, stderr)
+}
+
+// A deadline that ends an attempt after retries: the last attempt's line
+// has its own error, not the "failed after 2 attempts" wrapped around it.
+func TestTimeoutAfterARetry(t *testing.T) {
+	t.Parallel()
+	srv := retrytest.NewServer(t,
+		retrytest.Unavailable(0).WithHeader("Retry-After", "0"),
+		retrytest.OK("late").WithDelay(time.Minute))
+	code, _, stderr := runVirtual(t, "-timeout", "300ms", srv.URL)
+
+	assert.Equal(t, exitFailed, code)
+	assert.Equal(t, 2, srv.Count())
+	assert.Contains(t, stderr, "attempt 2: error: context deadline exceeded\n")
+	assert.NotContains(t, stderr, "failed after 2 attempts:")
+	assert.Empty(t, giveUpLines(stderr))
+	assert.Regexp(t, `(?m)^failed after 2 attempts in [\d.]+m?s: the -timeout deadline \(300ms\) passed$`, stderr)
+}
+
+// Every way of giving up says why, in a line of its own after the last
+// attempt's, whether the retries ended on a response or on an error.
+func TestGiveUpReasons(t *testing.T) {
+	t.Parallel()
+	retryNow := retrytest.Unavailable(0).WithHeader("Retry-After", "0")
+	hang := retrytest.OK("late").WithDelay(time.Minute)
+	tests := []struct {
+		name      string
+		script    []retrytest.Answer
+		otherwise *retrytest.Answer
+		args      []string
+		attempts  int
+		want      string // the give-up line
+		lastLine  string // the last attempt's line, when it says more than the status
+		unseen    bool   // the server may not have seen every attempt
+	}{
+		{
+			name:     "attempts used up",
+			script:   []retrytest.Answer{retryNow, retryNow},
+			args:     []string{"-attempts", "2"},
+			attempts: 2,
+			want:     "gave up after 2 attempts: attempts used up (-attempts 2)",
+		},
+		{
+			name:     "attempts used up, the default",
+			script:   []retrytest.Answer{retryNow, retryNow, retryNow, retryNow},
+			attempts: 4,
+			want:     "gave up after 4 attempts: attempts used up (-attempts 4)",
+		},
+		{
+			// The per-host budget holds 10 tokens: 10 retries, then none.
+			name:      "budget empty",
+			otherwise: &retryNow,
+			args:      []string{"-attempts", "20", "-max-elapsed", "1h"},
+			attempts:  11,
+			want:      "gave up after 11 attempts: the retry budget is empty",
+		},
+		{
+			name:     "Retry-After too long",
+			script:   []retrytest.Answer{retrytest.Unavailable(time.Hour)},
+			attempts: 1,
+			want:     "gave up after 1 attempt: Retry-After 3600s exceeds -max-retry-after 30s",
+		},
+		{
+			name:     "Retry-After over -max-retry-after",
+			script:   []retrytest.Answer{retrytest.TooManyRequests(10 * time.Second)},
+			args:     []string{"-max-retry-after", "5s"},
+			attempts: 1,
+			want:     "gave up after 1 attempt: Retry-After 10s exceeds -max-retry-after 5s",
+		},
+		{
+			name: "rate-limit wait too long",
+			script: []retrytest.Answer{retrytest.Reply(http.StatusTooManyRequests, "").
+				WithHeader("X-RateLimit-Reset-After", "90.5")},
+			args:     []string{"-max-retry-after", "1m"},
+			attempts: 1,
+			want:     "gave up after 1 attempt: X-RateLimit-Reset-After 90.5s exceeds -max-retry-after 1m0s",
+		},
+		{
+			name:     "POST not resendable",
+			script:   []retrytest.Answer{retryNow},
+			args:     []string{"-X", "POST", "-d", `{"amount":1}`},
+			attempts: 1,
+			want:     "gave up after 1 attempt: POST is not idempotent and has no Idempotency-Key (not retried)",
+		},
+		{
+			name:     "PATCH not resendable",
+			script:   []retrytest.Answer{retrytest.TooManyRequests(time.Second)},
+			args:     []string{"-X", "PATCH"},
+			attempts: 1,
+			want:     "gave up after 1 attempt: PATCH is not idempotent and has no Idempotency-Key (not retried)",
+		},
+		{
+			name:     "max elapsed",
+			script:   []retrytest.Answer{retrytest.Unavailable(5 * time.Second)},
+			args:     []string{"-max-elapsed", "1s"},
+			attempts: 1,
+			want:     "gave up after 1 attempt: next retry would pass -max-elapsed 1s",
+		},
+		{
+			name:     "timeout deadline",
+			script:   []retrytest.Answer{retrytest.Unavailable(5 * time.Second)},
+			args:     []string{"-timeout", "2s"},
+			attempts: 1,
+			want:     "gave up after 1 attempt: next retry would pass the -timeout deadline (2s)",
+		},
+		{
+			name:      "attempt timeout",
+			otherwise: &hang,
+			args:      []string{"-attempts", "2", "-attempt-timeout", "100ms"},
+			attempts:  2,
+			want:      "gave up after 2 attempts: attempt timed out (-attempt-timeout 100ms); attempts used up (-attempts 2)",
+			lastLine:  "attempt 2: error: retryhttp: attempt timed out: no response headers within 100ms",
+			// On a loaded machine, an attempt may time out before the
+			// server has read it.
+			unseen: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := retrytest.NewServer(t, tt.script...)
+			if tt.otherwise != nil {
+				srv.Otherwise(*tt.otherwise)
+			}
+			code, stdout, stderr := runVirtual(t, append(tt.args, srv.URL)...)
+
+			assert.Equal(t, exitFailed, code, stderr)
+			assert.Empty(t, stdout)
+			if tt.unseen {
+				assert.LessOrEqual(t, srv.Count(), tt.attempts)
+			} else {
+				assert.Equal(t, tt.attempts, srv.Count())
+			}
+			assert.Equal(t, []string{tt.want}, giveUpLines(stderr), stderr)
+			lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+			require.GreaterOrEqual(t, len(lines), 3, stderr)
+			last := lines[len(lines)-3]
+			if tt.lastLine != "" {
+				assert.Equal(t, tt.lastLine, last)
+			} else {
+				assert.Regexp(t, fmt.Sprintf(`^attempt %d: \d{3} [\w ]+$`, tt.attempts), last)
+			}
+			assert.Equal(t, tt.want, lines[len(lines)-2])
+			assert.Regexp(t, `^(\d{3} [\w ]+|failed) after `+plural(tt.attempts, "attempt")+` in `, lines[len(lines)-1])
+			assert.NotContains(t, stderr, "retryhttp: gave up")
+		})
+	}
+}
+
+// A wait cut short gives up after the attempt its retry line told of,
+// without a line of its own for that attempt.
+func TestCancelledWhileWaiting(t *testing.T) {
+	t.Parallel()
+	srv := retrytest.NewServer(t, retrytest.Unavailable(5*time.Second))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	time.AfterFunc(100*time.Millisecond, cancel)
+	code := run(ctx, []string{srv.URL}, &stdout, &stderr)
+
+	assert.Equal(t, exitFailed, code)
+	assert.Empty(t, stdout.String())
+	assert.Regexp(t, `^attempt 1: 503 Service Unavailable; Retry-After "5" read as delay-seconds: 5s; waiting 5(\.\d+)?s; budget 9\.0 tokens left\n`+
+		`gave up after 1 attempt: the request was cancelled while waiting to retry\n`+
+		`failed after 1 attempt in [\d.]+m?s\n$`, stderr.String())
+}
+
+// The budget figure is the request's host's: the first retry leaves 9 of
+// the 10 tokens, and the last one none.
+func TestBudgetPerHost(t *testing.T) {
+	srv := retrytest.NewServer(t).Otherwise(retrytest.Unavailable(0).WithHeader("Retry-After", "0"))
+	code, _, stderr := runVirtual(t, "-attempts", "20", "-max-elapsed", "1h", srv.URL)
+	assert.Equal(t, exitFailed, code)
+	assert.Contains(t, stderr, "attempt 1: 503 Service Unavailable; Retry-After \"0\" read as delay-seconds: 0s; waiting ")
+	assert.Regexp(t, `(?m)^attempt 1: .*; budget 9\.0 tokens left$`, stderr)
+	assert.Regexp(t, `(?m)^attempt 10: .*; budget 0\.0 tokens left$`, stderr)
+	assert.Contains(t, stderr, "attempt 11: 503 Service Unavailable\ngave up after 11 attempts: the retry budget is empty\n")
+}
+
+// A request that succeeded, or whose outcome was not retryable, did not
+// give up: no reason is printed.
+func TestNoGiveUpReason(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		script []retrytest.Answer
+		args   []string
+		want   int
+	}{
+		{"success", []retrytest.Answer{retrytest.OK("")}, nil, exitOK},
+		{"success after a retry", []retrytest.Answer{retrytest.Unavailable(time.Second), retrytest.OK("")}, nil, exitOK},
+		{"404", []retrytest.Answer{retrytest.Reply(http.StatusNotFound, "")}, nil, exitFailed},
+		{"404 after a retry", []retrytest.Answer{retrytest.Unavailable(0), retrytest.Reply(http.StatusNotFound, "")}, nil, exitFailed},
+		{"502 not in -retry-on", []retrytest.Answer{retrytest.Reply(http.StatusBadGateway, "")}, nil, exitFailed},
+		{"403 that is no rate limit", []retrytest.Answer{retrytest.Reply(http.StatusForbidden, "")}, []string{"-retry-on", "403,503"}, exitFailed},
+		{"POST answered 404", []retrytest.Answer{retrytest.Reply(http.StatusNotFound, "")}, []string{"-d", "x"}, exitFailed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := retrytest.NewServer(t, tt.script...)
+			code, _, stderr := runVirtual(t, append(tt.args, srv.URL)...)
+			assert.Equal(t, tt.want, code, stderr)
+			assert.Equal(t, len(tt.script), srv.Count())
+			assert.NotContains(t, stderr, "gave up")
+			assert.NotContains(t, stderr, "not retried")
+			assert.Regexp(t, `(?m)^\d{3} [\w ]+ after `+plural(len(tt.script), "attempt")+` in [\d.]+m?s$`, stderr)
+		})
+	}
+}
+
+// -attempt-timeout abandons an attempt whose response headers are late, and
+// retries it.
+func TestAttemptTimeout(t *testing.T) {
+	t.Parallel()
+	srv := retrytest.NewServer(t, retrytest.OK("late").WithDelay(time.Minute), retrytest.OK("in time"))
+	// Long enough for the first attempt to reach the server, even under -race.
+	code, stdout, stderr := runVirtual(t, "-attempt-timeout", "500ms", srv.URL)
+
+	assert.Equal(t, exitOK, code, stderr)
+	assert.Equal(t, "in time", stdout)
+	assert.Equal(t, 2, srv.Count())
+	assert.Regexp(t, `(?m)^attempt 1: error: retryhttp: attempt timed out: no response headers within 500ms; no response, so backoff; waiting [\d.]+m?s; budget 9\.0 tokens left$`, stderr)
+	assert.Contains(t, stderr, "attempt 2: 200 OK\n")
+	assert.Empty(t, giveUpLines(stderr))
+	assert.Regexp(t, `(?m)^200 OK after 2 attempts in `, stderr)
+}
+
+// Each retry line says which header the server's wait came from, and how it
+// was read.
+func TestServerWaitHeaders(t *testing.T) {
+	t.Parallel()
+	date := time.Date(2026, time.January, 1, 0, 0, 0, 0, time.UTC)
+	rateLimited := func(status int, kv ...string) retrytest.Answer {
+		a := retrytest.Reply(status, "")
+		for i := 0; i < len(kv); i += 2 {
+			a = a.WithHeader(kv[i], kv[i+1])
+		}
+		return a
+	}
+	tests := []struct {
+		name   string
+		answer retrytest.Answer
+		args   []string
+		want   string
+	}{
+		{"Retry-After delay-seconds", retrytest.TooManyRequests(2 * time.Second), nil,
+			`Retry-After "2" read as delay-seconds: 2s`},
+		{"Retry-After IMF-fixdate", rateLimited(503, "Date", date.Format(http.TimeFormat), "Retry-After", date.Add(3*time.Second).Format(http.TimeFormat)), nil,
+			`Retry-After "Thu, 01 Jan 2026 00:00:03 GMT" read as HTTP-date, IMF-fixdate: 3s`},
+		{"Retry-After RFC 850", rateLimited(503, "Date", date.Format(http.TimeFormat), "Retry-After", date.Add(3*time.Second).Format(retrytest.LayoutRFC850)), nil,
+			`Retry-After "Thursday, 01-Jan-26 00:00:03 GMT" read as HTTP-date, obsolete RFC 850 form: 3s`},
+		{"Retry-After asctime", rateLimited(503, "Date", date.Format(http.TimeFormat), "Retry-After", date.Add(3*time.Second).Format(retrytest.LayoutASCTime)), nil,
+			`Retry-After "Thu Jan  1 00:00:03 2026" read as HTTP-date, asctime form: 3s`},
+		{"X-RateLimit-Reset-After", rateLimited(429, "X-RateLimit-Reset-After", "1.5"), nil,
+			`X-RateLimit-Reset-After "1.5" read as seconds from now: 1.5s`},
+		{"X-RateLimit-Reset as a Unix time", rateLimited(429, "Date", date.Format(http.TimeFormat), "X-RateLimit-Reset", strconv.FormatInt(date.Unix()+20, 10)), nil,
+			`X-RateLimit-Reset "1767225620" read as a Unix time: 20s`},
+		{"X-RateLimit-Reset as seconds", rateLimited(429, "X-RateLimit-Reset", "4"), nil,
+			`X-RateLimit-Reset "4" read as seconds from now: 4s`},
+		{"X-Rate-Limit-Reset", rateLimited(429, "X-Rate-Limit-Reset", "5"), nil,
+			`X-Rate-Limit-Reset "5" read as seconds from now: 5s`},
+		{"RateLimit-Reset", rateLimited(429, "RateLimit-Reset", "6"), nil,
+			`RateLimit-Reset "6" read as delay-seconds: 6s`},
+		{"RateLimit", rateLimited(429, "RateLimit", `"default";r=0;t=7`), nil,
+			`RateLimit "\"default\";r=0;t=7" read: 7s`},
+		{"403 rate-limit refusal", rateLimited(403, "X-RateLimit-Remaining", "0", "X-RateLimit-Reset-After", "8"), []string{"-retry-on", "403"},
+			`X-RateLimit-Reset-After "8" read as seconds from now: 8s`},
+		{"Retry-After not understood, a rate-limit header read", rateLimited(429, "Retry-After", "soon", "X-RateLimit-Reset-After", "9"), nil,
+			`Retry-After "soon" not understood; X-RateLimit-Reset-After "9" read as seconds from now: 9s`},
+		{"rate-limit header with no wait", rateLimited(429, "RateLimit", `"default";r=5;t=7`), nil,
+			`RateLimit "\"default\";r=5;t=7" gives no wait, so backoff`},
+		{"no header", retrytest.Reply(503, ""), nil,
+			`no Retry-After, so backoff`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := retrytest.NewServer(t, tt.answer, retrytest.OK("done"))
+			code, stdout, stderr := runVirtual(t, append(tt.args, srv.URL)...)
+			assert.Equal(t, exitOK, code, stderr)
+			assert.Equal(t, "done", stdout)
+			assert.Contains(t, stderr, "; "+tt.want+"; waiting ")
+		})
+	}
 }
 
 func TestRequestFlags(t *testing.T) {
@@ -182,8 +514,12 @@ func TestBadUsage(t *testing.T) {
 		{"unreadable body file", []string{"-d", "@" + missing}, "reading the body: open " + missing},
 		{"bad header", []string{"-H", "NoColon"}, `header "NoColon" is not of the form 'Name: value'`},
 		{"bad status", []string{"-retry-on", "503,abc"}, `-retry-on: "abc" is not an HTTP status code`},
-		{"negative attempts", []string{"-attempts", "-1"}, "invalid Policy.MaxAttempts -1"},
-		{"negative max elapsed", []string{"-max-elapsed", "-1s"}, "invalid Policy.MaxElapsed -1s"},
+		{"negative attempts", []string{"-attempts", "-1"}, "-attempts -1: must not be negative"},
+		{"negative max elapsed", []string{"-max-elapsed", "-1s"}, "-max-elapsed -1s: must not be negative"},
+		{"negative max retry after", []string{"-max-retry-after", "-5s"}, "-max-retry-after -5s: must not be negative"},
+		{"negative attempt timeout", []string{"-attempt-timeout", "-1s"}, "-attempt-timeout -1s: must not be negative"},
+		{"negative timeout", []string{"-timeout", "-1s"}, "-timeout -1s: must not be negative"},
+		{"bad attempt timeout", []string{"-attempt-timeout", "soon"}, `invalid value "soon" for flag -attempt-timeout`},
 		{"bad method", []string{"-X", "BAD METHOD", "http://127.0.0.1:1/"}, `invalid method "BAD METHOD"`},
 	}
 	for _, tt := range tests {
@@ -194,6 +530,7 @@ func TestBadUsage(t *testing.T) {
 			assert.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
 			assert.True(t, strings.HasPrefix(stderr, "retryget: "), stderr)
 			assert.Contains(t, stderr, tt.want)
+			assert.NotContains(t, stderr, "Policy", "names the flag, not the library's field")
 		})
 	}
 }
@@ -203,4 +540,5 @@ func TestHelp(t *testing.T) {
 	assert.Equal(t, exitOK, code)
 	assert.Contains(t, stderr, "usage: retryget [flags] [URL]")
 	assert.Regexp(t, regexp.MustCompile(`-retry-on statuses`), stderr)
+	assert.Regexp(t, regexp.MustCompile(`-attempt-timeout duration\n\s+each attempt must produce its response headers within this time.*\(0: no limit\)`), stderr)
 }
