@@ -92,8 +92,12 @@ type Policy struct {
 	// Retryable reports whether the outcome of an attempt, a response or a
 	// transport error (exactly one of them is non-nil), calls for another
 	// attempt. It is not asked when the request's context is done: such a
-	// request is never retried. nil means DefaultRetryable; see
-	// RetryStatuses to retry other statuses.
+	// request is never retried; nor for an error from reading the caller's
+	// request body, which ends the request. An attempt that timed out, by
+	// AttemptTimeout or by one of net/http's own per-attempt timeouts while
+	// the request's context is live, reaches it as an error that matches
+	// ErrAttemptTimeout. nil means DefaultRetryable; see RetryStatuses to
+	// retry other statuses.
 	Retryable func(resp *http.Response, err error) bool
 
 	// Idempotent reports whether the request may be sent more than once
@@ -228,10 +232,11 @@ func serverWaitAt(resp *http.Response, now time.Time) serverWait {
 // decision is what the Transport does after a retryable outcome: wait, then
 // retry, or give up for reason.
 type decision struct {
-	decidedAt time.Time     // the clock's time when the wait was decided
-	wait      time.Duration // counted from decidedAt
-	server    serverWait
-	reason    error // nil: retry
+	decidedAt   time.Time     // the clock's time when the wait was decided
+	decidedReal time.Time     // the real time then
+	wait        time.Duration // counted from decidedAt
+	server      serverWait
+	reason      error // nil: retry
 }
 
 // errNilBackoff is a configuration error found only when a retry is
@@ -245,7 +250,7 @@ var errNilBackoff = errors.New("retryhttp: Policy.Backoff returned a nil backoff
 func (r *retrier) decide(attempt int, resp *http.Response) decision {
 	p := &r.t.Policy
 	now := r.clock.Now()
-	d := decision{decidedAt: now, server: serverWaitAt(resp, now)}
+	d := decision{decidedAt: now, decidedReal: time.Now(), server: serverWaitAt(resp, now)}
 	if attempt >= p.maxAttempts() {
 		d.reason = ErrAttemptsUsedUp
 		return d

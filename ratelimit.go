@@ -100,22 +100,22 @@ const (
 // (a sign, a unit, an exponent, a leading or trailing '.', an empty
 // value, or copies of the field that disagree) makes the result not ok.
 //
-// Fields are looked up as http.Header.Values does; keys set directly in
-// the map in another case are found too. A nil resp yields not ok, as
-// does a response with none of the fields. The result is never negative,
-// and is 0 whenever ok is false.
+// Fields are found under their canonical keys, as http.Header.Get finds
+// them, and also under keys in another case set directly in the map. A nil
+// resp yields not ok, as does a response with none of the fields. The
+// result is never negative, and is 0 whenever ok is false.
 //
-// The Transport reads these fields only when a response has no usable
-// Retry-After, which takes precedence as the draft requires.
+// The Transport reads these fields only when a response's Retry-After is
+// absent or invalid: Retry-After takes precedence, as the draft requires.
 func RateLimitWait(resp *http.Response, now time.Time) (d time.Duration, ok bool) {
 	d, _, ok = rateLimitWait(resp, now)
 	return d, ok
 }
 
 // rateLimitWait is RateLimitWait that also names the field that decided
-// the result, as spelt in RateLimitWait's table: the field the wait came
-// from when ok, the first present one, malformed or asking for no wait,
-// when not ok, and "" when none of them is present.
+// the result, as spelt in RateLimitWait's table: when ok, the field the
+// wait came from; when not ok, the first present field, which is
+// malformed or asks for no wait, or "" when none of them is present.
 func rateLimitWait(resp *http.Response, now time.Time) (d time.Duration, header string, ok bool) {
 	if resp == nil {
 		return 0, "", false
@@ -176,7 +176,7 @@ func rateLimitRefusal(h http.Header) bool {
 func canonicalRateLimitHeader(h http.Header) http.Header {
 	strays := false
 	for k := range h {
-		if rateLimitKeyKind(k) == stray {
+		if rateLimitKeyKind(k) == keyStray {
 			strays = true
 			break
 		}
@@ -186,7 +186,7 @@ func canonicalRateLimitHeader(h http.Header) http.Header {
 	}
 	var keys []string
 	for k := range h {
-		if rateLimitKeyKind(k) != unrelated {
+		if rateLimitKeyKind(k) != keyUnrelated {
 			keys = append(keys, k)
 		}
 	}
@@ -201,12 +201,13 @@ func canonicalRateLimitHeader(h http.Header) http.Header {
 	return out
 }
 
+// keyKind is how a header key relates to the fields read here.
 type keyKind int
 
 const (
-	unrelated keyKind = iota
-	canonical         // one of the keys read here, spelt canonically
-	stray             // one of the keys read here, in another case
+	keyUnrelated keyKind = iota
+	keyCanonical         // one of the keys read here, spelt canonically
+	keyStray             // one of the keys read here, in another case
 )
 
 // rateLimitKeys holds the keys of the fields read here by their length,
@@ -229,15 +230,15 @@ var rateLimitKeys = func() (byLen [len("X-Ratelimit-Reset-After") + 1]string) {
 // rateLimitKeyKind tells whether k is the key of a field read here.
 func rateLimitKeyKind(k string) keyKind {
 	if len(k) >= len(rateLimitKeys) || rateLimitKeys[len(k)] == "" {
-		return unrelated
+		return keyUnrelated
 	}
 	switch key := rateLimitKeys[len(k)]; {
 	case k == key:
-		return canonical
+		return keyCanonical
 	case strings.EqualFold(k, key):
-		return stray
+		return keyStray
 	}
-	return unrelated
+	return keyUnrelated
 }
 
 // singleValue returns the value of a singleton field trimmed of OWS, or
@@ -289,7 +290,7 @@ func resetWait(values []string, form rateLimitForm, h http.Header, now time.Time
 type decimalSeconds struct {
 	sec       int64 // whole seconds
 	nsec      int64 // fraction in nanoseconds, rounded up; may be 1e9
-	saturated bool  // sec is too large for an int64; sec and nsec unset
+	saturated bool  // too large for an int64 of seconds; sec and nsec are then meaningless
 }
 
 // parseDecimalSeconds parses 1*DIGIT ["." 1*DIGIT].

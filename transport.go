@@ -152,14 +152,16 @@ func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) 
 		}
 		// OnRetry and the drain take time that the limits must count: the
 		// retry starts at the later of the decided moment and the end of
-		// the longest drain, and that must still fit.
-		now := r.clock.Now()
+		// the longest drain, and that must still fit. The time they took
+		// is real time, measured apart from the Clock, which a fake clock
+		// shared by concurrent requests may have moved meanwhile.
+		now := d.decidedAt.Add(time.Since(d.decidedReal))
 		wake := d.decidedAt.Add(d.wait)
 		if reason := r.fits(now, laterOf(wake, now.Add(drainAllowance(resp)))); reason != nil {
 			r.budget.refund(r.req.URL)
 			return r.giveUp(attempt, resp, err, reason, d.server)
 		}
-		if waitErr := r.drainAndWait(ctx, resp, wake); waitErr != nil {
+		if waitErr := r.drainAndWait(ctx, resp, d); waitErr != nil {
 			r.budget.refund(r.req.URL)
 			return nil, r.reportGiveUp(attempt, nil, err, waitErr, d.server)
 		}
@@ -296,9 +298,9 @@ type recordedRequest struct {
 	body bodyReadError
 }
 
-// drainAndWait discards resp's body and waits until wake on the Policy's
-// clock, or until the request is cancelled.
-func (r *retrier) drainAndWait(ctx context.Context, resp *http.Response, wake time.Time) error {
+// drainAndWait discards resp's body and waits until d's wait has passed
+// since the decision, or until the request is cancelled.
+func (r *retrier) drainAndWait(ctx context.Context, resp *http.Response, d decision) error {
 	//lint:ignore SA1019 net/http still honours the deprecated Cancel channel, so must a retry's wait.
 	if cancel := r.req.Cancel; cancel != nil {
 		var stop context.CancelFunc
@@ -308,7 +310,14 @@ func (r *retrier) drainAndWait(ctx context.Context, resp *http.Response, wake ti
 	if err := discard(ctx, resp); err != nil {
 		return err
 	}
-	return r.clock.Sleep(ctx, wake.Sub(r.clock.Now()))
+	// On the real clock the time since the decision is part of the wait;
+	// another Clock stands still while the Transport works, and its waits
+	// are played in full.
+	wait := d.wait
+	if _, real := r.clock.(realClock); real {
+		wait = max(wait-time.Since(d.decidedReal), 0)
+	}
+	return r.clock.Sleep(ctx, wait)
 }
 
 // withCancelChannel returns a context that is done when ctx is, or when the

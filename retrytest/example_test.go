@@ -99,3 +99,29 @@ func ExampleServer_On() {
 	// /flaky flaky, then fine
 	// requests: 3
 }
+
+// Answer as GitHub does over its rate limit: a 403 whose X-RateLimit-Reset
+// is a Unix time on the Server's clock, which a client reads back as a
+// wait by measuring it against the Date header.
+func ExampleRateLimited() {
+	clock := retrytest.NewClock(nil)
+	srv := retrytest.NewServer(nil,
+		retrytest.RateLimited(90*time.Second, retrytest.GitHub),
+		retrytest.RateLimited(1500*time.Millisecond, retrytest.Discord),
+	).UseClock(clock)
+	defer srv.Close()
+
+	for range 2 {
+		resp, err := http.Get(srv.URL)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		resp.Body.Close()
+		wait, ok := retryhttp.RateLimitWait(resp, clock.Now())
+		fmt.Println(resp.Status, "remaining:", resp.Header.Get("X-RateLimit-Remaining"), "reset in:", wait, ok)
+	}
+	// Output:
+	// 403 Forbidden remaining: 0 reset in: 1m30s true
+	// 429 Too Many Requests remaining: 0 reset in: 1.5s true
+}

@@ -1,6 +1,9 @@
 // Package retrytest helps test code that uses retryhttp: a loopback HTTP
 // server that plays a script of answers and records what it receives, and a
 // fake Clock that lets a test play long Retry-After waits without sleeping.
+// Besides plain answers (OK, Reply, Unavailable, TooManyRequests, Drop), it
+// has RateLimited, which refuses a request over a rate limit as GitHub,
+// Discord, X or the IETF drafts do, with reset times on the Server's clock.
 //
 //	clock := retrytest.NewClock(t)
 //	srv := retrytest.NewServer(t,
@@ -40,8 +43,15 @@ type Answer struct {
 	// Status is the response's status code; 0 means 200.
 	Status int
 	// Header holds header fields to send. The Server also sends a Date
-	// header from its clock, unless Header sets one.
+	// header from its clock, unless Header or HeaderFunc sets one.
 	Header http.Header
+	// HeaderFunc, if set, is called as the Answer is served, with the time
+	// on the Server's clock when the request arrived, which its Date
+	// header shows, and the fields it returns are sent too, except those
+	// that Header sets, which win. It lets an Answer send times that
+	// depend on when it is served, such as the Unix time of a rate-limit
+	// reset. Requests running at once may call it at once.
+	HeaderFunc func(now time.Time) http.Header
 	// Body is the response body.
 	Body string
 	// RetryAfter, if positive, sets a Retry-After header: the delay in
@@ -270,7 +280,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	for k, v := range a.Header {
 		h[k] = append([]string(nil), v...)
 	}
-	if _, set := a.Header["Date"]; !set {
+	if a.HeaderFunc != nil {
+		for k, v := range a.HeaderFunc(now) {
+			if _, set := a.Header[k]; !set {
+				h[k] = append([]string(nil), v...)
+			}
+		}
+	}
+	if _, set := h["Date"]; !set {
 		h.Set("Date", now.UTC().Format(layout))
 	}
 	if a.RetryAfter > 0 {
