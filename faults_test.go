@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -391,6 +394,460 @@ func TestHTTP2Faults(t *testing.T) {
 					resp.Body.Close()
 				}
 				assert.Equal(t, base.responses(), base.closed(), "every response body was closed")
+			})
+		}
+	}
+}
+
+// h2Server is a loopback HTTP/2 server over cleartext TCP (prior knowledge,
+// which net/http's Transport speaks with Protocols.SetUnencryptedHTTP2),
+// written on bare frames with the standard library alone, so that a test
+// can send what net/http's own server never does: a GOAWAY before it
+// answers, an RST_STREAM with any code, a malformed response. Each request,
+// once its stream has ended, is handed to serve with its number across all
+// connections (from 1); serve answers on the stream and reports whether to
+// close the connection, gracefully, after it.
+type h2Server struct {
+	ln    net.Listener
+	serve func(n int, s *h2Stream) (closeConn bool)
+	wg    sync.WaitGroup
+
+	mu     sync.Mutex
+	conns  int      // connections accepted
+	bodies []string // the body of each request, by number
+	open   map[net.Conn]bool
+	closed bool
+}
+
+// h2Stream is one request of an h2Server, to be answered.
+type h2Stream struct {
+	conn int // the connection's number, from 1
+	id   uint32
+	w    io.Writer
+}
+
+// The frame types, flags and error codes of RFC 9113 that h2Server uses.
+const (
+	h2Data         = 0x0
+	h2Headers      = 0x1
+	h2RSTStream    = 0x3
+	h2Settings     = 0x4
+	h2Ping         = 0x6
+	h2GoAway       = 0x7
+	h2WindowUpdate = 0x8
+
+	h2FlagEndStream  = 0x1
+	h2FlagAck        = 0x1
+	h2FlagEndHeaders = 0x4
+	h2FlagPadded     = 0x8
+	h2FlagPriority   = 0x20
+
+	h2NoError          = 0x0
+	h2InternalError    = 0x2
+	h2RefusedStream    = 0x7
+	h2EnhanceYourCalm  = 0xb
+	h2HTTP11Required   = 0xd
+	h2ClientPrefaceLen = len("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+)
+
+func newH2Server(t *testing.T, serve func(n int, s *h2Stream) bool) *h2Server {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	s := &h2Server{ln: ln, serve: serve, open: map[net.Conn]bool{}}
+	s.wg.Add(1)
+	go s.accept()
+	t.Cleanup(s.close)
+	return s
+}
+
+func (s *h2Server) url() string { return "http://" + s.ln.Addr().String() }
+
+func (s *h2Server) accept() {
+	defer s.wg.Done()
+	for {
+		conn, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			conn.Close()
+			return
+		}
+		s.open[conn] = true
+		s.conns++
+		n := s.conns
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.handle(n, conn.(*net.TCPConn))
+	}
+}
+
+// handle serves one connection: it reads frames, answers SETTINGS and PING,
+// gathers each request's body and hands each finished request to serve.
+func (s *h2Server) handle(connNum int, conn *net.TCPConn) {
+	defer s.wg.Done()
+	defer func() {
+		conn.Close()
+		s.mu.Lock()
+		delete(s.open, conn)
+		s.mu.Unlock()
+	}()
+	r := bufio.NewReader(conn)
+	preface := make([]byte, h2ClientPrefaceLen)
+	if _, err := io.ReadFull(r, preface); err != nil || string(preface) != "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" {
+		return
+	}
+	if writeH2Frame(conn, h2Settings, 0, 0, nil) != nil {
+		return
+	}
+	bodies := map[uint32][]byte{}
+	for {
+		typ, flags, id, payload, err := readH2Frame(r)
+		if err != nil {
+			return
+		}
+		var ended bool
+		switch typ {
+		case h2Settings:
+			if flags&h2FlagAck == 0 && writeH2Frame(conn, h2Settings, h2FlagAck, 0, nil) != nil {
+				return
+			}
+		case h2Ping:
+			if flags&h2FlagAck == 0 && writeH2Frame(conn, h2Ping, h2FlagAck, 0, payload) != nil {
+				return
+			}
+		case h2Headers: // the request's header block is not needed: no HPACK decoding
+			bodies[id] = []byte{}
+			ended = flags&h2FlagEndStream != 0
+		case h2Data:
+			if flags&h2FlagPadded != 0 && len(payload) > 0 {
+				payload = payload[1 : len(payload)-int(payload[0])]
+			}
+			bodies[id] = append(bodies[id], payload...)
+			ended = flags&h2FlagEndStream != 0
+			if len(payload) > 0 { // give the connection's window back
+				if writeH2Frame(conn, h2WindowUpdate, 0, 0, binary.BigEndian.AppendUint32(nil, uint32(len(payload)))) != nil {
+					return
+				}
+			}
+		}
+		if !ended {
+			continue
+		}
+		s.mu.Lock()
+		s.bodies = append(s.bodies, string(bodies[id]))
+		n := len(s.bodies)
+		s.mu.Unlock()
+		delete(bodies, id)
+		if s.serve(n, &h2Stream{conn: connNum, id: id, w: conn}) {
+			// Close gracefully: the client reads all that was sent, then
+			// EOF, however its own last frames cross ours.
+			_ = conn.CloseWrite()
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, _ = io.Copy(io.Discard, r)
+			return
+		}
+	}
+}
+
+func (s *h2Server) requests() (conns int, bodies []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns, append([]string(nil), s.bodies...)
+}
+
+func (s *h2Server) close() {
+	s.mu.Lock()
+	s.closed = true
+	for c := range s.open {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.ln.Close()
+	s.wg.Wait()
+}
+
+func readH2Frame(r io.Reader) (typ, flags byte, id uint32, payload []byte, err error) {
+	var hdr [9]byte
+	if _, err = io.ReadFull(r, hdr[:]); err != nil {
+		return
+	}
+	length := int(hdr[0])<<16 | int(hdr[1])<<8 | int(hdr[2])
+	typ, flags = hdr[3], hdr[4]
+	id = binary.BigEndian.Uint32(hdr[5:]) & (1<<31 - 1)
+	payload = make([]byte, length)
+	_, err = io.ReadFull(r, payload)
+	return
+}
+
+func writeH2Frame(w io.Writer, typ, flags byte, id uint32, payload []byte) error {
+	frame := []byte{byte(len(payload) >> 16), byte(len(payload) >> 8), byte(len(payload)), typ, flags}
+	frame = binary.BigEndian.AppendUint32(frame, id)
+	_, err := w.Write(append(frame, payload...))
+	return err
+}
+
+// hpackLiteral encodes a header field as an HPACK literal without indexing
+// and with a literal name (RFC 7541 §6.2.2), for names and values shorter
+// than 127 bytes.
+func hpackLiteral(name, value string) []byte {
+	b := []byte{0, byte(len(name))}
+	b = append(b, name...)
+	b = append(b, byte(len(value)))
+	return append(b, value...)
+}
+
+// hpackStatus encodes :status as an HPACK literal without indexing whose
+// name is the static table's entry 8.
+func hpackStatus(code int) []byte {
+	v := strconv.Itoa(code)
+	return append([]byte{0x08, byte(len(v))}, v...)
+}
+
+// respond answers the stream with status and body.
+func (s *h2Stream) respond(status int, body string) {
+	flags := byte(h2FlagEndHeaders)
+	if body == "" {
+		flags |= h2FlagEndStream
+	}
+	_ = writeH2Frame(s.w, h2Headers, flags, s.id, hpackStatus(status))
+	if body != "" {
+		_ = writeH2Frame(s.w, h2Data, h2FlagEndStream, s.id, []byte(body))
+	}
+}
+
+// headers sends a raw header block that ends the stream.
+func (s *h2Stream) headers(block []byte) {
+	_ = writeH2Frame(s.w, h2Headers, h2FlagEndHeaders|h2FlagEndStream, s.id, block)
+}
+
+func (s *h2Stream) reset(code uint32) {
+	_ = writeH2Frame(s.w, h2RSTStream, 0, s.id, binary.BigEndian.AppendUint32(nil, code))
+}
+
+func (s *h2Stream) goAway(lastStreamID, code uint32) {
+	payload := binary.BigEndian.AppendUint32(nil, lastStreamID)
+	_ = writeH2Frame(s.w, h2GoAway, 0, 0, binary.BigEndian.AppendUint32(payload, code))
+}
+
+// newH2CBase returns a net/http Transport that speaks HTTP/2 over cleartext
+// TCP (prior knowledge) and nothing else.
+func newH2CBase(t *testing.T) *http.Transport {
+	base := newBase(t)
+	base.Protocols = new(http.Protocols)
+	base.Protocols.SetUnencryptedHTTP2(true)
+	return base
+}
+
+// errRecorder records the error of each attempt its base returned.
+type errRecorder struct {
+	base  http.RoundTripper
+	mu    sync.Mutex
+	calls int
+	errs  []string // "" for an attempt that returned a response
+}
+
+func (e *errRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := e.base.RoundTrip(req)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.calls++
+	if err != nil {
+		e.errs = append(e.errs, err.Error())
+	} else {
+		e.errs = append(e.errs, "")
+	}
+	return resp, err
+}
+
+func (e *errRecorder) attempts() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.errs...)
+}
+
+// hideGetBody sends a request with a body to base without its GetBody, so
+// that net/http, unable to replay the body, cannot resend the request by
+// itself and returns the error that would have made it: the error that the
+// Transport then sees from a Base without resends of its own.
+type hideGetBody struct{ base http.RoundTripper }
+
+func (h hideGetBody) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil && req.Body != http.NoBody {
+		req = req.Clone(req.Context())
+		req.GetBody = nil
+	}
+	return h.base.RoundTrip(req)
+}
+
+// HTTP/2 errors made for real, on the wire, by net/http's client: what
+// the Transport sees of each, and whether it retries. The first request is
+// the fault, and every later one is answered 200 "ok".
+func TestHTTP2WireErrors(t *testing.T) {
+	const answered = "ok"
+	tests := []struct {
+		name  string
+		fault func(s *h2Stream) (closeConn bool)
+		// hideGetBody keeps net/http from resending a request with a body
+		// by itself (see hideGetBody).
+		hideGetBody bool
+		// netHTTPResends: net/http resends the request by itself, and the
+		// Transport sees only the answer.
+		netHTTPResends bool
+		// wantErr is the first attempt's error, exactly.
+		wantErr string
+		// retried: the Transport retries the error (a request that may be
+		// resent).
+		retried bool
+		// newConn: the retry goes out on a new connection.
+		newConn bool
+	}{
+		{
+			name: "GOAWAY before the first stream, ENHANCE_YOUR_CALM",
+			fault: func(s *h2Stream) bool {
+				s.goAway(0, h2EnhanceYourCalm)
+				return true
+			},
+			wantErr: "http2: Transport received GOAWAY from server ErrCode:ENHANCE_YOUR_CALM",
+			retried: true, newConn: true,
+		},
+		{
+			name: "GOAWAY before the first stream, INTERNAL_ERROR",
+			fault: func(s *h2Stream) bool {
+				s.goAway(0, h2InternalError)
+				return true
+			},
+			wantErr: "http2: Transport received GOAWAY from server ErrCode:INTERNAL_ERROR",
+			retried: true, newConn: true,
+		},
+		{
+			name: "GOAWAY before the first stream, NO_ERROR",
+			fault: func(s *h2Stream) bool {
+				s.goAway(0, h2NoError)
+				return true
+			},
+			netHTTPResends: true, // errClientConnGotGoAway
+		},
+		{
+			name: "GOAWAY with the stream, then close without answering",
+			fault: func(s *h2Stream) bool {
+				s.goAway(s.id, h2NoError)
+				return true
+			},
+			wantErr: `http2: server sent GOAWAY and closed the connection; LastStreamID=1, ErrCode=NO_ERROR, debug=""`,
+			retried: true, newConn: true,
+		},
+		{
+			name:           "REFUSED_STREAM",
+			fault:          func(s *h2Stream) bool { s.reset(h2RefusedStream); return false },
+			netHTTPResends: true,
+		},
+		{
+			name:        "REFUSED_STREAM, body not replayable by net/http",
+			fault:       func(s *h2Stream) bool { s.reset(h2RefusedStream); return false },
+			hideGetBody: true,
+			wantErr:     "http2: Transport: cannot retry err [stream error: stream ID 1; REFUSED_STREAM; received from peer] after Request.Body was written; define Request.GetBody to avoid this error",
+			retried:     true,
+		},
+		{
+			name:    "RST_STREAM INTERNAL_ERROR before the response",
+			fault:   func(s *h2Stream) bool { s.reset(h2InternalError); return false },
+			wantErr: "stream error: stream ID 1; INTERNAL_ERROR; received from peer",
+			retried: true,
+		},
+		{
+			name:    "RST_STREAM HTTP_1_1_REQUIRED",
+			fault:   func(s *h2Stream) bool { s.reset(h2HTTP11Required); return false },
+			wantErr: "stream error: stream ID 1; HTTP_1_1_REQUIRED; received from peer",
+		},
+		{
+			name:    "response without :status",
+			fault:   func(s *h2Stream) bool { s.headers(hpackLiteral("x-a", "b")); return false },
+			wantErr: "stream error: stream ID 1; PROTOCOL_ERROR; malformed response from server: missing status pseudo header",
+		},
+		{
+			name: "response with an invalid header value",
+			fault: func(s *h2Stream) bool {
+				s.headers(append(hpackStatus(200), hpackLiteral("x-bad", "a\x00b")...))
+				return false
+			},
+			wantErr: `stream error: stream ID 1; PROTOCOL_ERROR; invalid header field value for "x-bad"`,
+		},
+	}
+	for _, tt := range tests {
+		for _, rq := range faultRequests {
+			t.Run(tt.name+"/"+rq.name, func(t *testing.T) {
+				t.Parallel()
+				var mu sync.Mutex
+				var answeredOn []int // the connection of each request answered
+				srv := newH2Server(t, func(n int, s *h2Stream) bool {
+					if n == 1 {
+						return tt.fault(s)
+					}
+					mu.Lock()
+					answeredOn = append(answeredOn, s.conn)
+					mu.Unlock()
+					s.respond(200, answered)
+					return false
+				})
+				var base http.RoundTripper = newH2CBase(t)
+				if tt.hideGetBody {
+					base = hideGetBody{base}
+				}
+				rec := &errRecorder{base: base}
+				rt := &retryhttp.Transport{Base: rec, Policy: retryhttp.Policy{
+					Clock: retrytest.NewClock(t), Budget: retryhttp.UnlimitedBudget(),
+				}}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				var body io.Reader
+				if rq.body != "" {
+					body = strings.NewReader(rq.body)
+				}
+				req, err := http.NewRequestWithContext(ctx, rq.method, srv.url(), body)
+				require.NoError(t, err)
+				for k, v := range rq.header {
+					req.Header[k] = v
+				}
+
+				resp, err := rt.RoundTrip(req)
+
+				attempts := rec.attempts()
+				require.NotEmpty(t, attempts)
+				// net/http resends a request without a body by itself.
+				resends := tt.netHTTPResends || (tt.hideGetBody && rq.body == "")
+				if !resends {
+					assert.Equal(t, tt.wantErr, attempts[0], "the first attempt's error, as net/http writes it")
+					assert.Equal(t, tt.retried, retryhttp.DefaultRetryable(nil, errors.New(attempts[0])), "the error is classified")
+				}
+				conns, bodies := srv.requests()
+				for i, b := range bodies {
+					assert.Equal(t, rq.body, b, "request %d carried the body unchanged", i+1)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if resends || (tt.retried && rq.mayRetry) {
+					require.NoError(t, err)
+					assert.Equal(t, 200, resp.StatusCode)
+					assert.Equal(t, answered, readAll(t, resp))
+					wantCalls := 2
+					if resends {
+						wantCalls = 1
+					}
+					assert.Len(t, attempts, wantCalls, "attempts the Transport made")
+					if tt.newConn {
+						assert.Equal(t, []int{2}, answeredOn, "answered on a second connection")
+					}
+					return
+				}
+				require.Error(t, err)
+				assert.Nil(t, resp)
+				assert.Contains(t, err.Error(), tt.wantErr)
+				assert.Len(t, attempts, 1, "attempts the Transport made")
+				assert.Empty(t, answeredOn, "no request was answered")
+				assert.LessOrEqual(t, conns, 1)
 			})
 		}
 	}

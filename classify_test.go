@@ -1,0 +1,336 @@
+package retryhttp
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The Go release whose net/http the tables below were read from. Their
+// file:line references hold for it alone; TestHTTP2ErrorTextsInGoSource
+// checks them against it, and against any other release checks only that
+// the texts are still there.
+const http2SourceRelease = "go1.26.8"
+
+// srcLine is a Go string literal on one line of net/http's source, under
+// $GOROOT/src/net/http.
+type srcLine struct {
+	file    string
+	line    int
+	literal string // as written in the source, quotes included
+}
+
+// Where the parts of a stream error's text come from.
+var (
+	// h2_bundle.go:1412 (go1.26.8): http2StreamError.Error, with a Cause
+	streamErrorWithCause = srcLine{"h2_bundle.go", 1412, `"stream error: stream ID %d; %v; %v"`}
+	// h2_bundle.go:1414 (go1.26.8): http2StreamError.Error, without one
+	streamErrorNoCause = srcLine{"h2_bundle.go", 1414, `"stream error: stream ID %d; %v"`}
+	// h2_bundle.go:1404 (go1.26.8): http2errFromPeer, the Cause that
+	// processResetStream (h2_bundle.go:10261) gives a received RST_STREAM
+	errFromPeer = srcLine{"h2_bundle.go", 1404, `"received from peer"`}
+)
+
+// http2ErrorTexts are the errors net/http's HTTP/2 client returns from
+// RoundTrip for a failed request (and one it wraps them in), exactly as
+// go1.26.8 writes them, each with whether it is retried and why.
+var http2ErrorTexts = []struct {
+	text  string
+	retry bool
+	src   []srcLine
+}{
+	// GOAWAYs. The server's last stream ID is below the request's for the
+	// first two: never processed, retried whatever the code.
+
+	// h2_bundle.go:8224 (go1.26.8): setGoAway, stream 1 and a code other than
+	// NO_ERROR; net/http does not resend it itself.
+	{"http2: Transport received GOAWAY from server ErrCode:ENHANCE_YOUR_CALM", true,
+		[]srcLine{{"h2_bundle.go", 8224, `"http2: Transport received GOAWAY from server ErrCode:%v"`}}},
+	{"http2: Transport received GOAWAY from server ErrCode:PROTOCOL_ERROR", true, nil},
+	{"http2: Transport received GOAWAY from server ErrCode:INTERNAL_ERROR", true, nil},
+	{"http2: Transport received GOAWAY from server ErrCode:unknown error code 0x2a", true, nil},
+	// h2_bundle.go:7961 (go1.26.8): errClientConnGotGoAway, raised at 8228
+	// for every other stream; net/http resends it itself when it can.
+	{"http2: Transport received Server's graceful shutdown GOAWAY", true,
+		[]srcLine{{"h2_bundle.go", 7961, `"http2: Transport received Server's graceful shutdown GOAWAY"`}}},
+	// h2_bundle.go:9436 (go1.26.8): http2GoAwayError, the connection closed
+	// after a GOAWAY that included the request's stream: it went away under
+	// a request the server may have processed, like an EOF on HTTP/1.
+	{`http2: server sent GOAWAY and closed the connection; LastStreamID=1, ErrCode=NO_ERROR, debug=""`, true,
+		[]srcLine{{"h2_bundle.go", 9436, `"http2: server sent GOAWAY and closed the connection; LastStreamID=%v, ErrCode=%v, debug=%q"`}}},
+	{`http2: server sent GOAWAY and closed the connection; LastStreamID=5, ErrCode=INTERNAL_ERROR, debug="restarting"`, true, nil},
+
+	// The connection, not the request.
+
+	// h2_bundle.go:7959 (go1.26.8): errClientConnUnusable, the connection
+	// could not take the request (closed, or going away): not sent.
+	{"http2: client conn not usable", true,
+		[]srcLine{{"h2_bundle.go", 7959, `"http2: client conn not usable"`}}},
+	// h2_bundle.go:7960 (go1.26.8): errClientConnNotEstablished, the
+	// connection closed before its first request was sent.
+	{"http2: client conn could not be established", true,
+		[]srcLine{{"h2_bundle.go", 7960, `"http2: client conn could not be established"`}}},
+	// h2_bundle.go:7958 (go1.26.8): errClientConnClosed, the connection
+	// closed while the request body was being written (h2_bundle.go:9294).
+	{"http2: client conn is closed", true,
+		[]srcLine{{"h2_bundle.go", 7958, `"http2: client conn is closed"`}}},
+	// h2_bundle.go:8555 (go1.26.8): closeForLostPing, the health check's
+	// ping went unanswered.
+	{"http2: client connection lost", true,
+		[]srcLine{{"h2_bundle.go", 8555, `"http2: client connection lost"`}}},
+	// h2_bundle.go:7962 (go1.26.8): errClientConnForceClosed, which
+	// net/http also gives every other request on a connection whose write
+	// failed (cc.Close at h2_bundle.go:9032).
+	{"http2: client connection force closed via ClientConn.Close", true,
+		[]srcLine{{"h2_bundle.go", 7962, `"http2: client connection force closed via ClientConn.Close"`}}},
+
+	// RST_STREAM received from the server: streamErrorWithCause and
+	// errFromPeer, the code's name from http2errCodeName
+	// (h2_bundle.go:1355-1368). A code that says the stream failed on the
+	// server's side is retried; one that blames the client's frames is not.
+	{"stream error: stream ID 1; REFUSED_STREAM; received from peer", true,
+		[]srcLine{streamErrorWithCause, errFromPeer, {"h2_bundle.go", 1362, `"REFUSED_STREAM"`}}},
+	{"stream error: stream ID 3; INTERNAL_ERROR; received from peer", true,
+		[]srcLine{{"h2_bundle.go", 1357, `"INTERNAL_ERROR"`}}},
+	{"stream error: stream ID 5; CANCEL; received from peer", true,
+		[]srcLine{{"h2_bundle.go", 1363, `"CANCEL"`}}},
+	{"stream error: stream ID 7; NO_ERROR; received from peer", true,
+		[]srcLine{{"h2_bundle.go", 1355, `"NO_ERROR"`}}},
+	{"stream error: stream ID 9; PROTOCOL_ERROR; received from peer", true,
+		[]srcLine{{"h2_bundle.go", 1356, `"PROTOCOL_ERROR"`}}},
+	{"stream error: stream ID 11; CONNECT_ERROR; received from peer", true,
+		[]srcLine{{"h2_bundle.go", 1365, `"CONNECT_ERROR"`}}},
+	{"stream error: stream ID 13; ENHANCE_YOUR_CALM; received from peer", true,
+		[]srcLine{{"h2_bundle.go", 1366, `"ENHANCE_YOUR_CALM"`}}},
+	{"stream error: stream ID 1; FLOW_CONTROL_ERROR; received from peer", false,
+		[]srcLine{{"h2_bundle.go", 1358, `"FLOW_CONTROL_ERROR"`}}},
+	{"stream error: stream ID 1; SETTINGS_TIMEOUT; received from peer", false,
+		[]srcLine{{"h2_bundle.go", 1359, `"SETTINGS_TIMEOUT"`}}},
+	{"stream error: stream ID 1; STREAM_CLOSED; received from peer", false,
+		[]srcLine{{"h2_bundle.go", 1360, `"STREAM_CLOSED"`}}},
+	{"stream error: stream ID 1; FRAME_SIZE_ERROR; received from peer", false,
+		[]srcLine{{"h2_bundle.go", 1361, `"FRAME_SIZE_ERROR"`}}},
+	{"stream error: stream ID 1; COMPRESSION_ERROR; received from peer", false,
+		[]srcLine{{"h2_bundle.go", 1364, `"COMPRESSION_ERROR"`}}},
+	{"stream error: stream ID 1; INADEQUATE_SECURITY; received from peer", false,
+		[]srcLine{{"h2_bundle.go", 1367, `"INADEQUATE_SECURITY"`}}},
+	{"stream error: stream ID 1; HTTP_1_1_REQUIRED; received from peer", false,
+		[]srcLine{{"h2_bundle.go", 1368, `"HTTP_1_1_REQUIRED"`}}},
+	// h2_bundle.go:1375 (go1.26.8): http2ErrCode.String of a code it does
+	// not know: not foreseen, so not retried.
+	{"stream error: stream ID 1; unknown error code 0xe; received from peer", false,
+		[]srcLine{{"h2_bundle.go", 1375, `"unknown error code 0x%x"`}}},
+
+	// Stream errors the client raised itself, about what the server sent:
+	// no "received from peer". Resending gets the same malformed answer.
+
+	// h2_bundle.go:9680 (go1.26.8), made a stream error at 9647.
+	{"stream error: stream ID 1; PROTOCOL_ERROR; malformed response from server: missing status pseudo header", false,
+		[]srcLine{streamErrorWithCause, {"h2_bundle.go", 9680, `"malformed response from server: missing status pseudo header"`}}},
+	// h2_bundle.go:9684 (go1.26.8)
+	{"stream error: stream ID 1; PROTOCOL_ERROR; malformed response from server: malformed non-numeric status pseudo header", false,
+		[]srcLine{{"h2_bundle.go", 9684, `"malformed response from server: malformed non-numeric status pseudo header"`}}},
+	// h2_bundle.go:9621 (go1.26.8)
+	{"stream error: stream ID 3; PROTOCOL_ERROR; protocol error: headers after END_STREAM", false,
+		[]srcLine{{"h2_bundle.go", 9621, `"protocol error: headers after END_STREAM"`}}},
+	// h2_bundle.go:1463 (go1.26.8): the Framer's detail (h2_bundle.go:3262)
+	// for a header the server sent; its name is the server's, quoted.
+	{`stream error: stream ID 1; PROTOCOL_ERROR; invalid header field value for "x-bad"`, false,
+		[]srcLine{{"h2_bundle.go", 1463, `"invalid header field value for %q"`}}},
+	// h2_bundle.go:1457 (go1.26.8)
+	{`stream error: stream ID 1; PROTOCOL_ERROR; invalid header field name "Bad Name"`, false,
+		[]srcLine{{"h2_bundle.go", 1457, `"invalid header field name %q"`}}},
+	// h2_bundle.go:10377 (go1.26.8): errResponseHeaderListSize
+	{"stream error: stream ID 1; PROTOCOL_ERROR; http2: response header list larger than advertised limit", false,
+		[]srcLine{{"h2_bundle.go", 10377, `"http2: response header list larger than advertised limit"`}}},
+	// streamErrorNoCause: DATA before HEADERS (h2_bundle.go:9983), or a
+	// flow-control violation by the server (h2_bundle.go:10241).
+	{"stream error: stream ID 3; PROTOCOL_ERROR", false, []srcLine{streamErrorNoCause}},
+	{"stream error: stream ID 1; FLOW_CONTROL_ERROR", false, nil},
+	{"stream error: stream ID 1; REFUSED_STREAM", false, nil}, // no such text in go1.26.8: a received reset says so
+
+	// Other errors of the HTTP/2 client that are not retried.
+
+	// h2_bundle.go:1390 (go1.26.8): http2ConnectionError, the client found
+	// the server's frames malformed and closed the connection.
+	{"connection error: PROTOCOL_ERROR", false,
+		[]srcLine{{"h2_bundle.go", 1390, `"connection error: %s"`}}},
+	// h2_bundle.go:3819 (go1.26.8): errTimeout, Transport.ResponseHeaderTimeout,
+	// a limit of the caller's, as net/http's HTTP/1 one is.
+	{"http2: timeout awaiting response headers", false,
+		[]srcLine{{"h2_bundle.go", 3819, `"http2: timeout awaiting response headers"`}}},
+	// h2_bundle.go:8564 (go1.26.8): errRequestCanceled
+	{"net/http: request canceled", false,
+		[]srcLine{{"h2_bundle.go", 8564, `"net/http: request canceled"`}}},
+	// h2_bundle.go:9101 (go1.26.8): errReqBodyTooLong, the caller's mistake
+	{"http2: request body larger than specified content length", false,
+		[]srcLine{{"h2_bundle.go", 9101, `"http2: request body larger than specified content length"`}}},
+	// h2_bundle.go:7886, 7889, 8060 (go1.26.8): configuration
+	{"http2: unencrypted HTTP/2 not enabled", false,
+		[]srcLine{{"h2_bundle.go", 7886, `"http2: unencrypted HTTP/2 not enabled"`}}},
+	{"http2: unsupported scheme", false,
+		[]srcLine{{"h2_bundle.go", 7889, `"http2: unsupported scheme"`}}},
+	{"http2: could not negotiate protocol mutually", false,
+		[]srcLine{{"h2_bundle.go", 8060, `"http2: could not negotiate protocol mutually"`}}},
+
+	// h2_bundle.go:7998 (go1.26.8): shouldRetryRequest, when net/http would
+	// resend but the body cannot be replayed by it (no GetBody). It wraps the
+	// error with %v, which decides.
+	{"http2: Transport: cannot retry err [stream error: stream ID 1; REFUSED_STREAM; received from peer] after Request.Body was written; define Request.GetBody to avoid this error", true,
+		[]srcLine{{"h2_bundle.go", 7998, `"http2: Transport: cannot retry err [%v] after Request.Body was written; define Request.GetBody to avoid this error"`}}},
+	{"http2: Transport: cannot retry err [http2: Transport received Server's graceful shutdown GOAWAY] after Request.Body was written; define Request.GetBody to avoid this error", true, nil},
+
+	// Text the server chose, which net/http quotes, never passes for an
+	// error of the client.
+	{`stream error: stream ID 1; PROTOCOL_ERROR; invalid header field name "x stream error: stream ID 1; REFUSED_STREAM; received from peer"`, false, nil},
+	{`stream error: stream ID 1; PROTOCOL_ERROR; invalid header field value for "http2: client connection lost"`, false, nil},
+	{`stream error: stream ID 1; PROTOCOL_ERROR; invalid header field value for "a \"http2: client conn not usable"`, false, nil},
+	// A lone quote is text like any other.
+	{`"stream error: stream ID 1; REFUSED_STREAM; received from peer`, true, nil},
+	// Almost a received reset.
+	{"stream error: stream ID ; REFUSED_STREAM; received from peer", false, nil},
+	{"stream error: stream ID 1;REFUSED_STREAM; received from peer", false, nil},
+	{"stream error: stream ID 1; REFUSED_STREAM; received from peers", true, nil}, // still the prefix
+	{"stream error: stream ID 1; REFUSED_STREAM; received from", false, nil},
+	{"stream error: stream ID 1; PROTOCOL_ERROR; x; stream error: stream ID 1; CANCEL; received from peer", true, nil},
+}
+
+// wrappings are the ways an HTTP/2 error reaches the Policy: as it is, in
+// the *url.Error of http.Client, wrapped by another transport with %w or
+// only as text.
+var wrappings = []struct {
+	name string
+	wrap func(error) error
+}{
+	{"bare", func(err error) error { return err }},
+	{"url.Error", func(err error) error {
+		return &url.Error{Op: "Get", URL: "https://example.com/a?b=c", Err: err}
+	}},
+	{"wrapped", func(err error) error { return fmt.Errorf("tracing transport: %w", err) }},
+	{"text only", func(err error) error { return fmt.Errorf("proxy said: %v (giving up)", err) }},
+}
+
+func TestClassifyHTTP2Errors(t *testing.T) {
+	for _, tt := range http2ErrorTexts {
+		for _, w := range wrappings {
+			t.Run(w.name+"/"+tt.text, func(t *testing.T) {
+				err := w.wrap(errors.New(tt.text))
+				assert.Equal(t, tt.retry, isHTTP2Unprocessed(err), "isHTTP2Unprocessed")
+				assert.Equal(t, tt.retry, isConnectionFailure(err), "isConnectionFailure")
+				assert.Equal(t, tt.retry, DefaultRetryable(nil, err), "DefaultRetryable")
+				assert.Equal(t, tt.retry, RetryStatuses(500)(nil, err), "RetryStatuses")
+			})
+		}
+	}
+}
+
+// A context's error ends the request whatever HTTP/2 error came with it.
+func TestClassifyHTTP2ErrorsWithContextErrors(t *testing.T) {
+	for _, ctxErr := range []error{context.Canceled, context.DeadlineExceeded} {
+		err := fmt.Errorf("%w: %w", errors.New("http2: client conn not usable"), ctxErr)
+		assert.True(t, isHTTP2Unprocessed(err))
+		assert.False(t, isConnectionFailure(err), "%v", err)
+	}
+}
+
+// The URL of a *url.Error is quoted, and so cannot make an error retried.
+func TestClassifyHTTP2IgnoresQuotedURL(t *testing.T) {
+	err := &url.Error{Op: "Get", URL: "https://h/http2: client conn not usable/stream error: stream ID 1; REFUSED_STREAM; received from peer",
+		Err: errors.New("http2: timeout awaiting response headers")}
+	assert.False(t, isConnectionFailure(err), "%v", err)
+	err.Err = errors.New("http2: client conn not usable")
+	assert.True(t, isConnectionFailure(err), "%v", err)
+}
+
+func TestClassifyUnquoted(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"", ""},
+		{"no quotes", "no quotes"},
+		{`a "b" c`, `a "" c`},
+		{`"b"`, `""`},
+		{`a "b \"c\" d" e "f"`, `a "" e ""`},
+		{`a "b`, `a "b`},
+		{`a "b" "c`, `a "" "c`},
+		{`"\x"c" d`, `"\x"" d`}, // no valid string at the first quote: kept, and the next one starts one
+		{`"\u00e9"`, `""`},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, unquoted(tt.in), "unquoted(%q)", tt.in)
+	}
+}
+
+// Every text of http2ErrorTexts comes from net/http's source: this notices
+// when a Go upgrade changes one. For http2SourceRelease it checks the exact
+// file and line of each literal; for any other release, that the literal is
+// still somewhere in net/http, which is what the classification rests on.
+func TestHTTP2ErrorTextsInGoSource(t *testing.T) {
+	out, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		t.Skipf("no go command to find GOROOT: %v", err)
+	}
+	root := filepath.Join(strings.TrimSpace(string(out)), "src", "net", "http")
+	if _, err := os.Stat(root); err != nil {
+		t.Skipf("no net/http source: %v", err)
+	}
+	exact := runtime.Version() == http2SourceRelease
+	lines := map[string][]string{} // file name (relative to root) to its lines
+	require.NoError(t, filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			lines[rel] = append(lines[rel], sc.Text())
+		}
+		return sc.Err()
+	}))
+	refs := []srcLine{streamErrorWithCause, streamErrorNoCause, errFromPeer}
+	for _, tt := range http2ErrorTexts {
+		refs = append(refs, tt.src...)
+	}
+	for _, ref := range refs {
+		_, err := strconv.Unquote(ref.literal)
+		require.NoError(t, err, "%s is a Go string literal", ref.literal)
+		if exact {
+			l := lines[ref.file]
+			if assert.Less(t, ref.line-1, len(l), "%s:%d exists", ref.file, ref.line) {
+				assert.Contains(t, l[ref.line-1], ref.literal, "%s:%d in %s", ref.file, ref.line, http2SourceRelease)
+			}
+			continue
+		}
+		var found []string
+		for file, l := range lines {
+			for i, text := range l {
+				if strings.Contains(text, ref.literal) {
+					found = append(found, fmt.Sprintf("%s:%d", file, i+1))
+				}
+			}
+		}
+		assert.NotEmpty(t, found, "%s, at %s:%d in %s, is gone from net/http in %s: read its HTTP/2 client again and update isHTTP2Unprocessed",
+			ref.literal, ref.file, ref.line, http2SourceRelease, runtime.Version())
+		if here := fmt.Sprintf("%s:%d", ref.file, ref.line); len(found) > 0 && !slices.Contains(found, here) {
+			t.Logf("%s: at %s in %s, now at %v", ref.literal, here, http2SourceRelease, found)
+		}
+	}
+}
