@@ -49,68 +49,67 @@ func attemptError(callerCtx context.Context, err error) error {
 	return err
 }
 
-// attemptTimer bounds the wait for one attempt's response headers
-// (Policy.AttemptTimeout) through a context of the attempt's own, which
-// net/http honours by closing the attempt's connection.
-type attemptTimer struct {
-	timer   *time.Timer
-	release context.CancelCauseFunc
+// attemptContext is the context of an attempt of its own: a retry's, or
+// any attempt's under Policy.AttemptTimeout. Cancelling it makes net/http
+// close the attempt's connection, which is how a hung attempt is abandoned
+// and how a discarded body stuck in a Read is set free.
+type attemptContext struct {
+	release context.CancelCauseFunc // safe to call more than once
+	timer   *time.Timer             // bounds the wait for headers; nil for none
 	after   time.Duration
 }
 
-// startAttemptTimer returns the attempt's context, derived from ctx, and
-// the timer that cancels it after d.
-func startAttemptTimer(ctx context.Context, d time.Duration) (context.Context, *attemptTimer) {
+// startAttempt returns the attempt's context, derived from ctx, cancelled
+// after timeout unless that is 0.
+func startAttempt(ctx context.Context, timeout time.Duration) (context.Context, *attemptContext) {
 	ctx, release := context.WithCancelCause(ctx)
-	at := &attemptTimer{release: release, after: d}
-	at.timer = time.AfterFunc(d, func() { release(&attemptTimeoutError{after: d}) })
-	return ctx, at
+	ac := &attemptContext{release: release, after: timeout}
+	if timeout > 0 {
+		ac.timer = time.AfterFunc(timeout, func() { release(&attemptTimeoutError{after: timeout}) })
+	}
+	return ctx, ac
 }
 
 // abandon stops the timer and releases the context of an attempt that was
 // not sent.
-func (at *attemptTimer) abandon() {
-	at.timer.Stop()
-	at.release(nil)
+func (ac *attemptContext) abandon() {
+	if ac.timer != nil {
+		ac.timer.Stop()
+	}
+	ac.release(nil)
 }
 
-// finish turns the outcome of a timed attempt into what the Transport
-// handles. Headers in time: the attempt's context lives on until the
-// response body is closed or read to its end, since the timeout does not
-// cover the body. Too late: the attempt is abandoned, and its error is an
-// attemptTimeoutError unless the caller's own context ended first.
-func (at *attemptTimer) finish(callerCtx context.Context, resp *http.Response, err error) (*http.Response, error) {
-	if at.timer.Stop() {
-		if err != nil || resp == nil || resp.Body == nil {
-			at.release(nil)
+// finish turns the outcome of an attempt with a context of its own into
+// what the Transport handles. Headers in time: the attempt's context lives
+// on until the response body is closed or read to its end, since the
+// timeout does not cover the body; a response with no body to read, or a
+// 101 Switching Protocols one (net/http stops watching the context of
+// both), releases it at once and keeps its body as it is. Too late: the
+// attempt is abandoned, and its error is an attemptTimeoutError unless the
+// caller's own context ended first.
+func (ac *attemptContext) finish(callerCtx context.Context, resp *http.Response, err error) (*http.Response, error) {
+	if ac.timer == nil || ac.timer.Stop() {
+		if err != nil || resp == nil || resp.Body == nil || resp.Body == http.NoBody ||
+			resp.StatusCode == http.StatusSwitchingProtocols {
+			ac.release(nil)
 			return resp, attemptError(callerCtx, err)
 		}
-		resp.Body = releaseOnEnd(resp.Body, at.release)
+		resp.Body = &releasingBody{body: resp.Body, release: ac.release}
 		return resp, nil
 	}
 	// The timer fired: the attempt's context is cancelled, and a response
 	// that slipped in just then has a body that can no longer be read.
-	at.release(nil)
+	ac.release(nil)
 	if callerCtx.Err() != nil {
 		return resp, err
 	}
 	if resp != nil && resp.Body != nil {
 		resp.Body.Close()
 	}
-	return nil, &attemptTimeoutError{after: at.after}
+	return nil, &attemptTimeoutError{after: ac.after}
 }
 
-// releaseOnEnd wraps a response body so that release runs when it is closed
-// or read to its end. A body that is also an io.Writer (a 101 Switching
-// Protocols connection) stays one.
-func releaseOnEnd(body io.ReadCloser, release context.CancelCauseFunc) io.ReadCloser {
-	b := releasingBody{body: body, release: release}
-	if w, ok := body.(io.Writer); ok {
-		return &releasingReadWriter{releasingBody: b, w: w}
-	}
-	return &b
-}
-
+// releasingBody runs release when the body is closed or read to its end.
 type releasingBody struct {
 	body    io.ReadCloser
 	release context.CancelCauseFunc // safe to call more than once
@@ -129,13 +128,6 @@ func (b *releasingBody) Close() error {
 	b.release(nil)
 	return err
 }
-
-type releasingReadWriter struct {
-	releasingBody
-	w io.Writer
-}
-
-func (b *releasingReadWriter) Write(p []byte) (int, error) { return b.w.Write(p) }
 
 // bodyReadError passes the request body of one attempt through to Base and
 // records any error its Read returns, so that a broken caller's body (a

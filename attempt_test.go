@@ -249,3 +249,12 @@ func TestAttemptTimeoutIsValidated(t *testing.T) {
 	assert.Contains(t, err.Error(), "Policy.AttemptTimeout")
 	assert.False(t, errors.Is(err, retryhttp.ErrAttemptTimeout))
 }
+
+func TestAttemptTimeoutKeepsBodiesAsTheyAre(t *testing.T) {
+	srv := retrytest.NewServer(t).Otherwise(retrytest.OK("ok"))
+	client, _ := newClient(t, retryhttp.Policy{AttemptTimeout: time.Second})
+	resp, err := client.Head(srv.URL)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	assert.Equal(t, http.NoBody, resp.Body, "a response without a body keeps http.NoBody")
+}

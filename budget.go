@@ -49,6 +49,12 @@ type bucket struct {
 
 const microPerToken = 1_000_000
 
+// retired marks a per-destination bucket taken out of its Budget's map
+// because it was full. A retry that found it just before then looks its
+// destination up again, so that no token is taken from a bucket the Budget
+// no longer counts.
+const retired = math.MinInt64
+
 // NewBudget returns a Budget of one bucket that starts full with burst
 // tokens and gains ratio tokens for every request sent through a Transport
 // that uses it, whatever its destination. NewBudget(0.1, 10) allows a retry
@@ -129,7 +135,7 @@ func (b *Budget) Tokens() float64 {
 	case b.hosts != nil:
 		least := b.burst
 		for _, hb := range *b.hosts.m.Load() {
-			least = min(least, hb.micro.Load())
+			least = min(least, hb.tokens(b.burst))
 		}
 		return float64(least) / microPerToken
 	}
@@ -152,7 +158,7 @@ func (b *Budget) TokensFor(host string) float64 {
 		return math.NaN()
 	}
 	if hb := b.hosts.find(u); hb != nil {
-		return float64(hb.micro.Load()) / microPerToken
+		return float64(hb.tokens(b.burst)) / microPerToken
 	}
 	return float64(b.burst) / microPerToken
 }
@@ -190,9 +196,13 @@ func (b *Budget) withdraw(u *url.URL) bool {
 	case b.hosts == nil:
 		return b.one.withdraw()
 	}
-	hb := b.hosts.findOrAdd(u, b.burst)
-	hb.lastRetry.Store(b.hosts.clock.Add(1))
-	return hb.withdraw()
+	for {
+		hb := b.hosts.findOrAdd(u, b.burst)
+		hb.lastRetry.Store(b.hosts.clock.Add(1))
+		if ok, gone := hb.take(); !gone {
+			return ok
+		}
+	}
 }
 
 // refund gives back the token of a retry of a request to u that was not
@@ -216,11 +226,11 @@ func (k *bucket) deposit(ratio, burst int64) (full bool) {
 }
 
 // add adds n millionths of a token up to burst and reports whether the
-// bucket is full.
+// bucket is full. A retired bucket counts as full.
 func (k *bucket) add(n, burst int64) (full bool) {
 	for {
 		old := k.micro.Load()
-		if old >= burst {
+		if old >= burst || old == retired {
 			return true
 		}
 		next := min(old+n, burst)
@@ -231,15 +241,34 @@ func (k *bucket) add(n, burst int64) (full bool) {
 }
 
 func (k *bucket) withdraw() bool {
+	ok, _ := k.take()
+	return ok
+}
+
+// take takes a token and reports whether there was one, or that the bucket
+// was retired.
+func (k *bucket) take() (ok, gone bool) {
 	for {
 		old := k.micro.Load()
+		if old == retired {
+			return false, true
+		}
 		if old < microPerToken {
-			return false
+			return false, false
 		}
 		if k.micro.CompareAndSwap(old, old-microPerToken) {
-			return true
+			return true, false
 		}
 	}
+}
+
+// tokens reports the bucket's count; a retired one holds burst, as a new one
+// would.
+func (k *bucket) tokens(burst int64) int64 {
+	if n := k.micro.Load(); n != retired {
+		return n
+	}
+	return burst
 }
 
 // hostBuckets holds the drained buckets of a per-destination Budget in a
@@ -286,7 +315,9 @@ func (h *hostBuckets) findOrAdd(u *url.URL, burst int64) *hostBucket {
 	old := *h.m.Load()
 	next := make(map[uint64]*hostBucket, len(old)+1)
 	for k, hb := range old {
-		if hb.micro.Load() < burst { // full ones are the same as new ones
+		// A full bucket is the same as a new one; retire it rather than
+		// keep it, unless a retry takes from it first.
+		if !hb.micro.CompareAndSwap(burst, retired) && hb.micro.Load() != retired {
 			next[k] = hb
 		}
 	}
@@ -298,6 +329,7 @@ func (h *hostBuckets) findOrAdd(u *url.URL, burst int64) *hostBucket {
 				oldestKey, oldest = k, t
 			}
 		}
+		next[oldestKey].micro.Store(retired)
 		delete(next, oldestKey)
 	}
 	hb := &hostBucket{dest: canonicalDestination(u)}
@@ -311,10 +343,10 @@ func (h *hostBuckets) findOrAdd(u *url.URL, burst int64) *hostBucket {
 func (h *hostBuckets) dropFull(hb *hostBucket, burst int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	old := *h.m.Load()
-	if hb.micro.Load() < burst {
-		return // drained again meanwhile
+	if !hb.micro.CompareAndSwap(burst, retired) {
+		return // drained again meanwhile, or retired already
 	}
+	old := *h.m.Load()
 	next := make(map[uint64]*hostBucket, len(old))
 	for k, v := range old {
 		if v != hb {

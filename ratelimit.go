@@ -32,20 +32,22 @@ const epochThreshold = 1_000_000_000
 // precedence: by the names APIs document them under, and by the keys
 // http.Header stores them under (http.CanonicalHeaderKey), which differ.
 var rateLimitFields = [...]struct {
-	name string // as APIs and this package's documentation spell it
-	key  string // as http.CanonicalHeaderKey spells it
-	form rateLimitForm
+	name      string // as APIs and this package's documentation spell it
+	key       string // as http.CanonicalHeaderKey spells it
+	form      rateLimitForm
+	remaining string // the key of the field that counts the quota left, if any
 }{
-	{"RateLimit", "Ratelimit", formStructured},
-	{"RateLimit-Reset", "Ratelimit-Reset", formDelaySeconds},
-	{"X-RateLimit-Reset-After", "X-Ratelimit-Reset-After", formDecimalDelta},
-	{"X-RateLimit-Reset", "X-Ratelimit-Reset", formDecimalEpochOrDelta},
-	{"X-Rate-Limit-Reset", "X-Rate-Limit-Reset", formDecimalEpochOrDelta},
+	{"RateLimit", "Ratelimit", formStructured, ""},
+	{"RateLimit-Reset", "Ratelimit-Reset", formDelaySeconds, keyRateLimitRemaining},
+	{"X-RateLimit-Reset-After", "X-Ratelimit-Reset-After", formDecimalDelta, keyXRateLimitRemaining},
+	{"X-RateLimit-Reset", "X-Ratelimit-Reset", formDecimalEpochOrDelta, keyXRateLimitRemaining},
+	{"X-Rate-Limit-Reset", "X-Rate-Limit-Reset", formDecimalEpochOrDelta, keyXRateDashLimitRem},
 }
 
 // Canonical keys of the other fields read here.
 const (
 	keyDate                = "Date"
+	keyRateLimitRemaining  = "Ratelimit-Remaining"
 	keyXRateLimitRemaining = "X-Ratelimit-Remaining"
 	keyXRateDashLimitRem   = "X-Rate-Limit-Remaining"
 )
@@ -61,6 +63,14 @@ const (
 //	X-RateLimit-Reset-After  Discord                         seconds from now, fraction allowed
 //	X-RateLimit-Reset        GitHub, Discord, many gateways  Unix time or seconds from now, fraction allowed
 //	X-Rate-Limit-Reset       X (Twitter)                     Unix time or seconds from now, fraction allowed
+//
+// A reset field is a wait only while its quota is spent: when the
+// response also says that quota remains (RateLimit-Remaining for
+// RateLimit-Reset, X-RateLimit-Remaining for the X-RateLimit- fields,
+// X-Rate-Limit-Remaining for X-Rate-Limit-Reset, holding a number above
+// zero), the reset is that of a window still open, which GitHub and
+// Discord send on every response, and the result is not ok. An absent,
+// zero or malformed remaining count leaves the reset a wait.
 //
 // When several are present, only the first of them in the order of that
 // table is read, and the others are ignored, even when the first one is
@@ -126,9 +136,13 @@ func rateLimitWait(resp *http.Response, now time.Time) (d time.Duration, header 
 		if len(values) == 0 {
 			continue
 		}
-		switch f.form {
-		case formStructured:
+		switch {
+		case f.form == formStructured:
 			d, ok = structuredRateLimitWait(values)
+		case quotaLeft(h[f.remaining]):
+			// GitHub and Discord send the window's reset on every
+			// response: with quota left, it asks for no wait.
+			d, ok = 0, false
 		default:
 			d, ok = resetWait(values, f.form, h, now)
 		}
@@ -214,7 +228,7 @@ const (
 // which differs for each: the length of a key picks the one it may match,
 // and most other keys are passed over at once.
 var rateLimitKeys = func() (byLen [len("X-Ratelimit-Reset-After") + 1]string) {
-	keys := []string{keyDate, keyXRateLimitRemaining, keyXRateDashLimitRem}
+	keys := []string{keyDate, keyRateLimitRemaining, keyXRateLimitRemaining, keyXRateDashLimitRem}
 	for _, f := range rateLimitFields {
 		keys = append(keys, f.key)
 	}
@@ -239,6 +253,18 @@ func rateLimitKeyKind(k string) keyKind {
 		return keyStray
 	}
 	return keyUnrelated
+}
+
+// quotaLeft reports whether a remaining-quota field (X-RateLimit-Remaining
+// and its kin) says that some quota is left: a number above zero. An
+// absent, zero or malformed one does not.
+func quotaLeft(values []string) bool {
+	v, ok := singleValue(values)
+	if !ok {
+		return false
+	}
+	n, ok := parseDecimalSeconds(v)
+	return ok && (n.saturated || n.sec > 0 || n.nsec > 0)
 }
 
 // singleValue returns the value of a singleton field trimmed of OWS, or

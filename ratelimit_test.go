@@ -214,6 +214,18 @@ func TestRateLimitWait(t *testing.T) {
 		{"disagreeing repeats do not fall through", hdr(after, "1", after, "2", reset, "3"), 0, after, false},
 		{"Retry-After alone is not read", hdr("Retry-After", "5"), 0, "", false},
 		{"remaining alone is not a wait", hdr("X-RateLimit-Remaining", "0"), 0, "", false},
+		// A reset with quota left is the end of a window still open (GitHub
+		// and Discord send it on every response), not a wait.
+		{"github reset with quota left", hdr(reset, "1700003000", "X-RateLimit-Remaining", "4999"), 0, reset, false},
+		{"github reset with quota spent", hdr(reset, "1700003000", "X-RateLimit-Remaining", "0", "Date", "Tue, 14 Nov 2023 22:13:20 GMT"), 3000 * sec, reset, true},
+		{"discord reset-after with quota left", hdr(after, "2.5", "X-RateLimit-Remaining", "3"), 0, after, false},
+		{"discord reset-after with a fraction of quota left", hdr(after, "2.5", "X-RateLimit-Remaining", "0.5"), 0, after, false},
+		{"x reset with quota left", hdr(xreset, "30", "X-Rate-Limit-Remaining", "12"), 0, xreset, false},
+		{"x reset ignores the other spelling's count", hdr(xreset, "30", "X-RateLimit-Remaining", "12"), 30 * sec, xreset, true},
+		{"draft-06 reset with quota left", hdr(rlr, "30", "RateLimit-Remaining", "7"), 0, rlr, false},
+		{"draft-06 reset with quota spent", hdr(rlr, "30", "RateLimit-Remaining", "0"), 30 * sec, rlr, true},
+		{"a malformed remaining count leaves the reset a wait", hdr(after, "4", "X-RateLimit-Remaining", "many"), 4 * sec, after, true},
+		{"the IETF field is not held to the X- counts", hdr(rl, `"d";r=0;t=5`, "X-RateLimit-Remaining", "9"), 5 * sec, rl, true},
 		{"no fields", http.Header{}, 0, "", false},
 		{"nil header", nil, 0, "", false},
 

@@ -87,6 +87,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeRequestBody(req)
 		return nil, err
 	}
+	if req.URL == nil {
+		closeRequestBody(req)
+		return nil, errors.New("retryhttp: nil Request.URL")
+	}
 	budget := t.budget()
 	budget.deposit(req.URL)
 	r := retrier{t: t, req: req, clock: p.clock(), budget: budget}
@@ -126,6 +130,9 @@ type retrier struct {
 	// bodyErr records an error from reading the request body of the latest
 	// attempt; set only for requests with a body.
 	bodyErr *bodyReadError
+	// abandon cancels the context of the latest attempt, when it has one of
+	// its own, to set free a discarded body stuck in a Read.
+	abandon context.CancelCauseFunc
 	sched   schedule
 }
 
@@ -137,7 +144,7 @@ func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) 
 	for attempt := 1; ; attempt++ {
 		d := r.decide(attempt, resp)
 		if d.reason == errNilBackoff {
-			discard(ctx, resp)
+			discard(ctx, resp, r.abandon)
 			return nil, errNilBackoff
 		}
 		if d.reason != nil {
@@ -152,16 +159,26 @@ func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) 
 		}
 		// OnRetry and the drain take time that the limits must count: the
 		// retry starts at the later of the decided moment and the end of
-		// the longest drain, and that must still fit. The time they took
-		// is real time, measured apart from the Clock, which a fake clock
-		// shared by concurrent requests may have moved meanwhile.
-		now := d.decidedAt.Add(time.Since(d.decidedReal))
+		// the longest drain, and that must still fit. On a virtual Clock,
+		// which concurrent requests' waits may have moved meanwhile, the
+		// time they took is real time.
+		now := r.clock.Now()
+		if isVirtual(r.clock) {
+			now = d.decidedAt.Add(time.Since(d.decidedReal))
+		}
 		wake := d.decidedAt.Add(d.wait)
 		if reason := r.fits(now, laterOf(wake, now.Add(drainAllowance(resp)))); reason != nil {
 			r.budget.refund(r.req.URL)
 			return r.giveUp(attempt, resp, err, reason, d.server)
 		}
-		if waitErr := r.drainAndWait(ctx, resp, d); waitErr != nil {
+		waitErr := r.drainAndWait(ctx, resp, d)
+		if waitErr == nil && !requestLive(r.req) {
+			waitErr = context.Canceled // the Cancel channel closed as the wait ended
+			if ctxErr := ctx.Err(); ctxErr != nil {
+				waitErr = ctxErr
+			}
+		}
+		if waitErr != nil {
 			r.budget.refund(r.req.URL)
 			return nil, r.reportGiveUp(attempt, nil, err, waitErr, d.server)
 		}
@@ -244,6 +261,7 @@ func (r *retrier) reportGiveUp(attempts int, resp *http.Response, err, reason er
 func (r *retrier) send(n int, resendable bool) (*http.Response, error) {
 	p := &r.t.Policy
 	req := r.req
+	r.abandon = nil
 	recordBody := resendable && req.Body != nil && req.Body != http.NoBody
 	if n == 1 && p.AttemptTimeout <= 0 {
 		if recordBody {
@@ -262,10 +280,8 @@ func (r *retrier) send(n int, resendable bool) (*http.Response, error) {
 	if n > 1 {
 		ctx = context.WithValue(ctx, attemptKey{}, n)
 	}
-	var timer *attemptTimer
-	if p.AttemptTimeout > 0 {
-		ctx, timer = startAttemptTimer(ctx, p.AttemptTimeout)
-	}
+	ctx, ac := startAttempt(ctx, p.AttemptTimeout)
+	r.abandon = ac.release
 	attemptReq := req.WithContext(ctx)
 	if n > 1 {
 		attemptReq = req.Clone(ctx) // a Base that changed the header could not reach the caller's
@@ -273,9 +289,7 @@ func (r *retrier) send(n int, resendable bool) (*http.Response, error) {
 	if req.Body != nil && req.Body != http.NoBody && n > 1 {
 		body, err := req.GetBody()
 		if err != nil {
-			if timer != nil {
-				timer.abandon()
-			}
+			ac.abandon()
 			return nil, fmt.Errorf("%w for attempt %d: %w", errReopenBody, n, err)
 		}
 		attemptReq.Body = body
@@ -285,10 +299,7 @@ func (r *retrier) send(n int, resendable bool) (*http.Response, error) {
 		attemptReq.Body = r.bodyErr
 	}
 	resp, err := r.t.base().RoundTrip(attemptReq)
-	if timer == nil {
-		return resp, attemptError(req.Context(), err)
-	}
-	return timer.finish(req.Context(), resp, err)
+	return ac.finish(req.Context(), resp, err)
 }
 
 // recordedRequest is a first attempt's request whose body errors are
@@ -307,15 +318,15 @@ func (r *retrier) drainAndWait(ctx context.Context, resp *http.Response, d decis
 		ctx, stop = withCancelChannel(ctx, cancel)
 		defer stop()
 	}
-	if err := discard(ctx, resp); err != nil {
+	if err := discard(ctx, resp, r.abandon); err != nil {
 		return err
 	}
-	// On the real clock the time since the decision is part of the wait;
-	// another Clock stands still while the Transport works, and its waits
-	// are played in full.
+	// The time since the decision is part of the wait. A virtual Clock
+	// stands still while the Transport works, and its waits are played in
+	// full.
 	wait := d.wait
-	if _, real := r.clock.(realClock); real {
-		wait = max(wait-time.Since(d.decidedReal), 0)
+	if !isVirtual(r.clock) {
+		wait = max(d.decidedAt.Add(d.wait).Sub(r.clock.Now()), 0)
 	}
 	return r.clock.Sleep(ctx, wait)
 }
@@ -342,11 +353,14 @@ func withCancelChannel(ctx context.Context, cancel <-chan struct{}) (context.Con
 // once, and a Base that wraps bodies (for metrics, for tracing) may race if
 // a timer closed the body under a Read. So one goroutine reads and then
 // closes, never both at once, and the retry waits for it only up to
-// drainTimeout, or until ctx is done. A body whose Read blocks longer keeps
-// that goroutine until the Read returns (net/http returns when the
-// connection closes, or the attempt's context ends); it then closes the
-// body and ends. The connection is lost either way.
-func discard(ctx context.Context, resp *http.Response) error {
+// drainTimeout, or until ctx is done. A body whose Read blocks longer is set
+// free by cancelling its attempt's own context (abandon), which makes
+// net/http close the connection and the Read return; the goroutine then
+// closes the body and ends. A first attempt has no context of its own, so
+// that the happy path allocates nothing (unless Policy.AttemptTimeout is
+// set): its stuck body keeps the goroutine until the server sends or closes,
+// or the caller's context ends. The connection is lost either way.
+func discard(ctx context.Context, resp *http.Response, abandon context.CancelCauseFunc) error {
 	if resp == nil || resp.Body == nil || resp.Body == http.NoBody {
 		return nil
 	}
@@ -361,11 +375,18 @@ func discard(ctx context.Context, resp *http.Response) error {
 	case <-done:
 		return nil
 	case <-timer.C:
+		if abandon != nil {
+			abandon(errDrainAbandoned)
+		}
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
+
+// errDrainAbandoned is the cause of cancelling an attempt whose discarded
+// body could not be read in time.
+var errDrainAbandoned = errors.New("retryhttp: discarded response body abandoned")
 
 // drainBody reads body until EOF, drainLimit bytes or drainReadFor, then
 // closes it.

@@ -85,6 +85,12 @@ func (c *Clock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
+// Virtual reports true: the Clock moves only when waited on or advanced, so
+// a retryhttp.Transport plays each wait on it in full, however long its own
+// work took in real time, and concurrent requests' waits are each recorded
+// whole.
+func (c *Clock) Virtual() bool { return true }
+
 // Waits returns the waits the Clock was asked for, in the order they were
 // asked for. Each entry is one wait between two attempts.
 func (c *Clock) Waits() []time.Duration {
