@@ -1,0 +1,233 @@
+// Package otelretryhttp instruments a retrying retryhttp.Transport with
+// OpenTelemetry: a CLIENT span for every attempt, made by otelhttp, that
+// carries http.request.resend_count on every resend, and metrics of the
+// retries, the give-ups, the waits and the retry budget.
+//
+//	client := &http.Client{Transport: otelretryhttp.NewTransport(nil, retryhttp.Policy{})}
+//
+// # Layers
+//
+// NewTransport stacks, from the outside in:
+//
+//	retryhttp.Transport        retries; its hooks feed the metrics
+//	  otelhttp.Transport       one CLIENT span per attempt, and otelhttp's own metrics
+//	    attempt layer          sets http.request.resend_count = retryhttp.Attempt − 1
+//	      base                 sends each attempt (http.DefaultTransport when nil)
+//
+// Every attempt is its own span, as the OpenTelemetry HTTP conventions ask
+// of every physical request. No span is added for the logical request: the
+// attempts' spans are children of the span in the caller's request context,
+// siblings of one another, so a caller who wants one span around the whole
+// request starts it before calling the client. The first attempt's span has
+// no http.request.resend_count; the first resend's has 1, the next 2, and so
+// on. An attempt's span ends when its response body is closed or read to
+// its end (which the retry layer does for every response it discards), or
+// at once when the attempt fails with an error.
+//
+// # Metrics
+//
+// The instruments come from the Meter named ScopeName of the
+// MeterProvider:
+//
+//	| name                    | instrument               | unit      | attributes                                        |
+//	|-------------------------|--------------------------|-----------|---------------------------------------------------|
+//	| retryhttp.retries       | Int64Counter             | {retry}   | http.response.status_code, or error.type          |
+//	| retryhttp.give_ups      | Int64Counter             | {give_up} | retryhttp.give_up.reason                          |
+//	| retryhttp.wait.duration | Float64Histogram         | s         | none                                              |
+//	| retryhttp.budget.tokens | Float64ObservableGauge   | {token}   | url.scheme, server.address, server.port           |
+//
+// retryhttp.retries counts each retry when it is decided, before its wait
+// (when Policy.OnRetry is called), by the outcome of the attempt that
+// called for it: the response's status code in http.response.status_code,
+// or, for a transport error, a class of error in error.type, one of
+// "timeout", "connection_refused", "connection_reset" (reset or aborted),
+// "broken_pipe", "eof", "connection_closed", "http2", "dns" and "_OTHER".
+//
+// retryhttp.give_ups counts each request whose last outcome called for
+// another attempt but that was returned anyway (when Policy.OnGiveUp is
+// called), by retryhttp.give_up.reason: "attempts_used_up",
+// "retry_after_too_long", "max_elapsed", "deadline", "budget_empty",
+// "backoff_stop" and "not_resendable" for the sentinels of package
+// retryhttp, "canceled" and "deadline_exceeded" for a context that ended a
+// wait, and "_OTHER" for a reason this version does not know. A retry that
+// retryhttp.retries counted can still end in a give-up, counted too: when
+// the request's context ends during its wait, or when the hooks took so
+// long that the retry no longer fits the Policy's limits.
+//
+// retryhttp.wait.duration records, for each retry, the wait that the
+// Transport chose before it (RetryEvent.Wait), in seconds, as the wait
+// begins; a wait cut short by the request's context is recorded whole.
+//
+// retryhttp.budget.tokens reports, for each destination (scheme, host and
+// port) that the Transport has sent to recently, the retry Budget's tokens
+// that a request to it may spend now (Budget.TokensFor): one point per
+// destination of a per-host budget, and the one shared bucket's tokens at
+// every destination of a budget made by retryhttp.NewBudget. A Transport
+// tracks at most 64 destinations, the most recently used, and forgets one
+// it has sent nothing to for 10 minutes, so the gauge has at most 64 points
+// per Transport. An unlimited budget (retryhttp.UnlimitedBudget) has no
+// tokens to count and reports no point.
+//
+// otelhttp records its own metrics, such as http.client.request.duration,
+// for every attempt, with the same MeterProvider.
+//
+// # The default budget
+//
+// When p.Budget is nil, retryhttp.Transport would make a per-host budget of
+// its own that nothing outside it can read. NewTransport therefore makes
+// that same default itself and sets it in the Policy, so that the gauge can
+// observe it:
+//
+//	p.Budget = retryhttp.NewHostBudget(retryhttp.DefaultBudgetRatio, retryhttp.DefaultBudgetBurst)
+//
+// The retries allowed are those of the uninstrumented Transport.
+package otelretryhttp
+
+import (
+	"net/http"
+
+	"github.com/b4dedce7/retryhttp"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// ScopeName is the instrumentation scope name of the Meter that holds the
+// retryhttp.* instruments.
+const ScopeName = "github.com/b4dedce7/retryhttp/otelretryhttp"
+
+// An Option configures NewTransport.
+type Option interface {
+	apply(*config)
+}
+
+type config struct {
+	tracerProvider trace.TracerProvider
+	meterProvider  metric.MeterProvider
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// WithTracerProvider sets the TracerProvider that makes the attempts' spans.
+// Without it, or with nil, otelhttp's default applies: the provider of the
+// span in the request's context when it holds a valid one, and otherwise
+// the global provider (otel.GetTracerProvider).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return optionFunc(func(c *config) { c.tracerProvider = tp })
+}
+
+// WithMeterProvider sets the MeterProvider of the retryhttp.* instruments
+// and of otelhttp's own metrics. Without it, or with nil, the global
+// provider (otel.GetMeterProvider) is used.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return optionFunc(func(c *config) { c.meterProvider = mp })
+}
+
+// NewTransport returns an http.RoundTripper that retries requests as a
+// retryhttp.Transport with Policy p does, sending each attempt through an
+// otelhttp Transport over base (http.DefaultTransport when nil), and that
+// records the metrics described in the package documentation.
+//
+// The hooks p.OnRetry and p.OnGiveUp, when set, are still called, each
+// after the event has been recorded. When p.Budget is nil, NewTransport sets
+// it to a new retryhttp.NewHostBudget(retryhttp.DefaultBudgetRatio,
+// retryhttp.DefaultBudgetBurst), the budget the Transport would otherwise
+// make for itself, so that the budget gauge can observe it.
+//
+// The returned RoundTripper also has a CloseIdleConnections method, which
+// http.Client.CloseIdleConnections calls: it calls base's, if base has one,
+// directly, for otelhttp's Transport does not pass the call on.
+//
+// Like an http.Transport, the RoundTripper should be made once and reused:
+// each one registers the budget gauge's callback with the MeterProvider, for
+// as long as the provider lives.
+func NewTransport(base http.RoundTripper, p retryhttp.Policy, opts ...Option) http.RoundTripper {
+	var c config
+	for _, o := range opts {
+		o.apply(&c)
+	}
+	if c.meterProvider == nil {
+		c.meterProvider = otel.GetMeterProvider()
+	}
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	if p.Budget == nil {
+		p.Budget = retryhttp.NewHostBudget(retryhttp.DefaultBudgetRatio, retryhttp.DefaultBudgetBurst)
+	}
+
+	meter := c.meterProvider.Meter(ScopeName)
+	inst := newInstruments(meter)
+	p.OnRetry = inst.onRetry(p.OnRetry)
+	p.OnGiveUp = inst.onGiveUp(p.OnGiveUp)
+
+	var dests *destinations
+	if p.Validate() == nil && !isUnlimited(p.Budget) { // an invalid Policy sends nothing
+		dests = newDestinations()
+		registerBudgetGauge(meter, p.Budget, dests)
+	}
+
+	otelOpts := []otelhttp.Option{otelhttp.WithMeterProvider(c.meterProvider)}
+	if c.tracerProvider != nil {
+		otelOpts = append(otelOpts, otelhttp.WithTracerProvider(c.tracerProvider))
+	}
+	return &transport{
+		retry: &retryhttp.Transport{
+			Base:   otelhttp.NewTransport(attemptLayer{base: base}, otelOpts...),
+			Policy: p,
+		},
+		base:  base,
+		dests: dests,
+	}
+}
+
+// transport is the RoundTripper that NewTransport returns: the retry layer,
+// with a note of each request's destination for the budget gauge, and a
+// CloseIdleConnections that reaches the base.
+type transport struct {
+	retry *retryhttp.Transport
+	base  http.RoundTripper
+	dests *destinations // nil when the budget is unlimited or the Policy invalid
+}
+
+// RoundTrip notes the request's destination for the budget gauge and sends
+// the request through the retry layer. It implements http.RoundTripper.
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.dests != nil && req.URL != nil {
+		t.dests.touch(req.URL)
+	}
+	return t.retry.RoundTrip(req)
+}
+
+// CloseIdleConnections closes the idle connections of the base transport, if
+// it has such a method. It calls the base directly, once, since neither
+// otelhttp's Transport nor the attempt layer has connections of its own and
+// otelhttp does not pass the call on.
+func (t *transport) CloseIdleConnections() {
+	type closeIdler interface{ CloseIdleConnections() }
+	if c, ok := t.base.(closeIdler); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// attemptLayer sits below otelhttp, where the request's context holds the
+// attempt's span, and marks every resend's span with its resend count.
+type attemptLayer struct {
+	base http.RoundTripper
+}
+
+// RoundTrip sets http.request.resend_count to retryhttp.Attempt − 1 on the
+// span in req's context for every attempt after the first, and sends req
+// through the base.
+func (l attemptLayer) RoundTrip(req *http.Request) (*http.Response, error) {
+	if n := retryhttp.Attempt(req.Context()); n > 1 {
+		if span := trace.SpanFromContext(req.Context()); span.IsRecording() {
+			span.SetAttributes(semconv.HTTPRequestResendCount(n - 1))
+		}
+	}
+	return l.base.RoundTrip(req)
+}
