@@ -82,14 +82,14 @@ func (ac *attemptContext) abandon() {
 // finish turns the outcome of an attempt with a context of its own into
 // what the Transport handles. Headers in time: the attempt's context lives
 // on until the response body is closed or read to its end, since the
-// timeout does not cover the body; a response with no body to read, or a
-// 101 Switching Protocols one (net/http stops watching the context of
+// timeout does not cover the body; a response with no content to read, or
+// a 101 Switching Protocols one (net/http stops watching the context of
 // both), releases it at once and keeps its body as it is. Too late: the
 // attempt is abandoned, and its error is an attemptTimeoutError unless the
 // caller's own context ended first.
 func (ac *attemptContext) finish(callerCtx context.Context, resp *http.Response, err error) (*http.Response, error) {
 	if ac.timer == nil || ac.timer.Stop() {
-		if err != nil || resp == nil || resp.Body == nil || resp.Body == http.NoBody ||
+		if err != nil || resp == nil || resp.Body == nil || hasNoContent(resp) ||
 			resp.StatusCode == http.StatusSwitchingProtocols {
 			ac.release(nil)
 			return resp, attemptError(callerCtx, err)

@@ -273,3 +273,39 @@ func TestCancelledWaitGivesTheTokenBack(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	assert.Equal(t, 4.0, budget.Tokens())
 }
+
+// TestEmptyBodiesCostNoDrainTime: a Base that wraps every body (as otelhttp
+// does) hides http.NoBody; an empty body must still cost no drain time
+// against the limits.
+func TestEmptyBodiesCostNoDrainTime(t *testing.T) {
+	srv := retrytest.NewServer(t, retrytest.Reply(503, ""), retrytest.OK("ok"))
+	var closed atomic.Int32
+	wrapping := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		resp, err := newBase(t).RoundTrip(req)
+		if err == nil {
+			resp.Body = &closeCounter{ReadCloser: resp.Body, closed: &closed}
+		}
+		return resp, err
+	})
+	client := &http.Client{Transport: &retryhttp.Transport{Base: wrapping, Policy: retryhttp.Policy{
+		MaxElapsed: 30 * time.Millisecond,
+		Backoff:    constant(time.Millisecond),
+	}}}
+
+	resp, body, err := do(t, client, newRequest(t, "GET", srv.URL, nil))
+
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, "ok", body)
+	assert.EqualValues(t, 2, closed.Load(), "the empty body was closed, and the returned one by the caller")
+}
+
+type closeCounter struct {
+	io.ReadCloser
+	closed *atomic.Int32
+}
+
+func (c *closeCounter) Close() error {
+	c.closed.Add(1)
+	return c.ReadCloser.Close()
+}

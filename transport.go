@@ -361,7 +361,13 @@ func withCancelChannel(ctx context.Context, cancel <-chan struct{}) (context.Con
 // set): its stuck body keeps the goroutine until the server sends or closes,
 // or the caller's context ends. The connection is lost either way.
 func discard(ctx context.Context, resp *http.Response, abandon context.CancelCauseFunc) error {
-	if resp == nil || resp.Body == nil || resp.Body == http.NoBody {
+	if resp == nil || resp.Body == nil {
+		return nil
+	}
+	if hasNoContent(resp) {
+		// Nothing to read, but a Base that wraps bodies (otelhttp ends a
+		// span on Close) must still see it closed.
+		resp.Body.Close()
 		return nil
 	}
 	done := make(chan struct{})
@@ -405,10 +411,19 @@ func drainBody(body io.ReadCloser) {
 
 // drainAllowance is how long discarding resp's body may take.
 func drainAllowance(resp *http.Response) time.Duration {
-	if resp == nil || resp.Body == nil || resp.Body == http.NoBody {
+	if resp == nil || resp.Body == nil || hasNoContent(resp) {
 		return 0
 	}
 	return drainTimeout
+}
+
+// hasNoContent reports whether resp's body is known to be empty: http.NoBody,
+// a Content-Length of 0, or the answer to a HEAD. A Base that wraps bodies
+// (for tracing, for metrics) hides http.NoBody, so the length and the method
+// tell too.
+func hasNoContent(resp *http.Response) bool {
+	return resp.Body == http.NoBody || resp.ContentLength == 0 ||
+		(resp.Request != nil && resp.Request.Method == http.MethodHead)
 }
 
 func laterOf(a, b time.Time) time.Time {

@@ -2,6 +2,7 @@ package otelretryhttp
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net"
 	"net/url"
@@ -152,11 +153,15 @@ func registerBudgetGauge(meter metric.Meter, b *retryhttp.Budget, dests *destina
 	gauge, err := meter.Float64ObservableGauge(budgetName,
 		metric.WithUnit("{token}"),
 		metric.WithDescription("The retry budget's tokens that a request to the destination may spend now."))
+	// Transports with budgets of their own may send to one destination:
+	// the budget's identity keeps their points apart, while Transports that
+	// share a Budget report the same points.
+	budgetID := metric.WithAttributes(budgetIDKey.String(fmt.Sprintf("%p", b)))
 	if err == nil {
 		_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 			for _, d := range dests.live() {
 				if v := b.TokensFor(d.budgetKey); !math.IsInf(v, 0) && !math.IsNaN(v) {
-					o.ObserveFloat64(gauge, v, d.attrs)
+					o.ObserveFloat64(gauge, v, d.attrs, budgetID)
 				}
 			}
 			return nil

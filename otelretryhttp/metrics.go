@@ -25,6 +25,7 @@ const (
 	waitName        = "retryhttp.wait.duration"
 	budgetName      = "retryhttp.budget.tokens"
 	giveUpReasonKey = attribute.Key("retryhttp.give_up.reason")
+	budgetIDKey     = attribute.Key("retryhttp.budget.id")
 )
 
 // waitBuckets are the bucket boundaries of retryhttp.wait.duration, in

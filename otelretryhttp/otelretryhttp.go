@@ -34,7 +34,7 @@
 //	| retryhttp.retries       | Int64Counter             | {retry}   | http.response.status_code, or error.type          |
 //	| retryhttp.give_ups      | Int64Counter             | {give_up} | retryhttp.give_up.reason                          |
 //	| retryhttp.wait.duration | Float64Histogram         | s         | none                                              |
-//	| retryhttp.budget.tokens | Float64ObservableGauge   | {token}   | url.scheme, server.address, server.port           |
+//	| retryhttp.budget.tokens | Float64ObservableGauge   | {token}   | url.scheme, server.address, server.port, retryhttp.budget.id |
 //
 // retryhttp.retries counts each retry when it is decided, before its wait
 // (when Policy.OnRetry is called), by the outcome of the attempt that
@@ -66,7 +66,10 @@
 // tracks at most 64 destinations, the most recently used, and forgets one
 // it has sent nothing to for 10 minutes, so the gauge has at most 64 points
 // per Transport. An unlimited budget (retryhttp.UnlimitedBudget) has no
-// tokens to count and reports no point.
+// tokens to count and reports no point. Each point carries
+// retryhttp.budget.id, an opaque identifier of the Budget, so that
+// Transports with budgets of their own that send to one destination report
+// apart, while Transports that share a Budget report the same points.
 //
 // otelhttp records its own metrics, such as http.client.request.duration,
 // for every attempt, with the same MeterProvider.
