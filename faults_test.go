@@ -25,37 +25,31 @@ import (
 	"github.com/b4dedce7/retryhttp/retrytest"
 )
 
-// rawServer is a loopback HTTP/1.1 server written on bare TCP, so that a
-// test controls every byte and every reset. Each request is handed to
-// serve with its number (from 1), its body already read and recorded.
-type rawServer struct {
+// tcpServer accepts loopback connections and hands each, numbered from 1,
+// to a handler on a goroutine of its own, until close closes them all and
+// waits for the handlers.
+type tcpServer struct {
 	ln     net.Listener
-	serve  func(n int, conn *net.TCPConn, w *bufio.Writer, req *http.Request)
-	mu     sync.Mutex
-	bodies []recordedRequest
 	wg     sync.WaitGroup
-	conns  map[net.Conn]bool
+	mu     sync.Mutex
+	conns  int // connections accepted
+	open   map[net.Conn]bool
 	closed bool
 }
 
-type recordedRequest struct {
-	method string
-	body   []byte
-}
-
-func newRawServer(t *testing.T, serve func(n int, conn *net.TCPConn, w *bufio.Writer, req *http.Request)) *rawServer {
+func startTCPServer(t *testing.T, handle func(connNum int, conn *net.TCPConn)) *tcpServer {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	s := &rawServer{ln: ln, serve: serve, conns: map[net.Conn]bool{}}
+	s := &tcpServer{ln: ln, open: map[net.Conn]bool{}}
 	s.wg.Add(1)
-	go s.accept()
+	go s.accept(handle)
 	t.Cleanup(s.close)
 	return s
 }
 
-func (s *rawServer) url() string { return "http://" + s.ln.Addr().String() }
+func (s *tcpServer) url() string { return "http://" + s.ln.Addr().String() }
 
-func (s *rawServer) accept() {
+func (s *tcpServer) accept(handle func(connNum int, conn *net.TCPConn)) {
 	defer s.wg.Done()
 	for {
 		conn, err := s.ln.Accept()
@@ -68,21 +62,56 @@ func (s *rawServer) accept() {
 			conn.Close()
 			return
 		}
-		s.conns[conn] = true
+		s.open[conn] = true
+		s.conns++
+		n := s.conns
 		s.wg.Add(1)
 		s.mu.Unlock()
-		go s.handle(conn.(*net.TCPConn))
+		go func() {
+			defer s.wg.Done()
+			defer func() {
+				conn.Close()
+				s.mu.Lock()
+				delete(s.open, conn)
+				s.mu.Unlock()
+			}()
+			handle(n, conn.(*net.TCPConn))
+		}()
 	}
 }
 
+func (s *tcpServer) close() {
+	s.mu.Lock()
+	s.closed = true
+	for c := range s.open {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.ln.Close()
+	s.wg.Wait()
+}
+
+// rawServer is a loopback HTTP/1.1 server written on bare TCP, so that a
+// test controls every byte and every reset. Each request is handed to
+// serve with its number (from 1), its body already read and recorded.
+type rawServer struct {
+	*tcpServer
+	serve  func(n int, conn *net.TCPConn, w *bufio.Writer, req *http.Request)
+	bodies []recordedRequest // guarded by tcpServer.mu
+}
+
+type recordedRequest struct {
+	method string
+	body   []byte
+}
+
+func newRawServer(t *testing.T, serve func(n int, conn *net.TCPConn, w *bufio.Writer, req *http.Request)) *rawServer {
+	s := &rawServer{serve: serve}
+	s.tcpServer = startTCPServer(t, func(_ int, conn *net.TCPConn) { s.handle(conn) })
+	return s
+}
+
 func (s *rawServer) handle(conn *net.TCPConn) {
-	defer s.wg.Done()
-	defer func() {
-		conn.Close()
-		s.mu.Lock()
-		delete(s.conns, conn)
-		s.mu.Unlock()
-	}()
 	r := bufio.NewReader(conn)
 	w := bufio.NewWriter(conn)
 	for {
@@ -109,17 +138,6 @@ func (s *rawServer) requests() []recordedRequest {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]recordedRequest(nil), s.bodies...)
-}
-
-func (s *rawServer) close() {
-	s.mu.Lock()
-	s.closed = true
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.ln.Close()
-	s.wg.Wait()
 }
 
 // resetConn flushes what w holds and resets the connection.
@@ -408,15 +426,9 @@ func TestHTTP2Faults(t *testing.T) {
 // connections (from 1); serve answers on the stream and reports whether to
 // close the connection, gracefully, after it.
 type h2Server struct {
-	ln    net.Listener
-	serve func(n int, s *h2Stream) (closeConn bool)
-	wg    sync.WaitGroup
-
-	mu     sync.Mutex
-	conns  int      // connections accepted
-	bodies []string // the body of each request, by number
-	open   map[net.Conn]bool
-	closed bool
+	*tcpServer
+	serve  func(n int, s *h2Stream) (closeConn bool)
+	bodies []string // the body of each request, by number; guarded by tcpServer.mu
 }
 
 // h2Stream is one request of an h2Server, to be answered.
@@ -451,49 +463,14 @@ const (
 )
 
 func newH2Server(t *testing.T, serve func(n int, s *h2Stream) bool) *h2Server {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	s := &h2Server{ln: ln, serve: serve, open: map[net.Conn]bool{}}
-	s.wg.Add(1)
-	go s.accept()
-	t.Cleanup(s.close)
+	s := &h2Server{serve: serve}
+	s.tcpServer = startTCPServer(t, s.handle)
 	return s
-}
-
-func (s *h2Server) url() string { return "http://" + s.ln.Addr().String() }
-
-func (s *h2Server) accept() {
-	defer s.wg.Done()
-	for {
-		conn, err := s.ln.Accept()
-		if err != nil {
-			return
-		}
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			conn.Close()
-			return
-		}
-		s.open[conn] = true
-		s.conns++
-		n := s.conns
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go s.handle(n, conn.(*net.TCPConn))
-	}
 }
 
 // handle serves one connection: it reads frames, answers SETTINGS and PING,
 // gathers each request's body and hands each finished request to serve.
 func (s *h2Server) handle(connNum int, conn *net.TCPConn) {
-	defer s.wg.Done()
-	defer func() {
-		conn.Close()
-		s.mu.Lock()
-		delete(s.open, conn)
-		s.mu.Unlock()
-	}()
 	r := bufio.NewReader(conn)
 	preface := make([]byte, h2ClientPrefaceLen)
 	if _, err := io.ReadFull(r, preface); err != nil || string(preface) != "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" {
@@ -556,17 +533,6 @@ func (s *h2Server) requests() (conns int, bodies []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.conns, append([]string(nil), s.bodies...)
-}
-
-func (s *h2Server) close() {
-	s.mu.Lock()
-	s.closed = true
-	for c := range s.open {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.ln.Close()
-	s.wg.Wait()
 }
 
 func readH2Frame(r io.Reader) (typ, flags byte, id uint32, payload []byte, err error) {
