@@ -140,9 +140,16 @@ type bodyReadError struct {
 func (b *bodyReadError) Read(p []byte) (int, error) {
 	n, err := b.body.Read(p)
 	if err != nil && err != io.EOF {
-		b.err.Store(&err)
+		b.record(err)
 	}
 	return n, err
+}
+
+// record keeps err. It is apart from Read so that only a failed Read pays
+// for keeping it: taking the address of Read's own err would move it to the
+// heap on every call.
+func (b *bodyReadError) record(err error) {
+	b.err.Store(&err)
 }
 
 func (b *bodyReadError) Close() error { return b.body.Close() }
