@@ -15,14 +15,22 @@ import (
 // shares it, so that many clients retrying against a failing server cannot
 // multiply its load.
 //
-// A bucket starts with burst tokens and never holds more. The first attempt
-// of every request adds ratio tokens; every retry takes one token, and a
-// retry that finds less than one token is not made (a retry that takes a
-// token and is then not sent, its wait cut short, gives it back). The
-// retries a bucket allows are therefore at most burst + ratio × requests: a
-// server that fails every request sees at most 1 + ratio times its normal
-// traffic in the long run (1.1× with the defaults), plus the burst once. The
-// approach follows gRPC's retry throttling and Finagle's RetryBudget.
+// A bucket starts with burst tokens and never holds more. Every request
+// answered with a response that is not retried (a success: a 200, a 404,
+// anything Policy.Retryable does not retry) adds ratio tokens; every retry
+// takes one token, and a retry that finds less than one token is not made (a
+// retry that takes a token and is then not sent, its wait cut short, gives
+// it back). The retries a bucket allows are therefore at most
+// burst + ratio × successes, and so at most burst + ratio × requests: a
+// server that answers nothing gets the burst and no more, and one that
+// answers a fraction f of its requests sees at most 1 + ratio × f times its
+// normal traffic in the long run (1.1× with the defaults), plus the burst
+// once. Because the budget grows with what the server serves rather than
+// with what is asked of it, retries dry up while the server is overloaded
+// and come back as it recovers, instead of keeping it overloaded; the
+// bench module's metastable-failure scenario and budget comparison
+// (bench/results/RESULTS.md) measure this. The approach follows gRPC's
+// retry throttling and Finagle's RetryBudget.
 //
 // NewBudget makes one bucket for every request that shares the Budget;
 // NewHostBudget one bucket per destination, so that a dead host cannot spend
@@ -56,10 +64,10 @@ const microPerToken = 1_000_000
 const retired = math.MinInt64
 
 // NewBudget returns a Budget of one bucket that starts full with burst
-// tokens and gains ratio tokens for every request sent through a Transport
-// that uses it, whatever its destination. NewBudget(0.1, 10) allows a retry
-// for every ten requests, and ten at once after a quiet period. The ratio is
-// kept to six decimal places.
+// tokens and gains ratio tokens for every success of a request sent through
+// a Transport that uses it, whatever its destination. NewBudget(0.1, 10)
+// allows a retry for every ten successes, and ten at once after a quiet
+// period. The ratio is kept to six decimal places.
 //
 // A ratio that is negative, infinite or NaN, a negative burst, or a positive
 // ratio with a burst of 0 (a bucket that can never hold a whole token) makes
@@ -171,7 +179,7 @@ func (b *Budget) validate() error {
 	return b.err
 }
 
-// deposit credits the Budget for one request to u. For a per-destination
+// deposit credits the Budget for one success of a request to u. For a per-destination
 // Budget it touches only a destination that has a drained bucket: no lock,
 // no allocation.
 func (b *Budget) deposit(u *url.URL) {

@@ -135,8 +135,10 @@ func ExamplePolicy_onRetry() {
 	// 200 OK
 }
 
-// Share one Budget between Transports, so that together they retry at most
-// one request in ten (after a burst of 5) however many of them there are.
+// Share one Budget between Transports, so that together they make at most 5
+// retries, plus one for every ten requests the server answers, however many
+// Transports there are: against a server that answers nothing, the burst is
+// all they get.
 func ExampleNewBudget() {
 	srv := flakyServer(1 << 30) // never recovers
 	defer srv.Close()
@@ -161,7 +163,7 @@ func ExampleNewBudget() {
 	}
 	// Output:
 	// 503 Service Unavailable with 0 tokens left
-	// 503 Service Unavailable with 0.1 tokens left
+	// 503 Service Unavailable with 0 tokens left
 }
 
 // Turn the retry budget off, leaving the retries to the Policy's limits.

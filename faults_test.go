@@ -915,7 +915,7 @@ func TestSoak(t *testing.T) {
 	})
 
 	var next atomic.Int64
-	var wrong atomic.Int32
+	var wrong, answered atomic.Int32
 	var wg sync.WaitGroup
 	for range goroutines {
 		wg.Go(func() {
@@ -924,8 +924,12 @@ func TestSoak(t *testing.T) {
 				if i >= requests {
 					return
 				}
-				if !soakOutcomeOK(client, srv.URL, i, wantBody[i%len(scripts)]) {
+				ok, success := soakOutcomeOK(client, srv.URL, i, wantBody[i%len(scripts)])
+				if !ok {
 					wrong.Add(1)
+				}
+				if success {
+					answered.Add(1)
 				}
 			}
 		})
@@ -938,39 +942,44 @@ func TestSoak(t *testing.T) {
 	assert.GreaterOrEqual(t, minTokens.Load().(float64), 0.0)
 	assert.LessOrEqual(t, maxTokens.Load().(float64), float64(burst))
 	retries := srv.Count() - requests
-	bound := burst + ratio*float64(requests)
+	// The budget gains ratio for every request answered with a response
+	// not retried (a success), so retries are bounded by those, and so by
+	// the requests.
+	bound := burst + ratio*float64(answered.Load())
 	assert.LessOrEqual(t, float64(retries), bound, "retries within the budget")
+	assert.LessOrEqual(t, bound, burst+ratio*float64(requests))
 	// Half the requests fail at first and want a retry, far more than the
 	// budget holds, so the budget, not the scripts, sets the count.
 	assert.GreaterOrEqual(t, float64(retries), 0.9*bound, "the budget was spent")
-	t.Logf("%d requests from %d goroutines: the server saw %d attempts (%d retries, bound %.0f)",
-		requests, goroutines, srv.Count(), retries, bound)
+	t.Logf("%d requests from %d goroutines, %d answered: the server saw %d attempts (%d retries, bound %.0f)",
+		requests, goroutines, answered.Load(), srv.Count(), retries, bound)
 }
 
 // soakOutcomeOK sends request i and reports whether its outcome is one its
-// script allows: the final body after retries, or, when the budget ran out,
-// an answer the script gave on the way.
-func soakOutcomeOK(client *http.Client, url string, i int, final string) bool {
+// script allows (the final body after retries, or, when the budget ran out,
+// an answer the script gave on the way), and whether it was a success: a
+// response the Transport does not retry.
+func soakOutcomeOK(client *http.Client, url string, i int, final string) (ok, success bool) {
 	resp, err := client.Get(fmt.Sprintf("%s/%d", url, i))
 	if err != nil {
 		// Only a dropped connection, which the scripts ending in "d" and
 		// "e" have, may end a request in an error.
-		return (final == "d" || final == "e") && strings.Contains(err.Error(), "EOF")
+		return (final == "d" || final == "e") && strings.Contains(err.Error(), "EOF"), false
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return false
+		return false, false
 	}
 	switch resp.StatusCode {
 	case 200:
-		return string(body) == final
+		return string(body) == final, true
 	case 500:
-		return final == "f"
+		return final == "f", true
 	case 503, 429:
-		return final != "a" && final != "e" && final != "f" && final != "g" && final != "h"
+		return final != "a" && final != "e" && final != "f" && final != "g" && final != "h", false
 	}
-	return false
+	return false, false
 }
 
 func TestRequestBodyIsNotBuffered(t *testing.T) {

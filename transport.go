@@ -92,7 +92,6 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, errors.New("retryhttp: nil Request.URL")
 	}
 	budget := t.budget()
-	budget.deposit(req.URL)
 	r := retrier{t: t, req: req, clock: p.clock(), budget: budget}
 	resendable := p.mayResend(req)
 	if resendable {
@@ -201,12 +200,24 @@ var errReopenBody = errors.New("retryhttp: reopening the request body")
 
 // retryable reports whether an attempt's outcome calls for another attempt:
 // the request is still live, its body could be read, and the Policy's rule
-// says so.
+// says so. A response the rule does not retry is a success, which credits
+// the Budget: the budget grows with what the server serves, not with what
+// is asked of it, so that retries cannot keep an overloaded server from
+// recovering.
 func (r *retrier) retryable(resp *http.Response, err error) bool {
 	if err != nil && (r.bodyFailed() || errors.Is(err, errReopenBody)) {
 		return false
 	}
-	return requestLive(r.req) && r.t.Policy.retryable(resp, err)
+	if !requestLive(r.req) {
+		return false
+	}
+	if r.t.Policy.retryable(resp, err) {
+		return true
+	}
+	if err == nil && resp != nil {
+		r.budget.deposit(r.req.URL)
+	}
+	return false
 }
 
 // bodyFailed reports whether reading the request body of the latest attempt

@@ -858,37 +858,83 @@ func TestConcurrentUse(t *testing.T) {
 // Behaviour 9: the budget.
 func TestBudgetBoundsRetries(t *testing.T) {
 	tests := []struct {
-		name     string
-		ratio    float64
-		burst    int
-		requests int
+		name      string
+		ratio     float64
+		burst     int
+		successes int // requests answered 200 before the server dies
+		requests  int // requests to the dead server
 	}{
-		{"burst only", 0, 5, 40},
-		{"ratio and burst", 0.1, 3, 100},
-		{"the defaults", 0.1, 10, 200},
-		{"nothing", 0, 0, 20},
+		{"burst only", 0, 5, 10, 40},
+		{"ratio and burst", 0.1, 3, 0, 100},
+		{"ratio earned by successes", 0.1, 3, 50, 100},
+		{"the defaults", 0.1, 10, 200, 200},
+		{"nothing", 0, 0, 10, 20},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := retrytest.NewServer(t).Otherwise(retrytest.Unavailable(0))
+			srv.On("/ok", repeat(retrytest.OK("ok"), tt.successes)...)
 			budget := retryhttp.NewBudget(tt.ratio, tt.burst)
 			client, _ := newClient(t, retryhttp.Policy{Budget: budget, MaxAttempts: 100, Backoff: noWait})
+			for range tt.successes {
+				resp, _, err := do(t, client, newRequest(t, "GET", srv.URL+"/ok", nil))
+				require.NoError(t, err)
+				require.Equal(t, 200, resp.StatusCode)
+			}
+			require.Equal(t, float64(tt.burst), budget.Tokens(), "successes keep a full budget full")
 			for range tt.requests {
-				resp, _, err := do(t, client, newRequest(t, "GET", srv.URL, nil))
+				resp, _, err := do(t, client, newRequest(t, "GET", srv.URL+"/dead", nil))
 				require.NoError(t, err)
 				require.Equal(t, 503, resp.StatusCode)
 			}
-			retries := srv.Count() - tt.requests
-			// Sequential requests against a dead server spend every token:
-			// the burst on the first request (whose deposit finds the budget
-			// full), then one retry per 1/ratio requests.
-			want := tt.burst + int(tt.ratio*float64(tt.requests-1))
-			assert.LessOrEqual(t, float64(retries), float64(tt.burst)+tt.ratio*float64(tt.requests))
-			assert.InDelta(t, want, retries, 1)
+			retries := srv.Count() - tt.successes - tt.requests
+			// A dead server answers nothing that earns a deposit: it gets
+			// the burst and no more, within burst + ratio × requests.
+			assert.Equal(t, tt.burst, retries)
+			assert.LessOrEqual(t, float64(retries), float64(tt.burst)+tt.ratio*float64(tt.successes+tt.requests))
 			assert.GreaterOrEqual(t, budget.Tokens(), 0.0)
 			assert.Less(t, budget.Tokens(), 1.0)
 		})
 	}
+}
+
+func TestBudgetGrowsWithSuccesses(t *testing.T) {
+	// A spent budget earns ratio for each response that is not retried (a
+	// 200, a 404), and nothing for one that is (a 503).
+	srv := retrytest.NewServer(t).Otherwise(retrytest.Unavailable(0))
+	srv.On("/ok", repeat(retrytest.OK("ok"), 10)...)
+	srv.On("/missing", repeat(retrytest.Reply(404, ""), 10)...)
+	budget := retryhttp.NewBudget(0.25, 2)
+	client, _ := newClient(t, retryhttp.Policy{Budget: budget, MaxAttempts: 2, Backoff: noWait})
+	get := func(path string) {
+		resp, _, err := do(t, client, newRequest(t, "GET", srv.URL+path, nil))
+		require.NoError(t, err)
+		_ = resp
+	}
+	get("/dead")
+	get("/dead")
+	require.Equal(t, 0.0, budget.Tokens(), "two retries spent the burst")
+	get("/dead")
+	assert.Equal(t, 0.0, budget.Tokens(), "a 503 earns nothing")
+	for range 2 {
+		get("/ok")
+	}
+	assert.Equal(t, 0.5, budget.Tokens())
+	for range 2 {
+		get("/missing")
+	}
+	assert.Equal(t, 1.0, budget.Tokens(), "a 404 is an answer too")
+	before := srv.Count()
+	get("/dead")
+	assert.Equal(t, before+2, srv.Count(), "the token earned paid for a retry")
+}
+
+func repeat(a retrytest.Answer, n int) []retrytest.Answer {
+	out := make([]retrytest.Answer, n)
+	for i := range out {
+		out[i] = a
+	}
+	return out
 }
 
 func TestDefaultBudgetIsPerTransport(t *testing.T) {
