@@ -4,8 +4,13 @@
 // loopback. It prints a markdown report and writes it, with plots, to
 // results/.
 //
-//	go run .          # every scenario in full, a few minutes
-//	go run . -quick   # a smaller version, under a minute
+//	go run .                       # every scenario in full, about ten minutes
+//	go run . -quick                # a smaller version, under a minute
+//	go run . -sim                  # only the fleet simulation, in full (under a minute)
+//	go run . -only metastable,sim  # only the scenarios named (printed; RESULTS.md is left alone)
+//
+// Scenario names for -only: happy, outage, brief, herd, overload, forms,
+// metastable, sim.
 package main
 
 import (
@@ -14,7 +19,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -32,8 +39,17 @@ type config struct {
 	herdClients    int
 	overloadRPS    float64
 	overloadFor    time.Duration
+	meta           metaParams
+	metaConcurrent bool // run the contenders of the metastable scenario at once
+	sim            simConfig
+	only           map[string]bool // nil: every scenario
 	out            string
 }
+
+var scenarioNames = []string{"happy", "outage", "brief", "herd", "overload", "forms", "metastable", "sim"}
+
+// runs reports whether the scenario named is part of this run.
+func (c config) runs(name string) bool { return c.only == nil || c.only[name] }
 
 func main() {
 	testing.Init() // testing.Benchmark reads the test flags
@@ -41,18 +57,38 @@ func main() {
 		benchTime: "1s", benchRounds: 3, pairs: 25, concurrentPuts: 100, outageClients: 100,
 		briefRequests: 200, outage: 3 * time.Second, herdClients: 200,
 		overloadRPS: 400, overloadFor: 5 * time.Second,
+		meta: metaFullParams(), sim: simFullConfig(),
 	}
+	var only string
+	var simOnly bool
 	flag.BoolVar(&cfg.quick, "quick", false, "run a smaller version of every scenario (under a minute)")
-	flag.StringVar(&cfg.out, "out", "results", "the folder for RESULTS.md and the plots (empty: print only); -quick prints only unless -out is given")
+	flag.BoolVar(&simOnly, "sim", false, "run only the fleet simulation (same as -only sim)")
+	flag.StringVar(&only, "only", "", "run only these scenarios, comma-separated: "+strings.Join(scenarioNames, ",")+"; prints, and writes no RESULTS.md")
+	flag.StringVar(&cfg.out, "out", "results", "the folder for RESULTS.md and the plots (empty: print only); -quick and -only print only unless -out is given")
 	flag.Parse()
-	if cfg.quick && !flagGiven("out") {
-		cfg.out = "" // the committed results come from full runs
+	if simOnly {
+		only = strings.Trim(only+",sim", ",")
+	}
+	if only != "" {
+		cfg.only = map[string]bool{}
+		for _, name := range strings.Split(only, ",") {
+			if !slices.Contains(scenarioNames, name) {
+				fail(fmt.Errorf("unknown scenario %q for -only; known: %s", name, strings.Join(scenarioNames, ",")))
+			}
+			cfg.only[name] = true
+		}
+	}
+	if (cfg.quick || cfg.only != nil) && !flagGiven("out") {
+		cfg.out = "" // the committed results come from full runs of everything
 	}
 	if cfg.quick {
-		cfg.benchTime, cfg.benchRounds, cfg.pairs = "200ms", 1, 7
+		cfg.benchTime, cfg.benchRounds, cfg.pairs = "200ms", 1, 3
 		cfg.briefRequests, cfg.outage = 60, 1500*time.Millisecond
 		cfg.herdClients = 100
 		cfg.overloadRPS, cfg.overloadFor = 300, 2*time.Second
+		cfg.meta.warmup, cfg.meta.trigger, cfg.meta.after, cfg.meta.grace = 3*time.Second, 3*time.Second, 9*time.Second, 2*time.Second
+		cfg.metaConcurrent = true
+		cfg.sim = simQuickConfig()
 	}
 	if err := flag.Set("test.benchtime", cfg.benchTime); err != nil {
 		fail(err)
@@ -81,18 +117,52 @@ func run(cfg config) error {
 	rep.machine = fmt.Sprintf("%s/%s, %d CPUs, %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
 	rep.date = time.Now().UTC().Format("2006-01-02")
 
-	step("happy path")
-	rep.happy = happyPath(cfg)
-	step("total outage")
-	rep.outage = totalOutage(cfg)
-	step("brief outage")
-	rep.brief = briefOutage(cfg)
-	step("herd")
-	rep.herd = herd(cfg)
-	step("overload")
-	rep.overload = overload(cfg)
-	step("Retry-After forms")
-	rep.forms = forms(cfg)
+	if cfg.runs("happy") {
+		step("happy path")
+		rep.happy = happyPath(cfg)
+	}
+	// -quick runs the metastable scenario and the simulation alongside the
+	// scenarios that mostly wait (the outages, the herd, the overload and
+	// the forms), to stay under a minute; the full run runs each alone.
+	var side sync.WaitGroup
+	sideScenarios := func() {
+		if cfg.runs("metastable") {
+			step("metastable failure")
+			rep.meta, rep.metaNative = metastable(cfg.meta, cfg.metaConcurrent)
+		}
+		if cfg.runs("sim") {
+			step("fleet simulation")
+			rep.sim = runSim(cfg.sim, cfg.meta, step)
+		}
+	}
+	if cfg.quick {
+		side.Go(sideScenarios)
+	}
+	if cfg.runs("outage") {
+		step("total outage")
+		rep.outage = totalOutage(cfg)
+	}
+	if cfg.runs("brief") {
+		step("brief outage")
+		rep.brief = briefOutage(cfg)
+	}
+	if cfg.runs("herd") {
+		step("herd")
+		rep.herd = herd(cfg)
+	}
+	if cfg.runs("overload") {
+		step("overload")
+		rep.overload = overload(cfg)
+	}
+	if cfg.runs("forms") {
+		step("Retry-After forms")
+		rep.forms = forms(cfg)
+	}
+	if cfg.quick {
+		side.Wait()
+	} else {
+		sideScenarios()
+	}
 	rep.took = time.Since(started)
 	step("done")
 
@@ -106,6 +176,10 @@ func run(cfg config) error {
 	}
 	if err := writePlots(cfg.out, &rep); err != nil {
 		return err
+	}
+	if cfg.only != nil {
+		fmt.Fprintf(os.Stderr, "wrote the plots of this partial run in %s; RESULTS.md is written by full runs only\n", cfg.out)
+		return nil
 	}
 	name := "RESULTS.md"
 	if err := os.WriteFile(filepath.Join(cfg.out, name), []byte(md), 0o644); err != nil {

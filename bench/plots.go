@@ -27,6 +27,12 @@ var libColors = map[string]color.Color{
 // load.svg/png (amplification in the total outage; goodput and load in the
 // overload).
 func writePlots(dir string, r *report) error {
+	if err := writeMetaPlots(dir, r); err != nil {
+		return err
+	}
+	if len(r.herd) == 0 || len(r.outage) == 0 || len(r.overload) == 0 {
+		return nil // a partial run
+	}
 	if err := saveBoth(herdPlot(r), 8*vg.Inch, 4*vg.Inch, filepath.Join(dir, "herd")); err != nil {
 		return err
 	}
@@ -147,6 +153,11 @@ func loadPlots(r *report) (*plotRow, error) {
 type plotRow [2]*plot.Plot
 
 func (row *plotRow) Save(w, h vg.Length, file string) error {
+	return saveTiles(row[:], w, h, file)
+}
+
+// saveTiles saves plots side by side in one file.
+func saveTiles(plots []*plot.Plot, w, h vg.Length, file string) error {
 	var c vg.CanvasWriterTo
 	switch filepath.Ext(file) {
 	case ".svg":
@@ -156,9 +167,9 @@ func (row *plotRow) Save(w, h vg.Length, file string) error {
 	default:
 		return fmt.Errorf("saving %s: unknown format", file)
 	}
-	tiles := draw.Tiles{Rows: 1, Cols: len(row), PadX: vg.Millimeter * 6, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 2}
-	canvases := plot.Align([][]*plot.Plot{row[:]}, tiles, draw.New(c))
-	for i, p := range row {
+	tiles := draw.Tiles{Rows: 1, Cols: len(plots), PadX: vg.Millimeter * 6, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 2}
+	canvases := plot.Align([][]*plot.Plot{plots}, tiles, draw.New(c))
+	for i, p := range plots {
 		p.Draw(canvases[0][i])
 	}
 	f, err := os.Create(file)

@@ -662,10 +662,11 @@ func forms(cfg config) []formResult {
 					r.waited = retried.Sub(sent)
 					r.offset = retried.Sub(named)
 					// As told: not before the moment named, and not later
-					// than the jitter allowed (a fifth of the wait) and
-					// 100 ms of slack; a date may be counted from the Date
-					// header, whose whole seconds can add up to 1 s more.
-					late := told/5 + 100*time.Millisecond
+					// than the jitter allowed (a fifth of the wait, or 1 s
+					// if more) and 100 ms of slack; a date may be counted
+					// from the Date header, whose whole seconds can add up
+					// to 1 s more.
+					late := max(told/5, time.Second) + 100*time.Millisecond
 					if form.layout != "" {
 						late += time.Second
 					}
