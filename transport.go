@@ -95,7 +95,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	r := retrier{t: t, req: req, clock: p.clock(), budget: budget}
 	resendable := p.mayResend(req)
 	if resendable {
-		r.start = r.clock.Now()
+		r.start = startTime(r.clock)
 	}
 	resp, err := r.send(1, resendable)
 	if !r.retryable(resp, err) {
