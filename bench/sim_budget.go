@@ -8,7 +8,7 @@ import (
 )
 
 // budgetDesign is a design of retry budget for the comparison of part 3.
-// Today's design runs as retryhttp's real Budget; every other is a model,
+// retryhttp's design runs as its real Budget; every other is a model,
 // a gate in the simulated Base that the real Transport (with an
 // UnlimitedBudget) passes each retry through.
 type budgetDesign struct {

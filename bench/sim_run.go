@@ -42,11 +42,12 @@ func simQuickConfig() simConfig {
 	return c
 }
 
-// budgetDesigns are the designs compared in part 3: today's, each idea
-// alone, and combinations.
+// budgetDesigns are the designs compared in part 3: retryhttp's own (which
+// deposits for each success), the first version's (a deposit for each
+// request), each idea alone, and combinations.
 var budgetDesigns = []budgetDesign{
-	{name: "today: NewBudget(0.1, 10)", real: true, ratio: 0.1, burst: 10},
-	{name: "today", ratio: 0.1, burst: 10},
+	{name: "retryhttp's Budget: NewBudget(0.1, 10), deposit on success", real: true, ratio: 0.1, burst: 10},
+	{name: "first version: deposit per request", ratio: 0.1, burst: 10},
 	{name: "refund on success", ratio: 0.1, burst: 10, refund: true},
 	{name: "minimum 10 retries/s", ratio: 0.1, burst: 10, minRate: 10},
 	{name: "wait for a token", ratio: 0.1, burst: 10, wait: retryhttp.DefaultMaxElapsed},
