@@ -370,8 +370,8 @@ func TestBudgetGaugeOfTheDefaultBudget(t *testing.T) {
 	require.Len(t, points, 1)
 	v, ok := gaugeAt(points, destinationOf(t, srv.URL))
 	require.True(t, ok, "a point for the server: %v", points[0].Attributes.Encoded(attribute.DefaultEncoder()))
-	// Full at 10; the request's deposit is lost to the cap; the retry took one.
-	assert.InDelta(t, float64(retryhttp.DefaultBudgetBurst-1), v, 1e-9)
+	// Full at 10; the retry took one; its success earned the ratio back.
+	assert.InDelta(t, float64(retryhttp.DefaultBudgetBurst-1)+retryhttp.DefaultBudgetRatio, v, 1e-9)
 }
 
 func TestBudgetGaugeOfTheDefaultBudgetIsPerHost(t *testing.T) {
@@ -390,7 +390,8 @@ func TestBudgetGaugeOfTheDefaultBudgetIsPerHost(t *testing.T) {
 	require.Len(t, points, 2, "one point per destination")
 	v, ok := gaugeAt(points, destinationOf(t, failing.URL))
 	require.True(t, ok)
-	assert.InDelta(t, float64(retryhttp.DefaultBudgetBurst-2), v, 1e-9, "the failing server's bucket paid for two retries")
+	assert.InDelta(t, float64(retryhttp.DefaultBudgetBurst-2)+retryhttp.DefaultBudgetRatio, v, 1e-9,
+		"the failing server's bucket paid for two retries and earned the ratio for the success")
 	v, ok = gaugeAt(points, destinationOf(t, healthy.URL))
 	require.True(t, ok)
 	assert.InDelta(t, float64(retryhttp.DefaultBudgetBurst), v, 1e-9, "the healthy server's bucket is full")
@@ -413,8 +414,9 @@ func TestBudgetGaugeOfASharedBudget(t *testing.T) {
 		closeResponse(resp)
 	}
 
-	// 5, +0.5 capped, −1, +0.5, −2: the transports spent the budget given.
-	require.InDelta(t, 2.5, budget.Tokens(), 1e-9)
+	// 5, −1, +0.5 for the success, −2, +0.5: the transports spent the budget
+	// given, and each success earned the ratio.
+	require.InDelta(t, 3.0, budget.Tokens(), 1e-9)
 	points := gauge(t, h.metrics(t))
 	require.Len(t, points, 2, "one point per destination, from each transport")
 	for _, dest := range []string{a.URL, b.URL} {
