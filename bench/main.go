@@ -85,7 +85,7 @@ func main() {
 		cfg.benchTime, cfg.benchRounds, cfg.pairs = "200ms", 1, 3
 		cfg.briefRequests, cfg.outage = 60, 1500*time.Millisecond
 		cfg.herdClients = 100
-		cfg.overloadRPS, cfg.overloadFor = 300, 2*time.Second
+		cfg.overloadRPS, cfg.overloadFor = 300, time.Second
 		cfg.meta.warmup, cfg.meta.trigger, cfg.meta.after, cfg.meta.grace = 3*time.Second, 3*time.Second, 9*time.Second, 2*time.Second
 		cfg.metaConcurrent = true
 		cfg.sim = simQuickConfig()
