@@ -91,9 +91,11 @@ type Policy struct {
 
 	// Retryable reports whether the outcome of an attempt, a response or a
 	// transport error (exactly one of them is non-nil), calls for another
-	// attempt. It is not asked when the request's context is done: such a
-	// request is never retried; nor for an error from reading the caller's
-	// request body, which ends the request. An attempt that timed out, by
+	// attempt. A request whose context is done is never retried, whatever
+	// it says: it is then asked only about a response, to tell whether that
+	// is a success that earns the Budget its ratio, and not about an error.
+	// It is not asked about an error from reading the caller's request
+	// body, which ends the request. An attempt that timed out, by
 	// AttemptTimeout or by one of net/http's own per-attempt timeouts while
 	// the request's context is live, reaches it as an error that matches
 	// ErrAttemptTimeout. nil means DefaultRetryable; see RetryStatuses to

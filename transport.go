@@ -208,11 +208,12 @@ func (r *retrier) retryable(resp *http.Response, err error) bool {
 	if err != nil && (r.bodyFailed() || errors.Is(err, errReopenBody)) {
 		return false
 	}
-	if !requestLive(r.req) {
-		return false
+	live := requestLive(r.req)
+	if err != nil && !live {
+		return false // the caller's own cancellation, not the server's doing
 	}
 	if r.t.Policy.retryable(resp, err) {
-		return true
+		return live
 	}
 	if err == nil && resp != nil {
 		r.budget.deposit(r.req.URL)
