@@ -129,15 +129,15 @@ func (b *releasingBody) Close() error {
 	return err
 }
 
-// bodyReadError passes the request body of one attempt through to Base and
+// recordingBody passes the request body of one attempt through to Base and
 // records any error its Read returns, so that a broken caller's body (a
 // truncated file) is told apart from a broken connection.
-type bodyReadError struct {
+type recordingBody struct {
 	body io.ReadCloser
 	err  atomic.Pointer[error]
 }
 
-func (b *bodyReadError) Read(p []byte) (int, error) {
+func (b *recordingBody) Read(p []byte) (int, error) {
 	n, err := b.body.Read(p)
 	if err != nil && err != io.EOF {
 		b.record(err)
@@ -148,13 +148,13 @@ func (b *bodyReadError) Read(p []byte) (int, error) {
 // record keeps err. It is apart from Read so that only a failed Read pays
 // for keeping it: taking the address of Read's own err would move it to the
 // heap on every call.
-func (b *bodyReadError) record(err error) {
+func (b *recordingBody) record(err error) {
 	b.err.Store(&err)
 }
 
-func (b *bodyReadError) Close() error { return b.body.Close() }
+func (b *recordingBody) Close() error { return b.body.Close() }
 
-func (b *bodyReadError) get() error {
+func (b *recordingBody) get() error {
 	if e := b.err.Load(); e != nil {
 		return *e
 	}

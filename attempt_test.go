@@ -138,12 +138,25 @@ func TestAttemptTimeout(t *testing.T) {
 	})
 	t.Run("a response body closed early releases the attempt", func(t *testing.T) {
 		srv := retrytest.NewServer(t).Otherwise(retrytest.OK(strings.Repeat("x", 1<<20)))
-		client, _ := newClient(t, retryhttp.Policy{AttemptTimeout: time.Second})
+		var mu sync.Mutex
+		var attemptCtx context.Context
+		base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			mu.Lock()
+			attemptCtx = req.Context()
+			mu.Unlock()
+			return newBase(t).RoundTrip(req)
+		})
+		client := &http.Client{Transport: &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{AttemptTimeout: time.Second}}}
 		for range 20 {
 			resp, err := client.Get(srv.URL)
 			require.NoError(t, err)
 			_, _ = io.CopyN(io.Discard, resp.Body, 10)
+			mu.Lock()
+			ctx := attemptCtx
+			mu.Unlock()
+			assert.NoError(t, ctx.Err(), "the attempt lives while its body is read")
 			require.NoError(t, resp.Body.Close())
+			assert.Error(t, ctx.Err(), "closing the body released the attempt")
 		}
 	})
 }

@@ -32,29 +32,23 @@ func BenchmarkHappyPath(b *testing.B) {
 	base := &http.Transport{MaxIdleConnsPerHost: 64}
 	defer base.CloseIdleConnections()
 
-	for _, bc := range []struct {
-		name string
-		rt   http.RoundTripper
-	}{
+	runImpls(b, []impl{
 		{"impl=bare", base},
 		{"impl=retryhttp", &retryhttp.Transport{Base: base}},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+	}, func(b *testing.B, rt http.RoundTripper) {
+		req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			resp, err := rt.RoundTrip(req)
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.ReportAllocs()
-			for b.Loop() {
-				resp, err := bc.rt.RoundTrip(req)
-				if err != nil {
-					b.Fatal(err)
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-			}
-		})
-	}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	})
 }
 
 // BenchmarkParseRetryAfter measures parsing both forms of the header.
@@ -88,22 +82,16 @@ func BenchmarkOverhead(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, bc := range []struct {
-		name string
-		rt   http.RoundTripper
-	}{
+	runImpls(b, []impl{
 		{"impl=bare", cannedTransport{}},
 		{"impl=retryhttp", &retryhttp.Transport{Base: cannedTransport{}}},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := bc.rt.RoundTrip(req); err != nil {
-					b.Fatal(err)
-				}
+	}, func(b *testing.B, rt http.RoundTripper) {
+		for b.Loop() {
+			if _, err := rt.RoundTrip(req); err != nil {
+				b.Fatal(err)
 			}
-		})
-	}
+		}
+	})
 }
 
 // readingTransport reads each request's body to its end, 32 KiB at a time
@@ -125,28 +113,22 @@ func (readingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // price of one allocation per request, whatever the body's size.
 func BenchmarkOverheadWithBody(b *testing.B) {
 	payload := make([]byte, 1<<20)
-	for _, bc := range []struct {
-		name string
-		rt   http.RoundTripper
-	}{
+	runImpls(b, []impl{
 		{"impl=bare", readingTransport{}},
 		{"impl=retryhttp", &retryhttp.Transport{Base: readingTransport{}}},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			b.ReportAllocs()
-			body := bytes.NewReader(payload)
-			req, err := http.NewRequest(http.MethodPut, "http://127.0.0.1/", body)
-			if err != nil {
+	}, func(b *testing.B, rt http.RoundTripper) {
+		body := bytes.NewReader(payload)
+		req, err := http.NewRequest(http.MethodPut, "http://127.0.0.1/", body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			body.Reset(payload)
+			if _, err := rt.RoundTrip(req); err != nil {
 				b.Fatal(err)
 			}
-			for b.Loop() {
-				body.Reset(payload)
-				if _, err := bc.rt.RoundTrip(req); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // BenchmarkOverheadAttemptTimeout measures what Policy.AttemptTimeout adds
@@ -157,24 +139,18 @@ func BenchmarkOverheadAttemptTimeout(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, bc := range []struct {
-		name string
-		rt   http.RoundTripper
-	}{
+	runImpls(b, []impl{
 		{"impl=retryhttp", &retryhttp.Transport{Base: cannedTransport{}}},
 		{"impl=retryhttp-attempt-timeout", &retryhttp.Transport{Base: cannedTransport{}, Policy: retryhttp.Policy{AttemptTimeout: time.Second}}},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				resp, err := bc.rt.RoundTrip(req)
-				if err != nil {
-					b.Fatal(err)
-				}
-				resp.Body.Close()
+	}, func(b *testing.B, rt http.RoundTripper) {
+		for b.Loop() {
+			resp, err := rt.RoundTrip(req)
+			if err != nil {
+				b.Fatal(err)
 			}
-		})
-	}
+			resp.Body.Close()
+		}
+	})
 }
 
 // BenchmarkBudgetParallel measures the happy path's own cost from many
@@ -186,7 +162,7 @@ func BenchmarkOverheadAttemptTimeout(b *testing.B) {
 //	go test -run '^$' -bench BudgetParallel -benchmem -cpu 1,2,4,8
 func BenchmarkBudgetParallel(b *testing.B) {
 	perHost := retryhttp.NewHostBudget(retryhttp.DefaultBudgetRatio, retryhttp.DefaultBudgetBurst)
-	drain := &retryhttp.Transport{Base: always503rt{}, Policy: retryhttp.Policy{
+	drain := &retryhttp.Transport{Base: always503, Policy: retryhttp.Policy{
 		Budget: perHost, MaxAttempts: 2, Backoff: func() backoff.BackOff { return &backoff.ZeroBackOff{} },
 	}}
 	for i := range 500 {
@@ -197,34 +173,38 @@ func BenchmarkBudgetParallel(b *testing.B) {
 			}
 		}
 	}
-	for _, bc := range []struct {
-		name string
-		rt   http.RoundTripper
-	}{
+	runImpls(b, []impl{
 		{"budget=none", cannedTransport{}},
 		{"budget=single", &retryhttp.Transport{Base: cannedTransport{}, Policy: retryhttp.Policy{Budget: retryhttp.NewBudget(retryhttp.DefaultBudgetRatio, retryhttp.DefaultBudgetBurst)}}},
 		{"budget=per-host", &retryhttp.Transport{Base: cannedTransport{}, Policy: retryhttp.Policy{Budget: perHost}}},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				req, err := http.NewRequest(http.MethodGet, "http://healthy.example/", nil)
-				if err != nil {
+	}, func(b *testing.B, rt http.RoundTripper) {
+		b.RunParallel(func(pb *testing.PB) {
+			req, err := http.NewRequest(http.MethodGet, "http://healthy.example/", nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for pb.Next() {
+				if _, err := rt.RoundTrip(req); err != nil {
 					b.Fatal(err)
 				}
-				for pb.Next() {
-					if _, err := bc.rt.RoundTrip(req); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
+			}
 		})
-	}
+	})
 }
 
-// always503rt answers every request 503 at once, without a network.
-type always503rt struct{}
+// impl is one of the transports a benchmark measures side by side.
+type impl struct {
+	name string
+	rt   http.RoundTripper
+}
 
-func (always503rt) RoundTrip(req *http.Request) (*http.Response, error) {
-	return &http.Response{StatusCode: http.StatusServiceUnavailable, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+// runImpls runs run as a sub-benchmark for each impl, reporting
+// allocations.
+func runImpls(b *testing.B, impls []impl, run func(b *testing.B, rt http.RoundTripper)) {
+	for _, i := range impls {
+		b.Run(i.name, func(b *testing.B) {
+			b.ReportAllocs()
+			run(b, i.rt)
+		})
+	}
 }

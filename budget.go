@@ -40,7 +40,7 @@ import (
 // NewHostBudget or UnlimitedBudget.
 type Budget struct {
 	one       bucket // the bucket of a single Budget
-	ratio     int64  // millionths of a token per request
+	ratio     int64  // millionths of a token per success
 	burst     int64  // millionths of a token
 	made      bool   // by a constructor, not the zero Budget
 	unlimited bool
@@ -187,10 +187,10 @@ func (b *Budget) deposit(u *url.URL) {
 		return
 	}
 	if b.hosts == nil {
-		b.one.deposit(b.ratio, b.burst)
+		b.one.add(b.ratio, b.burst)
 		return
 	}
-	if hb := b.hosts.find(u); hb != nil && hb.deposit(b.ratio, b.burst) {
+	if hb := b.hosts.find(u); hb != nil && hb.add(b.ratio, b.burst) {
 		b.hosts.dropFull(hb, b.burst)
 	}
 }
@@ -202,11 +202,12 @@ func (b *Budget) withdraw(u *url.URL) bool {
 	case b.unlimited:
 		return true
 	case b.hosts == nil:
-		return b.one.withdraw()
+		ok, _ := b.one.take()
+		return ok
 	}
 	for {
 		hb := b.hosts.findOrAdd(u, b.burst)
-		hb.lastRetry.Store(b.hosts.clock.Add(1))
+		hb.lastRetry.Store(b.hosts.retries.Add(1))
 		if ok, gone := hb.take(); !gone {
 			return ok
 		}
@@ -228,11 +229,6 @@ func (b *Budget) refund(u *url.URL) {
 	}
 }
 
-// deposit adds ratio up to burst and reports whether the bucket is full.
-func (k *bucket) deposit(ratio, burst int64) (full bool) {
-	return k.add(ratio, burst)
-}
-
 // add adds n millionths of a token up to burst and reports whether the
 // bucket is full. A retired bucket counts as full.
 func (k *bucket) add(n, burst int64) (full bool) {
@@ -246,11 +242,6 @@ func (k *bucket) add(n, burst int64) (full bool) {
 			return next >= burst
 		}
 	}
-}
-
-func (k *bucket) withdraw() bool {
-	ok, _ := k.take()
-	return ok
 }
 
 // take takes a token and reports whether there was one, or that the bucket
@@ -284,10 +275,10 @@ func (k *bucket) tokens(burst int64) int64 {
 // take no lock and allocate nothing; writers, which only a destination's
 // first retry after being full and a refill are, copy it under mu.
 type hostBuckets struct {
-	m     atomic.Pointer[map[uint64]*hostBucket]
-	mu    sync.Mutex
-	seed  uint64
-	clock atomic.Int64 // counts retries, to find the least recently retried destination
+	m       atomic.Pointer[map[uint64]*hostBucket]
+	mu      sync.Mutex
+	seed    uint64
+	retries atomic.Int64 // counts retries, to find the least recently retried destination
 }
 
 type hostBucket struct {

@@ -125,13 +125,22 @@ func TestHostBudgetDestinations(t *testing.T) {
 func TestHostBudgetIsSharedBetweenTransports(t *testing.T) {
 	budget := retryhttp.NewHostBudget(0, 2)
 	p := retryhttp.Policy{Budget: budget, MaxAttempts: 10, Clock: retrytest.NewClock(t)}
-	a := &http.Client{Transport: &retryhttp.Transport{Base: always503, Policy: p}}
-	b := &http.Client{Transport: &retryhttp.Transport{Base: always503, Policy: p}}
+	var attemptsA, attemptsB atomic.Int32
+	counting := func(n *atomic.Int32) http.RoundTripper {
+		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			n.Add(1)
+			return always503.RoundTrip(req)
+		})
+	}
+	a := &http.Client{Transport: &retryhttp.Transport{Base: counting(&attemptsA), Policy: p}}
+	b := &http.Client{Transport: &retryhttp.Transport{Base: counting(&attemptsB), Policy: p}}
 	for _, c := range []*http.Client{a, b} {
 		resp, err := c.Get("http://shared.example/")
 		require.NoError(t, err)
 		resp.Body.Close()
 	}
+	assert.EqualValues(t, 3, attemptsA.Load(), "the first Transport spent the burst of 2")
+	assert.EqualValues(t, 1, attemptsB.Load(), "the second found it spent")
 	assert.Equal(t, 0.0, budget.TokensFor("http://shared.example"))
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -72,12 +73,7 @@ func (e *GiveUpError) Unwrap() []error {
 // trimPackage drops the "retryhttp: " of a sentinel's message inside a
 // message that already starts with it.
 func trimPackage(err error) string {
-	const prefix = "retryhttp: "
-	msg := err.Error()
-	if len(msg) > len(prefix) && msg[:len(prefix)] == prefix {
-		return msg[len(prefix):]
-	}
-	return msg
+	return strings.TrimPrefix(err.Error(), "retryhttp: ")
 }
 
 func plural(n int, noun string) string {

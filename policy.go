@@ -24,7 +24,7 @@ const (
 	DefaultMaxRetryAfter = 30 * time.Second
 	// DefaultBudgetRatio and DefaultBudgetBurst configure the Budget that a
 	// Transport makes for itself when Policy.Budget is nil: a retry may be
-	// made for every ten requests, with ten in hand to start with.
+	// made for every ten successes, with ten in hand to start with.
 	DefaultBudgetRatio = 0.1
 	DefaultBudgetBurst = 10
 )
@@ -281,12 +281,6 @@ func (r *retrier) decide(attempt int, resp *http.Response) decision {
 		d.reason = ErrBudgetEmpty
 	}
 	return d
-}
-
-// fits reports why a retry starting at the given moment would pass a limit,
-// or nil if it would not.
-func (r *retrier) fits(now, start time.Time) error {
-	return r.limits(now).check(start.Sub(now))
 }
 
 // limits are the time left, from one moment, until MaxElapsed and the

@@ -139,7 +139,7 @@ func rateLimitWait(resp *http.Response, now time.Time) (d time.Duration, header 
 		switch {
 		case f.form == formStructured:
 			d, ok = structuredRateLimitWait(values)
-		case quotaLeft(h[f.remaining]):
+		case remainingQuota(h[f.remaining]) == quotaLeft:
 			// GitHub and Discord send the window's reset on every
 			// response: with quota left, it asks for no wait.
 			d, ok = 0, false
@@ -170,7 +170,7 @@ func rateLimitWait(resp *http.Response, now time.Time) (d time.Duration, header 
 func rateLimitRefusal(h http.Header) bool {
 	h = canonicalRateLimitHeader(h)
 	for _, key := range [...]string{keyXRateLimitRemaining, keyXRateDashLimitRem} {
-		if v, ok := singleValue(h[key]); ok && isDecimalZero(v) {
+		if remainingQuota(h[key]) == quotaSpent {
 			return true
 		}
 	}
@@ -255,16 +255,32 @@ func rateLimitKeyKind(k string) keyKind {
 	return keyUnrelated
 }
 
-// quotaLeft reports whether a remaining-quota field (X-RateLimit-Remaining
-// and its kin) says that some quota is left: a number above zero. An
-// absent, zero or malformed one does not.
-func quotaLeft(values []string) bool {
+// quota is what a remaining-quota field (X-RateLimit-Remaining and its
+// kin) says.
+type quota int
+
+const (
+	quotaUnknown quota = iota // absent, malformed, or copies that disagree
+	quotaSpent                // zero: 1*"0" ["." 1*"0"]
+	quotaLeft                 // a number above zero
+)
+
+// remainingQuota reads a remaining-quota field, with the grammar of the X-
+// reset fields: a rate limit is taken as spent, or a reset as no wait, only
+// on a clear statement.
+func remainingQuota(values []string) quota {
 	v, ok := singleValue(values)
 	if !ok {
-		return false
+		return quotaUnknown
 	}
 	n, ok := parseDecimalSeconds(v)
-	return ok && (n.saturated || n.sec > 0 || n.nsec > 0)
+	switch {
+	case !ok:
+		return quotaUnknown
+	case n.saturated || n.sec > 0 || n.nsec > 0:
+		return quotaLeft
+	}
+	return quotaSpent
 }
 
 // singleValue returns the value of a singleton field trimmed of OWS, or
@@ -401,12 +417,6 @@ func (n decimalSeconds) until(ref time.Time) time.Duration {
 		return maxDelay
 	}
 	return max(d+frac, 0)
-}
-
-// isDecimalZero reports whether s is 1*"0" ["." 1*"0"].
-func isDecimalZero(s string) bool {
-	n, ok := parseDecimalSeconds(s)
-	return ok && !n.saturated && n.sec == 0 && n.nsec == 0
 }
 
 // structuredRateLimitWait reads the IETF RateLimit field lines.

@@ -128,7 +128,7 @@ type retrier struct {
 	start  time.Time // when the first attempt began
 	// bodyErr records an error from reading the request body of the latest
 	// attempt; set only for requests with a body.
-	bodyErr *bodyReadError
+	bodyErr *recordingBody
 	// abandon cancels the context of the latest attempt, when it has one of
 	// its own, to set free a discarded body stuck in a Read.
 	abandon context.CancelCauseFunc
@@ -158,15 +158,9 @@ func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) 
 		}
 		// OnRetry and the drain take time that the limits must count: the
 		// retry starts at the later of the decided moment and the end of
-		// the longest drain, and that must still fit. On a virtual Clock,
-		// which concurrent requests' waits may have moved meanwhile, the
-		// time they took is real time.
-		now := r.clock.Now()
-		if isVirtual(r.clock) {
-			now = d.decidedAt.Add(time.Since(d.decidedReal))
-		}
-		wake := d.decidedAt.Add(d.wait)
-		if reason := r.fits(now, laterOf(wake, now.Add(drainAllowance(resp)))); reason != nil {
+		// the longest drain, and that must still fit.
+		spent := r.sinceDecision(d)
+		if reason := r.limits(d.decidedAt.Add(spent)).check(max(d.wait-spent, drainAllowance(resp))); reason != nil {
 			r.budget.refund(r.req.URL)
 			return r.giveUp(attempt, resp, err, reason, d.server)
 		}
@@ -200,12 +194,12 @@ var errReopenBody = errors.New("retryhttp: reopening the request body")
 
 // retryable reports whether an attempt's outcome calls for another attempt:
 // the request is still live, its body could be read, and the Policy's rule
-// says so. A response the rule does not retry is a success, which credits
+// says so. (A GetBody error never gets here: the retry loop ends on it.) A response the rule does not retry is a success, which credits
 // the Budget: the budget grows with what the server serves, not with what
 // is asked of it, so that retries cannot keep an overloaded server from
 // recovering.
 func (r *retrier) retryable(resp *http.Response, err error) bool {
-	if err != nil && (r.bodyFailed() || errors.Is(err, errReopenBody)) {
+	if err != nil && r.bodyFailed() {
 		return false
 	}
 	live := requestLive(r.req)
@@ -294,9 +288,11 @@ func (r *retrier) send(n int, resendable bool) (*http.Response, error) {
 	}
 	ctx, ac := startAttempt(ctx, p.AttemptTimeout)
 	r.abandon = ac.release
-	attemptReq := req.WithContext(ctx)
+	var attemptReq *http.Request
 	if n > 1 {
 		attemptReq = req.Clone(ctx) // a Base that changed the header could not reach the caller's
+	} else {
+		attemptReq = req.WithContext(ctx)
 	}
 	if req.Body != nil && req.Body != http.NoBody && n > 1 {
 		body, err := req.GetBody()
@@ -307,7 +303,7 @@ func (r *retrier) send(n int, resendable bool) (*http.Response, error) {
 		attemptReq.Body = body
 	}
 	if recordBody {
-		r.bodyErr = &bodyReadError{body: attemptReq.Body}
+		r.bodyErr = &recordingBody{body: attemptReq.Body}
 		attemptReq.Body = r.bodyErr
 	}
 	resp, err := r.t.base().RoundTrip(attemptReq)
@@ -318,7 +314,7 @@ func (r *retrier) send(n int, resendable bool) (*http.Response, error) {
 // recorded.
 type recordedRequest struct {
 	req  http.Request
-	body bodyReadError
+	body recordingBody
 }
 
 // drainAndWait discards resp's body and waits until d's wait has passed
@@ -338,9 +334,19 @@ func (r *retrier) drainAndWait(ctx context.Context, resp *http.Response, d decis
 	// full.
 	wait := d.wait
 	if !isVirtual(r.clock) {
-		wait = max(d.decidedAt.Add(d.wait).Sub(r.clock.Now()), 0)
+		wait = max(d.wait-r.sinceDecision(d), 0)
 	}
 	return r.clock.Sleep(ctx, wait)
+}
+
+// sinceDecision returns how long ago d was decided: on the Clock, or in real
+// time on a virtual Clock, which concurrent requests' waits may have moved
+// meanwhile.
+func (r *retrier) sinceDecision(d decision) time.Duration {
+	if isVirtual(r.clock) {
+		return time.Since(d.decidedReal)
+	}
+	return r.clock.Now().Sub(d.decidedAt)
 }
 
 // withCancelChannel returns a context that is done when ctx is, or when the
@@ -436,13 +442,6 @@ func drainAllowance(resp *http.Response) time.Duration {
 func hasNoContent(resp *http.Response) bool {
 	return resp.Body == http.NoBody || resp.ContentLength == 0 ||
 		(resp.Request != nil && resp.Request.Method == http.MethodHead)
-}
-
-func laterOf(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }
 
 func closeRequestBody(req *http.Request) {
