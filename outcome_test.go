@@ -228,6 +228,11 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
 
+// respond answers req with an empty response of the given status.
+func respond(req *http.Request, code int) *http.Response {
+	return &http.Response{StatusCode: code, Header: http.Header{}, Body: http.NoBody, Request: req}
+}
+
 func TestGiveUpErrorMessage(t *testing.T) {
 	err := &retryhttp.GiveUpError{Attempts: 3, Reason: retryhttp.ErrBudgetEmpty, Err: syscall.ECONNRESET}
 	assert.Equal(t, "retryhttp: gave up after 3 attempts (retry budget empty): connection reset by peer", err.Error())

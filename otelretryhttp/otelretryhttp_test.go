@@ -608,3 +608,67 @@ func attrValue(attrs []attribute.KeyValue, key attribute.Key) attribute.Value {
 	}
 	return attribute.Value{}
 }
+
+// Two Transports made by NewTransport with the same MeterProvider, each with
+// its own default budget, send to the same destination. Each reports its own
+// point for that destination, so the drained budget of the failing client
+// does not disappear behind the full one.
+func TestBudgetGaugeOfTwoTransportsAtOneDestination(t *testing.T) {
+	h := newHarness(t)
+	srv := serve(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fail" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	failing := h.client(retryhttp.Policy{}) // registered first
+	healthy := h.client(retryhttp.Policy{}) // registered second
+
+	resp, err := get(t, context.Background(), failing, srv.URL+"/fail")
+	require.NoError(t, err)
+	closeResponse(resp)
+	resp, err = get(t, context.Background(), healthy, srv.URL+"/")
+	require.NoError(t, err)
+	closeResponse(resp)
+
+	dest := destinationOf(t, srv.URL)
+	var values []float64
+	for _, p := range gauge(t, h.metrics(t)) {
+		if hasAttributes(p.Attributes, dest) { // a fix may add an attribute of its own
+			values = append(values, p.Value)
+		}
+	}
+	// The failing client's budget paid for 3 retries (MaxAttempts 4): 7
+	// left; the healthy one's is full. Each Transport's point must be there.
+	assert.ElementsMatch(t, []float64{retryhttp.DefaultBudgetBurst - 3, retryhttp.DefaultBudgetBurst}, values,
+		"one point per Transport at %s", srv.URL)
+}
+
+// NewTransport retries "as a retryhttp.Transport with Policy p does". otelhttp
+// wraps every response body, http.NoBody included; a 503 without a body still
+// costs no drain time, so a retry that fits MaxElapsed uninstrumented fits it
+// instrumented too.
+func TestEmptyBodyCostsNoDrainTimeUnderInstrumentation(t *testing.T) {
+	srv := serve(t, statuses("", http.StatusServiceUnavailable))
+	p := retryhttp.Policy{
+		Backoff:    constantBackoff(time.Millisecond),
+		MaxElapsed: 30 * time.Millisecond,
+	}
+
+	plain := &http.Client{Transport: &retryhttp.Transport{Base: &http.Transport{}, Policy: p}}
+	resp, err := get(t, context.Background(), plain, srv.URL)
+	require.NoError(t, err)
+	closeResponse(resp)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "uninstrumented, the retry fits MaxElapsed")
+
+	h := newHarness(t)
+	srv2 := serve(t, statuses("", http.StatusServiceUnavailable))
+	var reason error
+	p.OnGiveUp = func(ev retryhttp.GiveUpEvent) { reason = ev.Reason }
+	resp, err = get(t, context.Background(), h.client(p), srv2.URL)
+	require.NoError(t, err)
+	closeResponse(resp)
+	assert.Equal(t, http.StatusOK, resp.StatusCode,
+		"instrumented, the same retry is given up on (reason %v)", reason)
+}
