@@ -91,7 +91,8 @@ func TestAttemptTimeout(t *testing.T) {
 		require.Error(t, err)
 		var giveUp *retryhttp.GiveUpError
 		require.ErrorAs(t, err, &giveUp)
-		assert.Same(t, retryhttp.ErrNotResendable, giveUp.Reason)
+		assert.Same(t, retryhttp.ErrNotIdempotent, giveUp.Reason)
+		assert.ErrorIs(t, giveUp.Reason, retryhttp.ErrNotResendable)
 		assert.ErrorIs(t, giveUp.Err, retryhttp.ErrAttemptTimeout)
 		assert.EqualValues(t, 1, hits.Load())
 		assert.Len(t, hook.all(), 1)

@@ -93,7 +93,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	budget := t.budget()
 	r := retrier{t: t, req: req, clock: p.clock(), budget: budget}
-	resendable := p.mayResend(req)
+	notResendable := p.whyNotResendable(req)
+	resendable := notResendable == nil
 	if resendable {
 		r.start = startTime(r.clock)
 	}
@@ -102,7 +103,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, err
 	}
 	if !resendable {
-		return r.giveUp(1, resp, err, ErrNotResendable, serverWaitAt(resp, r.clock.Now()))
+		return r.giveUp(1, resp, err, notResendable, serverWaitAt(resp, r.clock.Now()))
 	}
 	return r.retry(resp, err)
 }
@@ -247,6 +248,9 @@ func (r *retrier) giveUp(attempts int, resp *http.Response, err, reason error, s
 // reportGiveUp calls OnGiveUp and returns the error RoundTrip returns with
 // resp: nil when resp is returned, a *GiveUpError otherwise.
 func (r *retrier) reportGiveUp(attempts int, resp *http.Response, err, reason error, server serverWait) error {
+	if resp != nil {
+		withOutcome(resp, r.req, attempts, reason)
+	}
 	if hook := r.t.Policy.OnGiveUp; hook != nil {
 		hook(GiveUpEvent{
 			Request: r.req, Attempts: attempts, Response: resp, Err: err, Reason: reason,

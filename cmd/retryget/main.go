@@ -373,13 +373,14 @@ func (o *options) giveUpReason(req *http.Request, ev *retryhttp.GiveUpEvent) str
 		}
 		reason = fmt.Sprintf("%s %s exceeds -max-retry-after %v",
 			header, seconds(ev.RetryAfter), orDefault(p.MaxRetryAfter, retryhttp.DefaultMaxRetryAfter))
-	case errors.Is(r, retryhttp.ErrNotResendable):
+	case errors.Is(r, retryhttp.ErrBodyNotReplayable):
+		// The command's bodies can always be replayed; should one ever
+		// not be, this is why.
+		reason = "the request body cannot be sent again (not retried)"
+	case errors.Is(r, retryhttp.ErrNotIdempotent):
 		reason = fmt.Sprintf("%s is not idempotent and has no Idempotency-Key (not retried)", req.Method)
-		if retryhttp.DefaultIdempotent(req) {
-			// The command's bodies can always be replayed; should one
-			// ever not be, this is why.
-			reason = "the request body cannot be sent again (not retried)"
-		}
+	case errors.Is(r, retryhttp.ErrNotResendable):
+		reason = "the request may not be sent again (not retried)"
 	case errors.Is(r, retryhttp.ErrMaxElapsed):
 		reason = fmt.Sprintf("next retry would pass -max-elapsed %v", orDefault(p.MaxElapsed, retryhttp.DefaultMaxElapsed))
 	case errors.Is(r, retryhttp.ErrDeadline):
