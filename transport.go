@@ -14,9 +14,11 @@
 // When it stops, the caller gets the last response as it came, or the last
 // error in a *GiveUpError that says why; Policy.OnGiveUp says it too.
 //
-// Wrap any transport:
+// Wrap any transport, here one with a larger idle pool; a nil Base means
+// http.DefaultTransport, and the zero Policy the defaults:
 //
-//	client := &http.Client{Transport: &retryhttp.Transport{}}
+//	base := &http.Transport{MaxIdleConnsPerHost: 16}
+//	client := &http.Client{Transport: &retryhttp.Transport{Base: base}}
 package retryhttp
 
 import (
