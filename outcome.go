@@ -172,6 +172,12 @@ type GiveUpEvent struct {
 //
 // When RoundTrip returns an error instead of a response, the error is a
 // *GiveUpError that holds the same attempts and reason.
+//
+// resp.Request is not the caller's request pointer after a give-up, nor after
+// retries; and an http.Client hands the Transport a copy of the caller's
+// request anyway when Client.Timeout is set (see GiveUpEvent). To tie a
+// response or an event to a request of your own, carry a value in the
+// request's context, which every copy keeps.
 func Outcome(resp *http.Response) (attempts int, reason error) {
 	if resp == nil {
 		return 0, nil

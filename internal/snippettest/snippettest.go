@@ -405,7 +405,7 @@ func CheckCompile(t testing.TB, m Module, blocks []Block) {
 	cmd.Dir = dir
 	// The module cache and proxy are the caller's own; -mod=mod lets go
 	// record in go.sum what the module's own go.sum lacks for the snippets.
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
+	cmd.Env = append(os.Environ(), "GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" -mod=mod"), "GOWORK=off")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("the documentation's Go snippets do not compile (%v):\n%s", err, out)
 	}
