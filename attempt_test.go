@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -90,7 +91,8 @@ func TestAttemptTimeout(t *testing.T) {
 		require.Error(t, err)
 		var giveUp *retryhttp.GiveUpError
 		require.ErrorAs(t, err, &giveUp)
-		assert.Same(t, retryhttp.ErrNotResendable, giveUp.Reason)
+		assert.Same(t, retryhttp.ErrNotIdempotent, giveUp.Reason)
+		assert.ErrorIs(t, giveUp.Reason, retryhttp.ErrNotResendable)
 		assert.ErrorIs(t, giveUp.Err, retryhttp.ErrAttemptTimeout)
 		assert.EqualValues(t, 1, hits.Load())
 		assert.Len(t, hook.all(), 1)
@@ -270,4 +272,40 @@ func TestAttemptTimeoutKeepsBodiesAsTheyAre(t *testing.T) {
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	assert.Equal(t, http.NoBody, resp.Body, "a response without a body keeps http.NoBody")
+}
+
+// A 101 Switching Protocols body from net/http is an io.ReadWriteCloser with
+// CloseWrite, which httputil.ReverseProxy uses to pass a half-close through an
+// upgraded connection. The body the Transport returns keeps both, with and
+// without AttemptTimeout.
+func TestUpgradeBodyKeepsCloseWrite(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: review\r\n\r\n")
+		_ = brw.Flush()
+		_, _ = io.Copy(io.Discard, conn) // until the client half-closes or closes
+	}))
+	defer srv.Close()
+	for _, attemptTimeout := range []time.Duration{0, 5 * time.Second} {
+		t.Run(fmt.Sprint("AttemptTimeout=", attemptTimeout), func(t *testing.T) {
+			client, _ := newClient(t, retryhttp.Policy{AttemptTimeout: attemptTimeout})
+			req := newRequest(t, "GET", srv.URL, nil)
+			req.Header.Set("Connection", "Upgrade")
+			req.Header.Set("Upgrade", "review")
+
+			resp, err := client.Do(req)
+
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+			_, isRWC := resp.Body.(io.ReadWriteCloser)
+			assert.True(t, isRWC)
+			_, canCloseWrite := resp.Body.(interface{ CloseWrite() error })
+			assert.True(t, canCloseWrite, "the upgraded body lost CloseWrite")
+		})
+	}
 }

@@ -94,6 +94,28 @@ func BenchmarkOverhead(b *testing.B) {
 	})
 }
 
+// BenchmarkOutcome measures a request whose first attempt succeeds, read
+// with Outcome as a caller handling its response would: the happy path
+// must stay allocation-free, so Outcome finds nothing in the context and
+// costs two context lookups.
+func BenchmarkOutcome(b *testing.B) {
+	req, err := http.NewRequest(http.MethodGet, "http://127.0.0.1/", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rt := &retryhttp.Transport{Base: cannedTransport{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := rt.RoundTrip(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if attempts, reason := retryhttp.Outcome(resp); attempts != 1 || reason != nil {
+			b.Fatal(attempts, reason)
+		}
+	}
+}
+
 // readingTransport reads each request's body to its end, 32 KiB at a time
 // as net/http does, and answers 200 at once.
 type readingTransport struct{}

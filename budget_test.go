@@ -1,13 +1,18 @@
 package retryhttp_test
 
 import (
+	"context"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -164,4 +169,155 @@ func TestHostBudgetMemoryIsBounded(t *testing.T) {
 	assert.Equal(t, retryhttp.MaxHostBuckets, drained, "only the most recently failed destinations are kept")
 	assert.Equal(t, 1.0, budget.TokensFor("http://h0.example"), "an evicted destination starts afresh with its burst")
 	assert.Equal(t, 0.0, budget.TokensFor(fmt.Sprintf("http://h%d.example", hosts-1)), "a kept one keeps its count")
+}
+
+// always503Base answers every request with an empty 503 at once, and counts
+// the attempts.
+func always503Base(count *atomic.Int64) http.RoundTripper {
+	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		count.Add(1)
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return &http.Response{StatusCode: 503, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+	})
+}
+
+// frozenClock never moves and never sleeps.
+type frozenClock struct{}
+
+func (frozenClock) Now() time.Time { return time.Unix(1_800_000_000, 0) }
+func (frozenClock) Sleep(ctx context.Context, d time.Duration) error {
+	return ctx.Err()
+}
+
+// The documented bound of a Budget holds under concurrency: at most burst +
+// ratio × requests retries, per destination for NewHostBudget, although its
+// buckets live in a map that is copied on write and a full bucket is dropped
+// from it while a concurrent withdraw may still hold it.
+func TestHostBudgetBoundHoldsUnderConcurrency(t *testing.T) {
+	const (
+		ratio    = 0.5 // two deposits fill a drained bucket, which is then dropped
+		burst    = 1
+		workers  = 16
+		requests = 2500 // per worker and round
+	)
+	// Rounds with a fresh Budget until the bound breaks, for a few seconds
+	// at most.
+	for round, end := 0, time.Now().Add(4*time.Second); time.Now().Before(end); round++ {
+		var attempts atomic.Int64
+		tr := &retryhttp.Transport{Base: always503Base(&attempts), Policy: retryhttp.Policy{
+			MaxAttempts: 3,
+			Budget:      retryhttp.NewHostBudget(ratio, burst),
+			Backoff:     func() backoff.BackOff { return &backoff.ZeroBackOff{} },
+			Clock:       frozenClock{},
+		}}
+		var wg sync.WaitGroup
+		for w := 0; w < workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < requests; i++ {
+					req, _ := http.NewRequest("GET", "http://shared.example/", nil)
+					if resp, err := tr.RoundTrip(req); err == nil {
+						resp.Body.Close()
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		total := int64(workers * requests)
+		retries := attempts.Load() - total
+		bound := int64(burst) + int64(ratio*float64(total))
+		if retries > bound {
+			t.Fatalf("round %d: %d retries for %d requests to one destination: more than burst + ratio × requests = %d", round, retries, total, bound)
+		}
+	}
+}
+
+// burst + ratio × successes holds per destination for NewHostBudget under
+// concurrency, with deposits made after the response and drained buckets
+// dropped as they refill.
+func TestHostBudgetBoundHoldsWithSuccessesUnderConcurrency(t *testing.T) {
+	const ratio, burst = 0.5, 2
+	hosts := []string{"http://a.example/", "http://b.example/", "http://c.example/"}
+	for round, end := 0, time.Now().Add(1500*time.Millisecond); time.Now().Before(end); round++ {
+		var attempts, successes, requests [3]atomic.Int64
+		idx := func(h string) int {
+			for i, x := range hosts {
+				if "http://"+h+"/" == x {
+					return i
+				}
+			}
+			panic(h)
+		}
+		tr := &retryhttp.Transport{
+			Base: roundTripFunc(func(req *http.Request) (*http.Response, error) {
+				attempts[idx(req.URL.Host)].Add(1)
+				if rand.IntN(3) == 0 {
+					return respond(req, 200), nil
+				}
+				return respond(req, 503), nil
+			}),
+			Policy: retryhttp.Policy{MaxAttempts: 3, Budget: retryhttp.NewHostBudget(ratio, burst),
+				Backoff: func() backoff.BackOff { return &backoff.ZeroBackOff{} }},
+		}
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for range 500 {
+					i := rand.IntN(3)
+					req, _ := http.NewRequest("GET", hosts[i], nil)
+					requests[i].Add(1)
+					resp, err := tr.RoundTrip(req)
+					require.NoError(t, err)
+					if resp.StatusCode == 200 {
+						successes[i].Add(1)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		for i := range hosts {
+			retries := attempts[i].Load() - requests[i].Load()
+			bound := float64(burst) + ratio*float64(successes[i].Load())
+			if float64(retries) > bound {
+				t.Fatalf("round %d host %d: %d retries > %v", round, i, retries, bound)
+			}
+		}
+	}
+}
+
+// A 200 returned to the caller with a nil error earns the budget its ratio
+// even when the request's context ended as the answer came. Budget's godoc:
+// "Every request answered with a response that is not retried (a success: a
+// 200, a 404, ...) adds ratio tokens".
+func TestSuccessReturnedAsTheContextEndsEarnsTheBudget(t *testing.T) {
+	budget := retryhttp.NewBudget(0.5, 1)
+	var cancelNext atomic.Pointer[context.CancelFunc]
+	tr := &retryhttp.Transport{
+		Base: roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			if req.URL.Path == "/dead" {
+				return respond(req, 503), nil
+			}
+			if c := cancelNext.Load(); c != nil {
+				(*c)() // the caller's deadline passes as the answer arrives
+			}
+			return respond(req, 200), nil
+		}),
+		Policy: retryhttp.Policy{MaxAttempts: 2, Budget: budget,
+			Backoff: func() backoff.BackOff { return &backoff.ZeroBackOff{} }},
+	}
+	req, _ := http.NewRequest("GET", "http://x.example/dead", nil)
+	_, err := tr.RoundTrip(req)
+	require.NoError(t, err)
+	require.Equal(t, 0.0, budget.Tokens(), "the burst is spent")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancelNext.Store(&cancel)
+	req, _ = http.NewRequestWithContext(ctx, "GET", "http://x.example/ok", nil)
+	resp, err := tr.RoundTrip(req)
+	require.NoError(t, err)
+	require.Equal(t, 200, resp.StatusCode, "the caller gets the success")
+	assert.Equal(t, 0.5, budget.Tokens(), "a 200 that is not retried earns ratio")
 }

@@ -13,16 +13,22 @@ import (
 	"syscall"
 )
 
-// mayResend reports whether req may be sent more than once: its body can be
-// replayed and the Policy deems it idempotent.
-func (p *Policy) mayResend(req *http.Request) bool {
+// whyNotResendable returns nil when req may be sent more than once: its
+// body can be replayed and the Policy deems it idempotent. Otherwise it
+// returns the rule that forbids it: ErrBodyNotReplayable or
+// ErrNotIdempotent.
+func (p *Policy) whyNotResendable(req *http.Request) error {
 	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
-		return false
+		return ErrBodyNotReplayable
 	}
+	idempotent := DefaultIdempotent
 	if p.Idempotent != nil {
-		return p.Idempotent(req)
+		idempotent = p.Idempotent
 	}
-	return DefaultIdempotent(req)
+	if !idempotent(req) {
+		return ErrNotIdempotent
+	}
+	return nil
 }
 
 // DefaultIdempotent reports whether req is idempotent: its method is GET,

@@ -10,8 +10,7 @@ import (
 // attempts. Implementations must be safe for concurrent use. Package
 // retrytest has a fake Clock that moves forward when the Transport waits; a
 // Clock like it, whose time moves only when it is waited on, should also
-// have a method Virtual() bool that returns true, so that each wait is
-// played on it in full.
+// implement VirtualClock.
 type Clock interface {
 	// Now returns the current time.
 	Now() time.Time
@@ -21,14 +20,27 @@ type Clock interface {
 	Sleep(ctx context.Context, d time.Duration) error
 }
 
-// isVirtual reports whether c is a virtual Clock: one whose time moves only
-// when it is waited on, such as retrytest.Clock, which says so with a method
-// Virtual() bool. The Transport plays each wait on such a clock in full,
-// since its own work takes no time there, and measures that work in real
-// time for the limits. On any other Clock, the time OnRetry and the
-// discarding of the old body take is part of the wait.
+// VirtualClock is implemented by a Clock whose time moves only when it is
+// waited on (or advanced by a test), such as retrytest.Clock; a Transport
+// checks for it with a type assertion, so implementing it is optional.
+//
+// On a Clock whose Virtual method returns true, the Transport plays each wait
+// in full, since its own work takes no time there, and measures that work
+// (OnRetry, discarding the old response body) in real time against
+// Policy.MaxElapsed and the deadline. On any other Clock, that work's time
+// is taken from the wait, as on the real clock. A Clock that wraps the real
+// clock, for logging or metrics, should not implement VirtualClock, or
+// should return false.
+type VirtualClock interface {
+	Clock
+	// Virtual reports whether the Clock's time moves only when it is
+	// waited on.
+	Virtual() bool
+}
+
+// isVirtual reports whether c is a VirtualClock that says it is virtual.
 func isVirtual(c Clock) bool {
-	v, ok := c.(interface{ Virtual() bool })
+	v, ok := c.(VirtualClock)
 	return ok && v.Virtual()
 }
 

@@ -262,3 +262,36 @@ func TestNotResendableBuildsNoSchedule(t *testing.T) {
 	assert.Equal(t, 503, resp.StatusCode)
 	assert.Zero(t, calls.Load())
 }
+
+// http.Transport answers a request with a nil URL with an error ("http: nil
+// Request.URL"), and so must a RoundTripper that wraps it, also once a
+// NewHostBudget holds a drained bucket for another destination.
+func TestNilURLIsAnErrorNotAPanic(t *testing.T) {
+	var calls atomic.Int32
+	base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		calls.Add(1)
+		if req.URL == nil {
+			return nil, errors.New("http: nil Request.URL")
+		}
+		return &http.Response{StatusCode: 503, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+	})
+	tr := &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{
+		MaxAttempts: 2,
+		Clock:       retrytest.NewClock(t),
+	}}
+	// Another destination retries once: the default per-host Budget now
+	// holds its bucket.
+	resp, err := tr.RoundTrip(newRequest(t, "GET", "http://a.example/", nil))
+	require.NoError(t, err)
+	resp.Body.Close()
+
+	var panicked any
+	func() {
+		defer func() { panicked = recover() }()
+		resp, err = tr.RoundTrip(&http.Request{Method: "GET", Header: http.Header{}})
+	}()
+
+	require.Nil(t, panicked, "RoundTrip panicked on a request with a nil URL")
+	assert.Nil(t, resp)
+	assert.Error(t, err)
+}

@@ -46,8 +46,10 @@ func Example() {
 	// Output: 200 OK: hello after 2 retries
 }
 
-// Configure a Policy: more attempts, gateway errors retried too, and a
-// shorter limit on how long a server may ask the client to wait.
+// Configure a Policy: more attempts, gateway errors retried on top of the
+// default statuses (503, 429 and rate-limit 403s, which a custom list must
+// name to keep), and a shorter limit on how long a server may ask the
+// client to wait.
 func ExamplePolicy() {
 	srv := flakyServer(3)
 	defer srv.Close()
@@ -60,7 +62,7 @@ func ExamplePolicy() {
 				MaxAttempts:   5,
 				MaxElapsed:    5 * time.Second,
 				MaxRetryAfter: 2 * time.Second,
-				Retryable:     retryhttp.RetryStatuses(429, 502, 503, 504),
+				Retryable:     retryhttp.RetryStatuses(503, 429, 403, 502, 504),
 			},
 		},
 	}

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -308,4 +309,75 @@ type closeCounter struct {
 func (c *closeCounter) Close() error {
 	c.closed.Add(1)
 	return c.ReadCloser.Close()
+}
+
+// wallClock is a Clock of the user's own that tells the real time, as a
+// clock wrapped for logging or metrics would.
+type wallClock struct{}
+
+func (wallClock) Now() time.Time { return time.Now() }
+func (wallClock) Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Policy.OnRetry: "its time counts against the wait", for any Clock that
+// tells the real time, not only the package's own: a retry that fitted the
+// deadline when decided is sent, not slept past the deadline.
+func TestOnRetryTimeCountsAgainstTheWaitOfAnyRealTimeClock(t *testing.T) {
+	var calls atomic.Int32
+	base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		if calls.Add(1) == 1 {
+			return &http.Response{StatusCode: 503, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+		}
+		return &http.Response{StatusCode: 200, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+	})
+	tr := &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{
+		Clock:   wallClock{},
+		Budget:  retryhttp.UnlimitedBudget(),
+		Backoff: constant(400 * time.Millisecond),
+		OnRetry: func(retryhttp.RetryEvent) { time.Sleep(250 * time.Millisecond) },
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
+	defer cancel()
+	req := newRequest(t, "GET", "http://example.invalid/", nil).WithContext(ctx)
+
+	resp, err := tr.RoundTrip(req)
+
+	require.NoError(t, err, "the retry, due 400 ms after the decision, fits a 600 ms deadline")
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.EqualValues(t, 2, calls.Load())
+}
+
+// MaxElapsed is measured right on the real clock inside a testing/synctest
+// bubble, where time.Now has no monotonic reading and the fake wall clock
+// starts in 2000: 1 s attempts, 1 s waits and MaxElapsed 5 s make exactly 3
+// attempts.
+func TestMaxElapsedOnTheRealClockInASynctestBubble(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var n atomic.Int64
+		tr := &retryhttp.Transport{
+			Base: roundTripFunc(func(req *http.Request) (*http.Response, error) {
+				n.Add(1)
+				time.Sleep(time.Second)
+				return respond(req, 503), nil
+			}),
+			Policy: retryhttp.Policy{MaxAttempts: 100, MaxElapsed: 5 * time.Second, Budget: retryhttp.UnlimitedBudget(),
+				Backoff: func() backoff.BackOff { return backoff.NewConstantBackOff(time.Second) }},
+		}
+		var reason error
+		tr.Policy.OnGiveUp = func(e retryhttp.GiveUpEvent) { reason = e.Reason }
+		req, _ := http.NewRequest("GET", "http://x.example/", nil)
+		resp, err := tr.RoundTrip(req)
+		require.NoError(t, err)
+		assert.Equal(t, 503, resp.StatusCode)
+		assert.ErrorIs(t, reason, retryhttp.ErrMaxElapsed)
+		assert.Equal(t, int64(3), n.Load())
+	})
 }

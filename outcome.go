@@ -31,8 +31,21 @@ var (
 	ErrBackoffStop = errors.New("retryhttp: backoff schedule said stop")
 	// ErrNotResendable: the outcome called for a retry, but the request may
 	// not be sent again: it is not idempotent (see Policy.Idempotent), or
-	// its body cannot be replayed.
+	// its body cannot be replayed. A Transport gives up with one of the two
+	// errors below, which say which rule applied; errors.Is(reason,
+	// ErrNotResendable) holds for both.
 	ErrNotResendable = errors.New("retryhttp: request may not be sent again")
+	// ErrNotIdempotent: the request may not be sent again because it is
+	// not idempotent: Policy.Idempotent (by default DefaultIdempotent: the
+	// method is not GET, HEAD, OPTIONS, TRACE, PUT or DELETE, and there is
+	// no Idempotency-Key header) said no. It wraps ErrNotResendable.
+	ErrNotIdempotent = fmt.Errorf("%w: method not idempotent and no Idempotency-Key", ErrNotResendable)
+	// ErrBodyNotReplayable: the request may not be sent again because its
+	// body cannot be replayed: it has a body other than http.NoBody and no
+	// GetBody, as with an *os.File, an io.Pipe or an io.NopCloser passed to
+	// http.NewRequest. Set GetBody to a function that returns a fresh copy
+	// of the body to make it replayable. It wraps ErrNotResendable.
+	ErrBodyNotReplayable = fmt.Errorf("%w: body cannot be replayed (no GetBody)", ErrNotResendable)
 )
 
 // GiveUpError is the error RoundTrip returns when it stops retrying a request
@@ -113,8 +126,18 @@ type RetryEvent struct {
 
 // GiveUpEvent describes a request whose last outcome called for another
 // attempt but that is returned anyway; it is what Policy.OnGiveUp receives.
+//
+// To tell which of the caller's requests an event belongs to, compare a value
+// in Request.Context(), not the Request pointer: an http.Client hands the
+// Transport a shallow copy of the caller's request when Client.Timeout is
+// set, when the request's Header is nil or its URL holds a user name, and
+// for every redirect it follows, so Request is then not the pointer the
+// caller passed to Client.Do. The copy keeps the caller's context, and the
+// values in it. A caller that only needs the reason where it handles the
+// response can call Outcome instead.
 type GiveUpEvent struct {
-	// Request is the caller's original request. It must not be modified.
+	// Request is the request RoundTrip was called with, which may be a
+	// copy of the caller's own (see above). It must not be modified.
 	Request *http.Request
 	// Attempts is the number of attempts made, the first included.
 	Attempts int
@@ -131,6 +154,62 @@ type GiveUpEvent struct {
 	RetryAfter       time.Duration
 	HasRetryAfter    bool
 	RetryAfterHeader string
+}
+
+// Outcome returns what the retries of the request behind resp came to: the
+// number of attempts made, the first included, and, when the Transport gave
+// up on retrying it, why (the GiveUpEvent's Reason: one of the Err
+// sentinels of this package). The reason is nil when the response was not
+// given up on: a success, or an outcome that was not worth retrying.
+//
+// resp is a response returned by a Transport, directly or through an
+// http.Client; Outcome reads what the Transport left in the context of
+// resp.Request. A response a Transport did not return reports 1 attempt
+// and a nil reason, and a nil resp 0 attempts. It costs nothing on the
+// happy path: a response given up on gets, as its Request, a shallow copy
+// of the request that was sent, whose context carries the outcome; any
+// other response is returned as it came.
+//
+// When RoundTrip returns an error instead of a response, the error is a
+// *GiveUpError that holds the same attempts and reason.
+//
+// resp.Request is not the caller's request pointer after a give-up, nor after
+// retries; and an http.Client hands the Transport a copy of the caller's
+// request anyway when Client.Timeout is set (see GiveUpEvent). To tie a
+// response or an event to a request of your own, carry a value in the
+// request's context, which every copy keeps.
+func Outcome(resp *http.Response) (attempts int, reason error) {
+	if resp == nil {
+		return 0, nil
+	}
+	if resp.Request == nil {
+		return 1, nil
+	}
+	ctx := resp.Request.Context()
+	if o, ok := ctx.Value(outcomeKey{}).(*givenUp); ok {
+		return o.attempts, o.reason
+	}
+	return Attempt(ctx), nil
+}
+
+// outcomeKey is the context key under which the request of a response that
+// was given up on carries its *givenUp.
+type outcomeKey struct{}
+
+// givenUp is what Outcome reports for a response that was given up on.
+type givenUp struct {
+	attempts int
+	reason   error
+}
+
+// withOutcome makes resp.Request (or req, when the Base set none) carry the
+// outcome of a give-up, for Outcome to read.
+func withOutcome(resp *http.Response, req *http.Request, attempts int, reason error) {
+	if resp.Request != nil {
+		req = resp.Request
+	}
+	ctx := context.WithValue(req.Context(), outcomeKey{}, &givenUp{attempts: attempts, reason: reason})
+	resp.Request = req.WithContext(ctx)
 }
 
 // attemptKey is the context key under which a retry's request carries its

@@ -3,8 +3,11 @@ package retryhttp_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -61,7 +64,7 @@ func TestEveryGiveUpOnAResponseSaysWhy(t *testing.T) {
 		{"MaxAttempts 1", retryhttp.Policy{MaxAttempts: 1}, "GET", retrytest.Unavailable(0), 0, retryhttp.ErrAttemptsUsedUp, 1, 0},
 		{"Retry-After over the cap", retryhttp.Policy{MaxRetryAfter: time.Minute}, "GET", retrytest.Unavailable(time.Hour), 0, retryhttp.ErrRetryAfterTooLong, 1, time.Hour},
 		{"budget empty", retryhttp.Policy{Budget: retryhttp.NewBudget(0, 0)}, "GET", retrytest.Unavailable(time.Second), 0, retryhttp.ErrBudgetEmpty, 1, time.Second},
-		{"POST", retryhttp.Policy{}, "POST", retrytest.Unavailable(time.Second), 0, retryhttp.ErrNotResendable, 1, time.Second},
+		{"POST", retryhttp.Policy{}, "POST", retrytest.Unavailable(time.Second), 0, retryhttp.ErrNotIdempotent, 1, time.Second},
 		{"MaxElapsed", retryhttp.Policy{MaxElapsed: 10 * time.Second}, "GET", retrytest.Unavailable(20 * time.Second), 0, retryhttp.ErrMaxElapsed, 1, 20 * time.Second},
 		{"deadline", retryhttp.Policy{}, "GET", retrytest.Unavailable(5 * time.Second), time.Second, retryhttp.ErrDeadline, 1, 5 * time.Second},
 		{"backoff stop", retryhttp.Policy{Backoff: stop}, "GET", retrytest.Unavailable(0), 0, retryhttp.ErrBackoffStop, 1, 0},
@@ -118,7 +121,7 @@ func TestEveryGiveUpOnAnErrorIsAGiveUpError(t *testing.T) {
 		{"attempts used up", retryhttp.Policy{MaxAttempts: 2}, "GET", retryhttp.ErrAttemptsUsedUp, 2},
 		{"budget empty", retryhttp.Policy{Budget: retryhttp.NewBudget(0, 0)}, "GET", retryhttp.ErrBudgetEmpty, 1},
 		{"MaxElapsed", retryhttp.Policy{MaxElapsed: time.Millisecond}, "GET", retryhttp.ErrMaxElapsed, 1},
-		{"POST", retryhttp.Policy{}, "POST", retryhttp.ErrNotResendable, 1},
+		{"POST", retryhttp.Policy{}, "POST", retryhttp.ErrNotIdempotent, 1},
 		{"backoff stop", retryhttp.Policy{Backoff: func() backoff.BackOff { return &backoff.StopBackOff{} }}, "GET", retryhttp.ErrBackoffStop, 1},
 	}
 	for _, tt := range tests {
@@ -228,10 +231,176 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
 
+// respond answers req with an empty response of the given status.
+func respond(req *http.Request, code int) *http.Response {
+	return &http.Response{StatusCode: code, Header: http.Header{}, Body: http.NoBody, Request: req}
+}
+
 func TestGiveUpErrorMessage(t *testing.T) {
 	err := &retryhttp.GiveUpError{Attempts: 3, Reason: retryhttp.ErrBudgetEmpty, Err: syscall.ECONNRESET}
 	assert.Equal(t, "retryhttp: gave up after 3 attempts (retry budget empty): connection reset by peer", err.Error())
 	err = &retryhttp.GiveUpError{Attempts: 1, Reason: context.Canceled}
 	assert.Equal(t, "retryhttp: gave up after 1 attempt: context canceled", err.Error())
 	assert.ErrorIs(t, err, context.Canceled)
+}
+
+// A request that may not be sent again says which rule forbade it: its
+// method, or a body without GetBody. Both still match ErrNotResendable.
+func TestNotResendableSaysWhichRuleApplied(t *testing.T) {
+	file := func(t *testing.T) io.Reader {
+		f, err := os.CreateTemp(t.TempDir(), "body")
+		require.NoError(t, err)
+		_, err = f.WriteString("body")
+		require.NoError(t, err)
+		_, err = f.Seek(0, io.SeekStart)
+		require.NoError(t, err)
+		return f
+	}
+	pipe := func(t *testing.T) io.Reader {
+		pr, pw := io.Pipe()
+		go func() {
+			_, _ = pw.Write([]byte("body"))
+			pw.Close()
+		}()
+		return pr
+	}
+	nopCloser := func(t *testing.T) io.Reader { return io.NopCloser(strings.NewReader("body")) }
+	replayable := func(t *testing.T) io.Reader { return strings.NewReader("body") }
+	tests := []struct {
+		name    string
+		method  string
+		body    func(*testing.T) io.Reader
+		want    error
+		wantMsg string
+	}{
+		{"POST without a key", "POST", replayable, retryhttp.ErrNotIdempotent, "method not idempotent"},
+		{"PATCH without a key", "PATCH", replayable, retryhttp.ErrNotIdempotent, "method not idempotent"},
+		{"PUT of an *os.File", "PUT", file, retryhttp.ErrBodyNotReplayable, "body cannot be replayed"},
+		{"PUT of an io.Pipe", "PUT", pipe, retryhttp.ErrBodyNotReplayable, "body cannot be replayed"},
+		{"PUT of a NopCloser", "PUT", nopCloser, retryhttp.ErrBodyNotReplayable, "body cannot be replayed"},
+		{"POST of a NopCloser", "POST", nopCloser, retryhttp.ErrBodyNotReplayable, "body cannot be replayed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := retrytest.NewServer(t).Otherwise(retrytest.Unavailable(0))
+			var hook giveUps
+			client, _ := newClient(t, retryhttp.Policy{OnGiveUp: hook.record})
+
+			resp, _, err := do(t, client, newRequest(t, tt.method, srv.URL, tt.body(t)))
+
+			require.NoError(t, err)
+			assert.Equal(t, 503, resp.StatusCode)
+			assert.Equal(t, 1, srv.Count())
+			events := hook.all()
+			require.Len(t, events, 1)
+			reason := events[0].Reason
+			assert.Same(t, tt.want, reason)
+			assert.ErrorIs(t, reason, retryhttp.ErrNotResendable, "existing checks still match")
+			assert.Contains(t, reason.Error(), tt.wantMsg)
+			assert.True(t, strings.HasPrefix(reason.Error(), "retryhttp: request may not be sent again: "), reason.Error())
+			other := retryhttp.ErrNotIdempotent
+			if tt.want == other {
+				other = retryhttp.ErrBodyNotReplayable
+			}
+			assert.NotErrorIs(t, reason, other, "the two rules are told apart")
+		})
+	}
+}
+
+// Outcome reads, from the response RoundTrip returned, the attempts made
+// and why the retries were given up on, through http.Client with and
+// without a Timeout (which makes the Client pass the Transport a copy).
+func TestOutcomeOfTheFinalResponse(t *testing.T) {
+	tests := []struct {
+		name         string
+		policy       retryhttp.Policy
+		method       string
+		script       []retrytest.Answer
+		otherwise    retrytest.Answer
+		wantStatus   int
+		wantAttempts int
+		wantReason   error
+	}{
+		{"first attempt succeeds", retryhttp.Policy{}, "GET", nil, retrytest.OK("ok"), 200, 1, nil},
+		{"not worth retrying", retryhttp.Policy{}, "GET", nil, retrytest.Reply(404, "no"), 404, 1, nil},
+		{"success after retries", retryhttp.Policy{}, "GET",
+			[]retrytest.Answer{retrytest.Unavailable(time.Second), retrytest.TooManyRequests(0)}, retrytest.OK("ok"), 200, 3, nil},
+		{"attempts used up", retryhttp.Policy{MaxAttempts: 3}, "GET", nil, retrytest.Unavailable(time.Second), 503, 3, retryhttp.ErrAttemptsUsedUp},
+		{"server's wait too long", retryhttp.Policy{}, "GET", nil, retrytest.TooManyRequests(time.Hour), 429, 1, retryhttp.ErrRetryAfterTooLong},
+		{"GitHub's 403 rate limit too long", retryhttp.Policy{}, "GET", nil, retrytest.RateLimited(2*time.Hour, retrytest.GitHub), 403, 1, retryhttp.ErrRetryAfterTooLong},
+		{"budget empty after one retry", retryhttp.Policy{Budget: retryhttp.NewBudget(0, 1)}, "GET", nil, retrytest.Unavailable(time.Second), 503, 2, retryhttp.ErrBudgetEmpty},
+		{"POST not resent", retryhttp.Policy{}, "POST", nil, retrytest.Unavailable(time.Second), 503, 1, retryhttp.ErrNotIdempotent},
+	}
+	for _, tt := range tests {
+		for _, timeout := range []time.Duration{0, time.Minute} {
+			t.Run(fmt.Sprintf("%s/Client.Timeout=%v", tt.name, timeout), func(t *testing.T) {
+				srv := retrytest.NewServer(t, tt.script...).Otherwise(tt.otherwise)
+				p := tt.policy
+				if p.Budget != nil {
+					p.Budget = retryhttp.NewBudget(0, 1) // a fresh one for each run
+				}
+				client, clock := newClient(t, p)
+				srv.UseClock(clock)
+				client.Timeout = timeout
+				req := newRequest(t, tt.method, srv.URL, strings.NewReader("body"))
+				reqCtx := req.Context()
+
+				resp, _, err := do(t, client, req)
+
+				require.NoError(t, err)
+				assert.Equal(t, tt.wantStatus, resp.StatusCode)
+				attempts, reason := retryhttp.Outcome(resp)
+				assert.Equal(t, tt.wantAttempts, attempts)
+				assert.Equal(t, srv.Count(), attempts, "the attempts the server saw")
+				if tt.wantReason == nil {
+					assert.NoError(t, reason)
+				} else {
+					assert.Same(t, tt.wantReason, reason)
+				}
+				assert.Equal(t, tt.wantAttempts, retryhttp.Attempt(resp.Request.Context()), "Attempt agrees")
+				assert.Equal(t, reqCtx, req.Context(), "the caller's request is left alone")
+			})
+		}
+	}
+}
+
+func TestOutcomeOfAResponseNotFromATransport(t *testing.T) {
+	attempts, reason := retryhttp.Outcome(nil)
+	assert.Equal(t, 0, attempts)
+	assert.NoError(t, reason)
+	attempts, reason = retryhttp.Outcome(&http.Response{StatusCode: 503})
+	assert.Equal(t, 1, attempts)
+	assert.NoError(t, reason)
+	req := newRequest(t, "GET", "http://example.invalid/", nil)
+	attempts, reason = retryhttp.Outcome(&http.Response{StatusCode: 503, Request: req})
+	assert.Equal(t, 1, attempts)
+	assert.NoError(t, reason)
+}
+
+// The give-up is in the response OnGiveUp receives too, and the event can
+// be matched to the caller's request through a value in its context when
+// http.Client.Timeout makes the Request a copy.
+func TestGiveUpEventCorrelatesThroughTheContext(t *testing.T) {
+	type requestID struct{}
+	srv := retrytest.NewServer(t).Otherwise(retrytest.Unavailable(time.Second))
+	var events []retryhttp.GiveUpEvent
+	client, clock := newClient(t, retryhttp.Policy{MaxAttempts: 2, OnGiveUp: func(ev retryhttp.GiveUpEvent) {
+		events = append(events, ev)
+	}})
+	srv.UseClock(clock)
+	client.Timeout = time.Minute
+	req := newRequest(t, "GET", srv.URL, nil)
+	req = req.WithContext(context.WithValue(req.Context(), requestID{}, "req-42"))
+
+	resp, _, err := do(t, client, req)
+
+	require.NoError(t, err)
+	require.Len(t, events, 1)
+	ev := events[0]
+	assert.NotSame(t, req, ev.Request, "with Client.Timeout, net/http passes the Transport a copy")
+	assert.Equal(t, "req-42", ev.Request.Context().Value(requestID{}))
+	_, reason := retryhttp.Outcome(ev.Response)
+	assert.Same(t, ev.Reason, reason)
+	_, reason = retryhttp.Outcome(resp)
+	assert.Same(t, retryhttp.ErrAttemptsUsedUp, reason)
 }

@@ -105,7 +105,10 @@ type Policy struct {
 	// Idempotent reports whether the request may be sent more than once
 	// with the same effect. nil means DefaultIdempotent. Whatever it says,
 	// a request whose body cannot be replayed (a body other than
-	// http.NoBody without GetBody) is never sent twice.
+	// http.NoBody without GetBody) is never sent twice. A retryable outcome
+	// of a request that may not be resent is given up on with
+	// ErrNotIdempotent or ErrBodyNotReplayable, which say which rule
+	// applied.
 	Idempotent func(req *http.Request) bool
 
 	// OnRetry, if not nil, is called once before each wait for a retry,

@@ -53,70 +53,24 @@ const (
 )
 
 // RateLimitWait reads the rate-limit header fields of resp and reports how
-// long the server asked the client to wait before its quota resets.
+// long the server asked the client to wait before its quota resets. ok is
+// false when they ask for no wait, and d is then 0; d is never negative.
 //
-// It reads these fields, all counted in seconds:
-//
-//	Field                    Sent by                         Value
-//	RateLimit                IETF draft -08 and later        "policy";r=0;t=50, ... (t seconds from now)
-//	RateLimit-Reset          IETF drafts up to -06           1*DIGIT seconds from now
-//	X-RateLimit-Reset-After  Discord                         seconds from now, fraction allowed
-//	X-RateLimit-Reset        GitHub, Discord, many gateways  Unix time or seconds from now, fraction allowed
-//	X-Rate-Limit-Reset       X (Twitter)                     Unix time or seconds from now, fraction allowed
-//
-// A reset field is a wait only while its quota is spent: when the
-// response also says that quota remains (RateLimit-Remaining for
-// RateLimit-Reset, X-RateLimit-Remaining for the X-RateLimit- fields,
-// X-Rate-Limit-Remaining for X-Rate-Limit-Reset, holding a number above
-// zero), the reset is that of a window still open, which GitHub and
-// Discord send on every response, and the result is not ok. An absent,
-// zero or malformed remaining count leaves the reset a wait.
-//
-// When several are present, only the first of them in the order of that
-// table is read, and the others are ignored, even when the first one is
-// malformed or asks for no wait: a server that sends several means the
-// same reset by each, and they need not agree to the second (Discord's
-// Unix time and its delay differ by up to one), so they are not compared.
-// A field is present when the response has it, whatever its value.
-//
-// The RateLimit field (draft-ietf-httpapi-ratelimit-headers-11) is a
-// Structured Field List (RFC 9651) of policies, each a String or Token
-// with parameters, "r" the quota units remaining and "t" the seconds until
-// the quota resets, both non-negative Integers (digits only, no sign).
-// Field lines are combined into one list. The wait is the longest "t"
-// among the exhausted policies, those with r=0; an exhausted policy
-// without "t" does not say when it resets and is passed over. Other
-// parameters are ignored. The result is not ok when no policy with a "t"
-// is exhausted, or when the field does not parse, or a policy lacks "r",
-// or an "r" or "t" is not a non-negative Integer: the draft asks
-// recipients to ignore malformed RateLimit fields entirely.
-//
-// X-RateLimit-Reset and X-Rate-Limit-Reset hold a Unix time (seconds since
-// 1970-01-01 UTC) when their value is at least 1,000,000,000, and seconds
-// from now when it is smaller: APIs send either, and a delay of 31 years
-// or a reset before 2001 is implausible. A Unix time is measured against
-// the response's Date header when that holds a valid HTTP-date, so that a
-// difference between the client's and the server's clocks does not change
-// the wait, and otherwise against now; one at or before that reference
-// yields 0.
-//
-// The three X- fields accept a decimal fraction ("1.5",
-// "1712345678.123"); RateLimit-Reset and the RateLimit "t" take digits
-// only. A fraction is exact to the nanosecond, and rounded up beyond, so
-// the wait is never shorter than asked. A value too large for a
-// time.Duration yields the largest whole number of seconds a Duration
-// holds, as ParseRetryAfter does, never a wrapped or negative wait. Spaces
-// and tabs around a value are ignored. Anything else in the field read
-// (a sign, a unit, an exponent, a leading or trailing '.', an empty
-// value, or copies of the field that disagree) makes the result not ok.
-//
-// Fields are found under their canonical keys, as http.Header.Get finds
-// them, and also under keys in another case set directly in the map. A nil
-// resp yields not ok, as does a response with none of the fields. The
-// result is never negative, and is 0 whenever ok is false.
+// It reads the first of these fields present, and only that one:
+// RateLimit (IETF draft -08 and later: the longest "t" among the policies
+// with r=0), RateLimit-Reset (the drafts up to -06), X-RateLimit-Reset-After
+// (Discord), X-RateLimit-Reset (GitHub, Discord, many gateways) and
+// X-Rate-Limit-Reset (X). A reset is a wait only while its quota is spent:
+// a remaining count above zero, which GitHub sends with its reset on every
+// response, means no wait. A Unix time is measured against the response's
+// Date header when that is valid, and otherwise against now. A malformed
+// field means no wait; a wait is never shorter than asked, and one too
+// large for a Duration saturates rather than wraps.
 //
 // The Transport reads these fields only when a response's Retry-After is
-// absent or invalid: Retry-After takes precedence, as the draft requires.
+// absent or invalid: Retry-After takes precedence. The exact rules are in
+// docs/retry-after-and-rate-limits.md
+// (https://github.com/b4dedce7/retryhttp/blob/main/docs/retry-after-and-rate-limits.md).
 func RateLimitWait(resp *http.Response, now time.Time) (d time.Duration, ok bool) {
 	d, _, ok = rateLimitWait(resp, now)
 	return d, ok

@@ -2,12 +2,16 @@ package retryhttp_test
 
 import (
 	"net/http"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/b4dedce7/retryhttp"
+	"github.com/b4dedce7/retryhttp/retrytest"
 )
 
 // rfcInstant is the instant of the RFC's own examples (RFC 9110 §5.6.7).
@@ -149,4 +153,36 @@ func TestRetryAfterMeasuresDatesAgainstTheResponseDate(t *testing.T) {
 		_, ok := retryhttp.RetryAfter(nil, clientNow)
 		assert.False(t, ok)
 	})
+}
+
+// GitHub sends X-RateLimit-Limit/-Remaining/-Reset on every API response, the
+// reset being the end of the hourly window however much quota is left. A
+// transient 503 that carries them with quota left (Remaining 4999) has asked
+// for no wait: it is retried at once, not given up on as a wait too long.
+func TestRateLimitResetWithQuotaLeftIsNotAWait(t *testing.T) {
+	clock := retrytest.NewClock(t)
+	var calls atomic.Int32
+	base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		if calls.Add(1) == 1 {
+			h := http.Header{}
+			h.Set("X-RateLimit-Limit", "5000")
+			h.Set("X-RateLimit-Remaining", "4999")
+			h.Set("X-RateLimit-Used", "1")
+			h.Set("X-RateLimit-Reset", strconv.FormatInt(clock.Now().Add(50*time.Minute).Unix(), 10))
+			return &http.Response{StatusCode: 503, Header: h, Body: http.NoBody, Request: req}, nil
+		}
+		return &http.Response{StatusCode: 200, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+	})
+	var hook giveUps
+	tr := &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{Clock: clock, OnGiveUp: hook.record}}
+
+	resp, err := tr.RoundTrip(newRequest(t, "GET", "https://api.github.example/repos/o/r", nil))
+
+	require.NoError(t, err)
+	resp.Body.Close()
+	for _, ev := range hook.all() {
+		t.Logf("gave up: %v (wait %v from %s)", ev.Reason, ev.RetryAfter, ev.RetryAfterHeader)
+	}
+	assert.Equal(t, 200, resp.StatusCode, "a 503 with quota left was not retried")
+	assert.EqualValues(t, 2, calls.Load())
 }

@@ -14,9 +14,11 @@
 // When it stops, the caller gets the last response as it came, or the last
 // error in a *GiveUpError that says why; Policy.OnGiveUp says it too.
 //
-// Wrap any transport:
+// Wrap any transport, here one with a larger idle pool; a nil Base means
+// http.DefaultTransport, and the zero Policy the defaults:
 //
-//	client := &http.Client{Transport: &retryhttp.Transport{}}
+//	base := &http.Transport{MaxIdleConnsPerHost: 16}
+//	client := &http.Client{Transport: &retryhttp.Transport{Base: base}}
 package retryhttp
 
 import (
@@ -93,7 +95,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	budget := t.budget()
 	r := retrier{t: t, req: req, clock: p.clock(), budget: budget}
-	resendable := p.mayResend(req)
+	notResendable := p.whyNotResendable(req)
+	resendable := notResendable == nil
 	if resendable {
 		r.start = startTime(r.clock)
 	}
@@ -102,7 +105,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, err
 	}
 	if !resendable {
-		return r.giveUp(1, resp, err, ErrNotResendable, serverWaitAt(resp, r.clock.Now()))
+		return r.giveUp(1, resp, err, notResendable, serverWaitAt(resp, r.clock.Now()))
 	}
 	return r.retry(resp, err)
 }
@@ -247,6 +250,9 @@ func (r *retrier) giveUp(attempts int, resp *http.Response, err, reason error, s
 // reportGiveUp calls OnGiveUp and returns the error RoundTrip returns with
 // resp: nil when resp is returned, a *GiveUpError otherwise.
 func (r *retrier) reportGiveUp(attempts int, resp *http.Response, err, reason error, server serverWait) error {
+	if resp != nil {
+		withOutcome(resp, r.req, attempts, reason)
+	}
 	if hook := r.t.Policy.OnGiveUp; hook != nil {
 		hook(GiveUpEvent{
 			Request: r.req, Attempts: attempts, Response: resp, Err: err, Reason: reason,

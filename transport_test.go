@@ -1186,3 +1186,75 @@ func TestOnly403RateLimitRefusalsAreRetried(t *testing.T) {
 		})
 	}
 }
+
+// A discarded response whose body stalls is closed when the drain gives up on
+// it, so its connection is set free: with MaxConnsPerHost the retry would
+// otherwise wait for that very connection for as long as the server holds the
+// body, and without it a goroutine and a connection would leak per retry.
+func TestStalledDiscardedBodyIsClosed(t *testing.T) {
+	// An attempt with a context of its own (a retry, or any attempt under
+	// AttemptTimeout) has its stalled body set free when the drain gives
+	// up. A first attempt without AttemptTimeout has none, so that the
+	// happy path allocates nothing: that trade-off is documented on discard.
+	tests := []struct {
+		maxConnsPerHost int
+		attemptTimeout  time.Duration
+		stallOn         int32
+	}{
+		{1, 5 * time.Second, 1},
+		{0, 5 * time.Second, 1},
+		{1, 0, 2},
+		{0, 0, 2},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("MaxConnsPerHost=%d,AttemptTimeout=%v,stall on attempt %d", tt.maxConnsPerHost, tt.attemptTimeout, tt.stallOn), func(t *testing.T) {
+			var hits atomic.Int32
+			stalledGone := make(chan struct{})
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				n := hits.Add(1)
+				switch {
+				case n < tt.stallOn:
+					w.WriteHeader(http.StatusServiceUnavailable)
+					return
+				case n > tt.stallOn:
+					_, _ = io.WriteString(w, "ok")
+					return
+				}
+				defer close(stalledGone)
+				w.Header().Set("Content-Length", "1000")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = io.WriteString(w, "x")
+				w.(http.Flusher).Flush()
+				select { // the body stalls until the client lets go
+				case <-r.Context().Done():
+				case <-time.After(2 * time.Second):
+				}
+			}))
+			defer srv.Close()
+			base := &http.Transport{MaxConnsPerHost: tt.maxConnsPerHost}
+			defer base.CloseIdleConnections()
+			client, _ := newClient(t, retryhttp.Policy{
+				MaxAttempts:    3,
+				Budget:         retryhttp.UnlimitedBudget(),
+				AttemptTimeout: tt.attemptTimeout,
+				Backoff:        func() backoff.BackOff { return &backoff.ZeroBackOff{} },
+			})
+			client.Transport.(*retryhttp.Transport).Base = base
+
+			start := time.Now()
+			resp, body, err := do(t, client, newRequest(t, "GET", srv.URL, nil))
+			took := time.Since(start)
+
+			require.NoError(t, err)
+			assert.Equal(t, 200, resp.StatusCode)
+			assert.Equal(t, "ok", body)
+			assert.Less(t, took, time.Second, "the retry waited for the stalled body's connection")
+			select {
+			case <-stalledGone:
+			case <-time.After(time.Second):
+				t.Error("the discarded body's connection is still open a second after RoundTrip returned")
+			}
+			<-stalledGone // let the handler end before the server closes
+		})
+	}
+}

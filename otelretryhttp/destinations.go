@@ -2,7 +2,6 @@ package otelretryhttp
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"net"
 	"net/url"
@@ -149,14 +148,14 @@ func isUnlimited(b *retryhttp.Budget) bool {
 // callback is registered apart from the instrument, for an SDK returns the
 // same instrument to every Transport that shares a MeterProvider and keeps
 // only the first one's callbacks given at its creation.
-func registerBudgetGauge(meter metric.Meter, b *retryhttp.Budget, dests *destinations) {
+func registerBudgetGauge(meter metric.Meter, b *retryhttp.Budget, name string, dests *destinations) {
 	gauge, err := meter.Float64ObservableGauge(budgetName,
 		metric.WithUnit("{token}"),
 		metric.WithDescription("The retry budget's tokens that a request to the destination may spend now."))
 	// Transports with budgets of their own may send to one destination:
-	// the budget's identity keeps their points apart, while Transports that
+	// the budget's name keeps their points apart, while Transports that
 	// share a Budget report the same points.
-	budgetID := metric.WithAttributes(budgetIDKey.String(fmt.Sprintf("%p", b)))
+	budgetID := metric.WithAttributes(budgetIDKey.String(name))
 	if err == nil {
 		_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 			for _, d := range dests.live() {
@@ -170,4 +169,27 @@ func registerBudgetGauge(meter metric.Meter, b *retryhttp.Budget, dests *destina
 	if err != nil {
 		otel.Handle(err)
 	}
+}
+
+// budgetNames holds the default name of every Budget NewTransport has seen
+// in the process, so that a Budget shared by Transports has one name, and
+// the names follow the order the Transports were made in, which a restart
+// repeats. It keeps each Budget as long as the process lives, as the
+// MeterProvider keeps the gauge's callback that reads it.
+var budgetNames = struct {
+	sync.Mutex
+	names map[*retryhttp.Budget]string
+}{names: make(map[*retryhttp.Budget]string)}
+
+// defaultBudgetName returns b's default name: "budget-N" for the Nth Budget
+// seen in the process.
+func defaultBudgetName(b *retryhttp.Budget) string {
+	budgetNames.Lock()
+	defer budgetNames.Unlock()
+	name, ok := budgetNames.names[b]
+	if !ok {
+		name = "budget-" + strconv.Itoa(len(budgetNames.names)+1)
+		budgetNames.names[b] = name
+	}
+	return name
 }

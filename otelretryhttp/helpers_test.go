@@ -50,16 +50,16 @@ func newHarness(t *testing.T) *harness {
 
 // transport returns a NewTransport over h's base with h's providers, and a
 // Backoff of 1 ms unless p has one, so that tests do not wait.
-func (h *harness) transport(p retryhttp.Policy) http.RoundTripper {
+func (h *harness) transport(p retryhttp.Policy, opts ...otelretryhttp.Option) http.RoundTripper {
 	if p.Backoff == nil {
 		p.Backoff = func() backoff.BackOff { return backoff.NewConstantBackOff(time.Millisecond) }
 	}
-	return otelretryhttp.NewTransport(h.base, p,
-		otelretryhttp.WithTracerProvider(h.tp), otelretryhttp.WithMeterProvider(h.mp))
+	opts = append([]otelretryhttp.Option{otelretryhttp.WithTracerProvider(h.tp), otelretryhttp.WithMeterProvider(h.mp)}, opts...)
+	return otelretryhttp.NewTransport(h.base, p, opts...)
 }
 
-func (h *harness) client(p retryhttp.Policy) *http.Client {
-	return &http.Client{Transport: h.transport(p)}
+func (h *harness) client(p retryhttp.Policy, opts ...otelretryhttp.Option) *http.Client {
+	return &http.Client{Transport: h.transport(p, opts...)}
 }
 
 // metrics collects h's metrics, by name.

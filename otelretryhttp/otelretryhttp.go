@@ -67,9 +67,12 @@
 // it has sent nothing to for 10 minutes, so the gauge has at most 64 points
 // per Transport. An unlimited budget (retryhttp.UnlimitedBudget) has no
 // tokens to count and reports no point. Each point carries
-// retryhttp.budget.id, an opaque identifier of the Budget, so that
-// Transports with budgets of their own that send to one destination report
-// apart, while Transports that share a Budget report the same points.
+// retryhttp.budget.id, the Budget's name (see WithName; by default
+// "budget-1", "budget-2", ... in the order the process's Transports were
+// made), so that Transports with budgets of their own that send to one
+// destination report apart, while Transports that share a Budget report the
+// same points. The name is stable across restarts, so a restart continues
+// the same series.
 //
 // otelhttp records its own metrics, such as http.client.request.duration,
 // for every attempt, with the same MeterProvider.
@@ -109,6 +112,7 @@ type Option interface {
 type config struct {
 	tracerProvider trace.TracerProvider
 	meterProvider  metric.MeterProvider
+	name           string
 }
 
 type optionFunc func(*config)
@@ -128,6 +132,22 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 // provider (otel.GetMeterProvider) is used.
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return optionFunc(func(c *config) { c.meterProvider = mp })
+}
+
+// WithName sets the value of retryhttp.budget.id on the budget gauge's
+// points: a name for the Transport's retry Budget, which stays the same
+// across restarts so that dashboards and alerts keep their series, such as
+// "github-api" or "payments". Transports that share a Budget should be
+// given the same name, and Transports with budgets of their own different
+// names, or their points at a destination they both send to collide.
+//
+// Without it, or with "", the Budget is named "budget-1", "budget-2", and
+// so on, in the order NewTransport first sees each Budget in the process:
+// stable across restarts as long as the program makes its Transports in the
+// same order, as one that makes them at start-up does. Transports that
+// share a Budget then share its name.
+func WithName(name string) Option {
+	return optionFunc(func(c *config) { c.name = name })
 }
 
 // NewTransport returns an http.RoundTripper that retries requests as a
@@ -171,7 +191,11 @@ func NewTransport(base http.RoundTripper, p retryhttp.Policy, opts ...Option) ht
 	var dests *destinations
 	if p.Validate() == nil && !isUnlimited(p.Budget) { // an invalid Policy sends nothing
 		dests = newDestinations()
-		registerBudgetGauge(meter, p.Budget, dests)
+		name := c.name
+		if name == "" {
+			name = defaultBudgetName(p.Budget)
+		}
+		registerBudgetGauge(meter, p.Budget, name, dests)
 	}
 
 	otelOpts := []otelhttp.Option{otelhttp.WithMeterProvider(c.meterProvider)}

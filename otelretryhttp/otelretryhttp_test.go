@@ -3,11 +3,15 @@ package otelretryhttp_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -607,4 +611,142 @@ func attrValue(attrs []attribute.KeyValue, key attribute.Key) attribute.Value {
 		}
 	}
 	return attribute.Value{}
+}
+
+// Two Transports made by NewTransport with the same MeterProvider, each with
+// its own default budget, send to the same destination. Each reports its own
+// point for that destination, so the drained budget of the failing client
+// does not disappear behind the full one.
+func TestBudgetGaugeOfTwoTransportsAtOneDestination(t *testing.T) {
+	h := newHarness(t)
+	srv := serve(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fail" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	failing := h.client(retryhttp.Policy{}) // registered first
+	healthy := h.client(retryhttp.Policy{}) // registered second
+
+	resp, err := get(t, context.Background(), failing, srv.URL+"/fail")
+	require.NoError(t, err)
+	closeResponse(resp)
+	resp, err = get(t, context.Background(), healthy, srv.URL+"/")
+	require.NoError(t, err)
+	closeResponse(resp)
+
+	dest := destinationOf(t, srv.URL)
+	var values []float64
+	for _, p := range gauge(t, h.metrics(t)) {
+		if hasAttributes(p.Attributes, dest) { // a fix may add an attribute of its own
+			values = append(values, p.Value)
+		}
+	}
+	// The failing client's budget paid for 3 retries (MaxAttempts 4): 7
+	// left; the healthy one's is full. Each Transport's point must be there.
+	assert.ElementsMatch(t, []float64{retryhttp.DefaultBudgetBurst - 3, retryhttp.DefaultBudgetBurst}, values,
+		"one point per Transport at %s", srv.URL)
+}
+
+// NewTransport retries "as a retryhttp.Transport with Policy p does". otelhttp
+// wraps every response body, http.NoBody included; a 503 without a body still
+// costs no drain time, so a retry that fits MaxElapsed uninstrumented fits it
+// instrumented too.
+func TestEmptyBodyCostsNoDrainTimeUnderInstrumentation(t *testing.T) {
+	srv := serve(t, statuses("", http.StatusServiceUnavailable))
+	p := retryhttp.Policy{
+		Backoff:    constantBackoff(time.Millisecond),
+		MaxElapsed: 30 * time.Millisecond,
+	}
+
+	plain := &http.Client{Transport: &retryhttp.Transport{Base: &http.Transport{}, Policy: p}}
+	resp, err := get(t, context.Background(), plain, srv.URL)
+	require.NoError(t, err)
+	closeResponse(resp)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "uninstrumented, the retry fits MaxElapsed")
+
+	h := newHarness(t)
+	srv2 := serve(t, statuses("", http.StatusServiceUnavailable))
+	var reason error
+	p.OnGiveUp = func(ev retryhttp.GiveUpEvent) { reason = ev.Reason }
+	resp, err = get(t, context.Background(), h.client(p), srv2.URL)
+	require.NoError(t, err)
+	closeResponse(resp)
+	assert.Equal(t, http.StatusOK, resp.StatusCode,
+		"instrumented, the same retry is given up on (reason %v)", reason)
+}
+
+// budgetIDs returns the retryhttp.budget.id of each budget point at dest.
+func budgetIDs(t *testing.T, h *harness, dest attribute.Set) []string {
+	var ids []string
+	for _, p := range gauge(t, h.metrics(t)) {
+		if hasAttributes(p.Attributes, dest) {
+			id, _ := p.Attributes.Value("retryhttp.budget.id")
+			ids = append(ids, id.AsString())
+		}
+	}
+	return ids
+}
+
+func TestBudgetIDIsTheNameGiven(t *testing.T) {
+	h := newHarness(t)
+	srv := serve(t, statuses("", http.StatusServiceUnavailable))
+	github := h.client(retryhttp.Policy{}, otelretryhttp.WithName("github-api"))
+	payments := h.client(retryhttp.Policy{}, otelretryhttp.WithName("payments"))
+
+	for _, c := range []*http.Client{github, payments} {
+		resp, err := get(t, context.Background(), c, srv.URL)
+		require.NoError(t, err)
+		closeResponse(resp)
+	}
+
+	assert.ElementsMatch(t, []string{"github-api", "payments"}, budgetIDs(t, h, destinationOf(t, srv.URL)))
+}
+
+// The default budget id names the budget by the order the process made its
+// Transports in, so a restarted process (here, this test run again in a
+// process of its own) reports the same ids: its series go on. Transports
+// that share a Budget share its id; budgets of their own get ids apart.
+func TestBudgetIDByDefaultIsStableAcrossRestarts(t *testing.T) {
+	if os.Getenv("OTELRETRYHTTP_PRINT_BUDGET_IDS") == "1" {
+		h := newHarness(t)
+		srv := serve(t, statuses(""))
+		shared := retryhttp.NewBudget(0.1, 5)
+		clients := []*http.Client{
+			h.client(retryhttp.Policy{}), // a default budget of its own
+			h.client(retryhttp.Policy{Budget: shared}),
+			h.client(retryhttp.Policy{Budget: shared}),
+			h.client(retryhttp.Policy{}),
+		}
+		for _, c := range clients {
+			resp, err := get(t, context.Background(), c, srv.URL)
+			require.NoError(t, err)
+			closeResponse(resp)
+		}
+		ids := budgetIDs(t, h, destinationOf(t, srv.URL))
+		slices.Sort(ids)
+		fmt.Printf("budget ids: %s\n", strings.Join(ids, " "))
+		return
+	}
+	run := func() string {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestBudgetIDByDefaultIsStableAcrossRestarts$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "OTELRETRYHTTP_PRINT_BUDGET_IDS=1")
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		for _, line := range strings.Split(string(out), "\n") {
+			if ids, ok := strings.CutPrefix(line, "budget ids: "); ok {
+				return ids
+			}
+		}
+		t.Fatalf("no budget ids in %s", out)
+		return ""
+	}
+
+	first, second := run(), run()
+
+	assert.Equal(t, first, second, "the ids of a restarted process")
+	assert.Equal(t, "budget-1 budget-2 budget-3", first,
+		"three budgets: one of its own, one shared by two Transports, one of its own")
+	assert.NotContains(t, first, "0x", "not a memory address")
 }

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/b4dedce7/retryhttp"
 )
 
 // Clock is a fake clock for retryhttp.Policy.Clock: it stands still until
@@ -88,8 +90,10 @@ func (c *Clock) Advance(d time.Duration) {
 // Virtual reports true: the Clock moves only when waited on or advanced, so
 // a retryhttp.Transport plays each wait on it in full, however long its own
 // work took in real time, and concurrent requests' waits are each recorded
-// whole.
+// whole. It makes Clock a retryhttp.VirtualClock.
 func (c *Clock) Virtual() bool { return true }
+
+var _ retryhttp.VirtualClock = (*Clock)(nil)
 
 // Waits returns the waits the Clock was asked for, in the order they were
 // asked for. Each entry is one wait between two attempts.

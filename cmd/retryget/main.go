@@ -16,10 +16,18 @@
 // first attempt), -max-retry-after (the longest wait accepted from the
 // server), -timeout (the whole request, waits included) and -attempt-timeout
 // (each attempt must produce its response headers within this time; 0, the
-// default, means no limit). -retry-on lists the statuses retried; a refused
-// or broken connection and an attempt that timed out are always retried. The
-// retries of one run share a per-host retry budget, printed on every retry
-// line.
+// default, means no limit). Durations need a unit: 5s, 1m30s, 500ms.
+// -retry-on lists the statuses retried, separated by commas; it accepts only
+// statuses a retry could mend: 403 (retried only when the server marks it as
+// a rate-limit refusal), 408, 425, 429, and 500 to 599 except 501, 505, 506,
+// 508, 510 and 511. A refused or broken connection and an attempt that timed
+// out are always retried. The retries of one run share a per-host retry
+// budget, printed on every retry line.
+//
+// When a retry would pass -max-elapsed or the -timeout deadline because of
+// the wait the server asked for, the give-up line says that wait too:
+//
+//	gave up after 1 attempt: next retry would pass the -timeout deadline (1s); the server asked for 4s
 //
 // Each retry line names the header the server's wait came from: Retry-After,
 // in any of its forms, or a rate-limit header (RateLimit, RateLimit-Reset,
@@ -113,7 +121,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.policy.MaxElapsed, "max-elapsed", 0, "no retry starts later than this after the first attempt (0: default, 30s)")
 	fs.DurationVar(&o.policy.MaxRetryAfter, "max-retry-after", 0, "the longest wait accepted from the server's Retry-After or rate-limit header (0: default, 30s)")
 	fs.DurationVar(&o.policy.AttemptTimeout, "attempt-timeout", 0, "each attempt must produce its response headers within this time, or is abandoned and retried (0: no limit)")
-	retryOn := fs.String("retry-on", "403,429,503", "comma-separated `statuses` to retry (a 403 only when the server marks it as a rate-limit refusal)")
+	retryOn := fs.String("retry-on", "403,429,503", "comma-separated `statuses` to retry (a 403 only when the server marks it as a rate-limit refusal); accepted: "+mendableStatuses)
 	fs.StringVar(&o.method, "X", "", "request `method` (default GET, or POST with -d)")
 	headers := &headerFlags{h: o.header}
 	fs.Var(headers, "H", "request header `'Name: value'` (repeatable)")
@@ -125,8 +133,9 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printUsage(fs, stderr)
+			return nil, err
 		}
-		return nil, err
+		return nil, explainDuration(err)
 	}
 	// Checked here, so that the message names the flag rather than the
 	// library's Policy field.
@@ -190,20 +199,80 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 	return set
 }
 
+// parseStatuses reads -retry-on: a comma-separated list of statuses that a
+// retry could mend (see mendable). An empty value retries no status, only
+// failed connections and attempts that timed out.
 func parseStatuses(s string) ([]int, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
 	var codes []int
 	for _, field := range strings.Split(s, ",") {
 		field = strings.TrimSpace(field)
 		if field == "" {
-			continue
+			return nil, fmt.Errorf("-retry-on %q: empty item; list statuses separated by single commas, such as 429,503", s)
 		}
 		code, err := strconv.Atoi(field)
 		if err != nil || code < 100 || code > 599 {
 			return nil, fmt.Errorf("-retry-on: %q is not an HTTP status code", field)
 		}
+		if !mendable(code) {
+			return nil, fmt.Errorf("-retry-on: %d is not an error status a retry could mend; accepted: %s", code, mendableStatuses)
+		}
 		codes = append(codes, code)
 	}
 	return codes, nil
+}
+
+// mendable reports whether a response with status code may be answered
+// differently if the same request is sent again later: the statuses of a
+// server that is overloaded, restarting, limiting the rate or timing out.
+// The others are successes, redirects, refusals of the request itself, or
+// a server's lasting inability (501 Not Implemented, 505 HTTP Version Not
+// Supported, ...), which a retry would only repeat.
+func mendable(code int) bool {
+	switch code {
+	case http.StatusForbidden, // only as a rate-limit refusal: see retryhttp.RetryStatuses
+		http.StatusRequestTimeout, http.StatusTooEarly, http.StatusTooManyRequests:
+		return true
+	case http.StatusNotImplemented, http.StatusHTTPVersionNotSupported, http.StatusVariantAlsoNegotiates,
+		http.StatusLoopDetected, http.StatusNotExtended, http.StatusNetworkAuthenticationRequired:
+		return false
+	}
+	return code >= 500 && code <= 599
+}
+
+// mendableStatuses lists, for messages, the statuses mendable accepts.
+const mendableStatuses = "403 (retried only as a rate-limit refusal), 408, 425, 429, and 500-599 except 501, 505, 506, 508, 510 and 511"
+
+// durationFlags are the flags that take a time.Duration.
+var durationFlags = []string{"max-elapsed", "max-retry-after", "attempt-timeout", "timeout"}
+
+// explainDuration adds a hint to flag's "parse error" for a duration flag,
+// which otherwise does not say what a duration looks like: above all, that
+// a bare number needs a unit.
+func explainDuration(err error) error {
+	msg := err.Error()
+	for _, name := range durationFlags {
+		quoted, ok := strings.CutPrefix(msg, "invalid value ")
+		if !ok {
+			return err
+		}
+		quoted, ok = strings.CutSuffix(quoted, " for flag -"+name+": parse error")
+		if !ok {
+			continue
+		}
+		value, uerr := strconv.Unquote(quoted)
+		if uerr != nil {
+			return err
+		}
+		if _, ferr := strconv.ParseFloat(strings.TrimSpace(value), 64); ferr == nil {
+			v := strings.TrimSpace(value)
+			return fmt.Errorf("-%s %s: a duration needs a unit: write %ss (or %sms, %sm, %sh)", name, value, v, v, v, v)
+		}
+		return fmt.Errorf("invalid value %s for flag -%s: not a duration; write one such as 30s, 1m30s or 500ms", quoted, name)
+	}
+	return err
 }
 
 func printUsage(fs *flag.FlagSet, w io.Writer) {
@@ -373,17 +442,18 @@ func (o *options) giveUpReason(req *http.Request, ev *retryhttp.GiveUpEvent) str
 		}
 		reason = fmt.Sprintf("%s %s exceeds -max-retry-after %v",
 			header, seconds(ev.RetryAfter), orDefault(p.MaxRetryAfter, retryhttp.DefaultMaxRetryAfter))
-	case errors.Is(r, retryhttp.ErrNotResendable):
+	case errors.Is(r, retryhttp.ErrBodyNotReplayable):
+		// The command's bodies can always be replayed; should one ever
+		// not be, this is why.
+		reason = "the request body cannot be sent again (not retried)"
+	case errors.Is(r, retryhttp.ErrNotIdempotent):
 		reason = fmt.Sprintf("%s is not idempotent and has no Idempotency-Key (not retried)", req.Method)
-		if retryhttp.DefaultIdempotent(req) {
-			// The command's bodies can always be replayed; should one
-			// ever not be, this is why.
-			reason = "the request body cannot be sent again (not retried)"
-		}
+	case errors.Is(r, retryhttp.ErrNotResendable):
+		reason = "the request may not be sent again (not retried)"
 	case errors.Is(r, retryhttp.ErrMaxElapsed):
-		reason = fmt.Sprintf("next retry would pass -max-elapsed %v", orDefault(p.MaxElapsed, retryhttp.DefaultMaxElapsed))
+		reason = fmt.Sprintf("next retry would pass -max-elapsed %v", orDefault(p.MaxElapsed, retryhttp.DefaultMaxElapsed)) + serverAsked(ev)
 	case errors.Is(r, retryhttp.ErrDeadline):
-		reason = "next retry would pass " + o.deadline()
+		reason = "next retry would pass " + o.deadline() + serverAsked(ev)
 	case errors.Is(r, context.DeadlineExceeded):
 		reason = o.deadline() + " passed while waiting to retry"
 	case errors.Is(r, context.Canceled):
@@ -401,6 +471,15 @@ func (o *options) giveUpReason(req *http.Request, ev *retryhttp.GiveUpEvent) str
 		reason = timedOut + "; " + reason
 	}
 	return reason
+}
+
+// serverAsked tells the wait the last response asked for, which is what
+// pushed the next retry past a limit, or nothing when it asked for none.
+func serverAsked(ev *retryhttp.GiveUpEvent) string {
+	if !ev.HasRetryAfter {
+		return ""
+	}
+	return "; the server asked for " + seconds(ev.RetryAfter)
 }
 
 // deadline names the deadline of the request.

@@ -115,6 +115,8 @@ func TestExitCodes(t *testing.T) {
 		{"503 after the attempts", []retrytest.Answer{retrytest.Unavailable(0), retrytest.Unavailable(0)}, []string{"-attempts", "2"}, exitFailed},
 		{"502 is not retried by default", []retrytest.Answer{retrytest.Reply(502, "")}, nil, exitFailed},
 		{"502 retried with -retry-on", []retrytest.Answer{retrytest.Reply(502, ""), retrytest.OK("")}, []string{"-retry-on", "502,503"}, exitOK},
+		{"-retry-on with spaces", []retrytest.Answer{retrytest.Reply(504, ""), retrytest.OK("")}, []string{"-retry-on", "503, 504"}, exitOK},
+		{"empty -retry-on retries no status", []retrytest.Answer{retrytest.Unavailable(0)}, []string{"-retry-on", ""}, exitFailed},
 		{"Retry-After over -max-retry-after", []retrytest.Answer{retrytest.Unavailable(10 * time.Second)}, []string{"-max-retry-after", "5s"}, exitFailed},
 	}
 	for _, tt := range tests {
@@ -263,14 +265,29 @@ func TestGiveUpReasons(t *testing.T) {
 			script:   []retrytest.Answer{retrytest.Unavailable(5 * time.Second)},
 			args:     []string{"-max-elapsed", "1s"},
 			attempts: 1,
-			want:     "gave up after 1 attempt: next retry would pass -max-elapsed 1s",
+			want:     "gave up after 1 attempt: next retry would pass -max-elapsed 1s; the server asked for 5s",
 		},
 		{
 			name:     "timeout deadline",
-			script:   []retrytest.Answer{retrytest.Unavailable(5 * time.Second)},
+			script:   []retrytest.Answer{retrytest.Unavailable(4 * time.Second)},
+			args:     []string{"-timeout", "1s"},
+			attempts: 1,
+			want:     "gave up after 1 attempt: next retry would pass the -timeout deadline (1s); the server asked for 4s",
+		},
+		{
+			name: "timeout deadline, a rate-limit header's wait",
+			script: []retrytest.Answer{retrytest.Reply(http.StatusTooManyRequests, "").
+				WithHeader("X-RateLimit-Reset-After", "7.5")},
 			args:     []string{"-timeout", "2s"},
 			attempts: 1,
-			want:     "gave up after 1 attempt: next retry would pass the -timeout deadline (2s)",
+			want:     "gave up after 1 attempt: next retry would pass the -timeout deadline (2s); the server asked for 7.5s",
+		},
+		{
+			name:     "timeout deadline, no wait asked for",
+			script:   []retrytest.Answer{retrytest.Reply(http.StatusServiceUnavailable, "")},
+			args:     []string{"-timeout", "100ms"},
+			attempts: 1,
+			want:     "gave up after 1 attempt: next retry would pass the -timeout deadline (100ms)",
 		},
 		{
 			name:      "attempt timeout",
@@ -506,7 +523,7 @@ func TestBadUsage(t *testing.T) {
 		want string
 	}{
 		{"unknown flag", []string{"-nope"}, "flag provided but not defined: -nope"},
-		{"bad duration", []string{"-timeout", "soon"}, `invalid value "soon" for flag -timeout`},
+		{"bad duration", []string{"-timeout", "soon"}, `invalid value "soon" for flag -timeout: not a duration; write one such as 30s, 1m30s or 500ms`},
 		{"not a URL", []string{"::nope"}, `"::nope" is not an http or https URL`},
 		{"other scheme", []string{"ftp://example.com/"}, `"ftp://example.com/" is not an http or https URL`},
 		{"no host", []string{"http:///path"}, `"http:///path" is not an http or https URL`},
@@ -514,6 +531,16 @@ func TestBadUsage(t *testing.T) {
 		{"unreadable body file", []string{"-d", "@" + missing}, "reading the body: open " + missing},
 		{"bad header", []string{"-H", "NoColon"}, `header "NoColon" is not of the form 'Name: value'`},
 		{"bad status", []string{"-retry-on", "503,abc"}, `-retry-on: "abc" is not an HTTP status code`},
+		{"success status", []string{"-retry-on", "200"}, "-retry-on: 200 is not an error status a retry could mend; accepted: 403 (retried only as a rate-limit refusal), 408, 425, 429, and 500-599 except 501"},
+		{"redirect status", []string{"-retry-on", "503,301"}, "-retry-on: 301 is not an error status a retry could mend"},
+		{"client error", []string{"-retry-on", "404"}, "-retry-on: 404 is not an error status a retry could mend"},
+		{"lasting server error", []string{"-retry-on", "501"}, "-retry-on: 501 is not an error status a retry could mend"},
+		{"empty item", []string{"-retry-on", "503,,429"}, `-retry-on "503,,429": empty item; list statuses separated by single commas`},
+		{"trailing comma", []string{"-retry-on", "503,"}, `-retry-on "503,": empty item`},
+		{"duration without a unit", []string{"-max-elapsed", "5"}, "-max-elapsed 5: a duration needs a unit: write 5s (or 5ms, 5m, 5h)"},
+		{"fractional duration without a unit", []string{"-timeout", "1.5"}, "-timeout 1.5: a duration needs a unit: write 1.5s"},
+		{"attempt timeout without a unit", []string{"-attempt-timeout", "2"}, "-attempt-timeout 2: a duration needs a unit: write 2s"},
+		{"max retry after without a unit", []string{"-max-retry-after=60"}, "-max-retry-after 60: a duration needs a unit: write 60s"},
 		{"negative attempts", []string{"-attempts", "-1"}, "-attempts -1: must not be negative"},
 		{"negative max elapsed", []string{"-max-elapsed", "-1s"}, "-max-elapsed -1s: must not be negative"},
 		{"negative max retry after", []string{"-max-retry-after", "-5s"}, "-max-retry-after -5s: must not be negative"},
