@@ -669,6 +669,10 @@ func TestHTTP2WireErrors(t *testing.T) {
 		retried bool
 		// newConn: the retry goes out on a new connection.
 		newConn bool
+		// neverSent: the error proves the server never processed the
+		// request, so that even one that may not be resent (a POST without
+		// a key) is retried.
+		neverSent bool
 	}{
 		{
 			name: "GOAWAY before the first stream, ENHANCE_YOUR_CALM",
@@ -677,7 +681,7 @@ func TestHTTP2WireErrors(t *testing.T) {
 				return true
 			},
 			wantErr: "http2: Transport received GOAWAY from server ErrCode:ENHANCE_YOUR_CALM",
-			retried: true, newConn: true,
+			retried: true, newConn: true, neverSent: true,
 		},
 		{
 			name: "GOAWAY before the first stream, INTERNAL_ERROR",
@@ -686,7 +690,7 @@ func TestHTTP2WireErrors(t *testing.T) {
 				return true
 			},
 			wantErr: "http2: Transport received GOAWAY from server ErrCode:INTERNAL_ERROR",
-			retried: true, newConn: true,
+			retried: true, newConn: true, neverSent: true,
 		},
 		{
 			name: "GOAWAY before the first stream, NO_ERROR",
@@ -715,7 +719,7 @@ func TestHTTP2WireErrors(t *testing.T) {
 			fault:       func(s *h2Stream) bool { s.reset(h2RefusedStream); return false },
 			hideGetBody: true,
 			wantErr:     "http2: Transport: cannot retry err [stream error: stream ID 1; REFUSED_STREAM; received from peer] after Request.Body was written; define Request.GetBody to avoid this error",
-			retried:     true,
+			retried:     true, neverSent: true,
 		},
 		{
 			name:    "RST_STREAM INTERNAL_ERROR before the response",
@@ -794,7 +798,7 @@ func TestHTTP2WireErrors(t *testing.T) {
 				}
 				mu.Lock()
 				defer mu.Unlock()
-				if resends || (tt.retried && rq.mayRetry) {
+				if resends || (tt.retried && (rq.mayRetry || tt.neverSent)) {
 					require.NoError(t, err)
 					assert.Equal(t, 200, resp.StatusCode)
 					assert.Equal(t, answered, readAll(t, resp))

@@ -983,8 +983,11 @@ func runFuzzCase(t *testing.T, c *fuzzCase, loopback bool) {
 		fail("OnRetry was called %d times for %d attempts", len(onRetry), n)
 	}
 	for i, ev := range onRetry {
-		if ev.Attempt != i+1 || ev.Wait < 0 || ev.Request != req {
-			fail("OnRetry %d: attempt %d, wait %v, the caller's request %v", i+1, ev.Attempt, ev.Wait, ev.Request == req)
+		// The failed attempt's own request: the caller's, or a copy of it,
+		// for the first.
+		if ev.Attempt != i+1 || ev.Wait < 0 || ev.Request == nil || retryhttp.Attempt(ev.Request.Context()) != ev.Attempt ||
+			(ev.Attempt > 1 && ev.Request == req) || ev.Request.URL.String() != req.URL.String() {
+			fail("OnRetry %d: attempt %d, wait %v, request of attempt %d", i+1, ev.Attempt, ev.Wait, retryhttp.Attempt(ev.Request.Context()))
 		}
 	}
 	if len(onGiveUp) > 1 || (len(onGiveUp) == 1 && onGiveUp[0].Attempts != n) {

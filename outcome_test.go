@@ -3,6 +3,7 @@ package retryhttp_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -112,14 +113,17 @@ func TestEveryGiveUpOnAnErrorIsAGiveUpError(t *testing.T) {
 		name         string
 		policy       retryhttp.Policy
 		method       string
+		body         io.Reader // not replayable: no GetBody
 		wantReason   error
 		wantAttempts int
 	}{
-		{"attempts used up", retryhttp.Policy{MaxAttempts: 2}, "GET", retryhttp.ErrAttemptsUsedUp, 2},
-		{"budget empty", retryhttp.Policy{Budget: retryhttp.NewBudget(0, 0)}, "GET", retryhttp.ErrBudgetEmpty, 1},
-		{"MaxElapsed", retryhttp.Policy{MaxElapsed: time.Millisecond}, "GET", retryhttp.ErrMaxElapsed, 1},
-		{"POST", retryhttp.Policy{}, "POST", retryhttp.ErrNotResendable, 1},
-		{"backoff stop", retryhttp.Policy{Backoff: func() backoff.BackOff { return &backoff.StopBackOff{} }}, "GET", retryhttp.ErrBackoffStop, 1},
+		{"attempts used up", retryhttp.Policy{MaxAttempts: 2}, "GET", nil, retryhttp.ErrAttemptsUsedUp, 2},
+		{"budget empty", retryhttp.Policy{Budget: retryhttp.NewBudget(0, 0)}, "GET", nil, retryhttp.ErrBudgetEmpty, 1},
+		{"MaxElapsed", retryhttp.Policy{MaxElapsed: time.Millisecond}, "GET", nil, retryhttp.ErrMaxElapsed, 1},
+		// A refused connection proves the POST was never sent: retried.
+		{"POST never sent", retryhttp.Policy{}, "POST", nil, retryhttp.ErrAttemptsUsedUp, 4},
+		{"POST, body not replayable", retryhttp.Policy{}, "POST", io.MultiReader(strings.NewReader("x")), retryhttp.ErrNotResendable, 1},
+		{"backoff stop", retryhttp.Policy{Backoff: func() backoff.BackOff { return &backoff.StopBackOff{} }}, "GET", nil, retryhttp.ErrBackoffStop, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -127,7 +131,7 @@ func TestEveryGiveUpOnAnErrorIsAGiveUpError(t *testing.T) {
 			tt.policy.OnGiveUp = hook.record
 			client, _ := newClient(t, tt.policy)
 
-			_, err := client.Do(newRequest(t, tt.method, refusedURL(t), nil))
+			_, err := client.Do(newRequest(t, tt.method, refusedURL(t), tt.body))
 
 			require.Error(t, err)
 			var giveUp *retryhttp.GiveUpError
