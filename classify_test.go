@@ -5,7 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -14,8 +18,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -325,4 +332,125 @@ func TestHTTP2ErrorTextsInGoSource(t *testing.T) {
 			t.Logf("%s: at %s in %s, now at %v", ref.literal, here, http2SourceRelease, found)
 		}
 	}
+}
+
+// What a server or a proxy writes never decides a retry, however it is
+// worded: a malformed header line that reads like net/http's own error,
+// and a proxy's refusal of a CONNECT whose reason phrase does. Each gets
+// exactly one attempt over real loopback connections.
+func TestPeerTextNeverDecidesARetry(t *testing.T) {
+	policy := Policy{Budget: UnlimitedBudget(), Backoff: func() backoff.BackOff { return &backoff.ZeroBackOff{} }}
+
+	t.Run("malformed header line", func(t *testing.T) {
+		for _, line := range []string{
+			"server closed idle connection",
+			// A header block may not begin with a folded line.
+			" http: server closed idle connection",
+			" http2: client connection lost",
+			" stream error: stream ID 1; REFUSED_STREAM; received from peer",
+			"x-other", // a different malformed line, for comparison
+		} {
+			t.Run(line, func(t *testing.T) {
+				var requests atomic.Int32
+				addr := serveTCP(t, func(conn net.Conn) {
+					r := bufio.NewReader(conn)
+					for {
+						req, err := http.ReadRequest(r)
+						if err != nil {
+							return
+						}
+						_, _ = io.Copy(io.Discard, req.Body)
+						requests.Add(1)
+						_, _ = io.WriteString(conn, "HTTP/1.1 200 OK\r\n"+line+"\r\nContent-Length: 0\r\n\r\n")
+					}
+				})
+				base := &http.Transport{}
+				defer base.CloseIdleConnections()
+				rt := &Transport{Base: base, Policy: policy}
+
+				_, err := rt.RoundTrip(httptest.NewRequest("GET", "http://"+addr+"/", nil).WithContext(context.Background()))
+
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), "malformed MIME header")
+				assert.Equal(t, int32(1), requests.Load(), "attempts")
+			})
+		}
+	})
+
+	t.Run("proxy refuses CONNECT", func(t *testing.T) {
+		for _, reason := range []string{
+			"http2: client conn not usable",
+			"http: server closed idle connection",
+			"http2: client connection lost",
+			"http2: Transport received GOAWAY from server ErrCode:NO_ERROR",
+			"stream error: stream ID 1; REFUSED_STREAM; received from peer",
+			"Forbidden", // a plain refusal, for comparison
+		} {
+			for _, method := range []string{"GET", "POST"} {
+				t.Run(method+" "+reason, func(t *testing.T) {
+					var connects atomic.Int32
+					addr := serveTCP(t, func(conn net.Conn) {
+						req, err := http.ReadRequest(bufio.NewReader(conn))
+						if err != nil || req.Method != "CONNECT" {
+							return
+						}
+						connects.Add(1)
+						_, _ = io.WriteString(conn, "HTTP/1.1 403 "+reason+"\r\nContent-Length: 0\r\n\r\n")
+					})
+					base := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: addr})}
+					defer base.CloseIdleConnections()
+					var giveUps atomic.Int32
+					p := policy
+					p.OnGiveUp = func(GiveUpEvent) { giveUps.Add(1) }
+					rt := &Transport{Base: base, Policy: p}
+
+					_, err := rt.RoundTrip(httptest.NewRequest(method, "https://origin.test/", nil).WithContext(context.Background()))
+
+					require.Error(t, err)
+					assert.Equal(t, reason, err.Error(), "the error is the proxy's reason phrase, as net/http makes it")
+					assert.Equal(t, int32(1), connects.Load(), "attempts")
+					assert.Zero(t, giveUps.Load(), "not a retryable outcome")
+				})
+			}
+		}
+	})
+}
+
+// serveTCP serves each connection to a loopback listener with handle, and
+// closes it all when the test ends.
+func serveTCP(t *testing.T, handle func(net.Conn)) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, conn)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer conn.Close()
+				handle(conn)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
 }
