@@ -242,17 +242,41 @@ func (p *sfParser) token() {
 	}
 }
 
-// byteSequence parses a Byte Sequence (RFC 9651 §4.2.7). Like most
-// parsers, it does not insist on "=" padding or zero pad bits.
+// byteSequence parses a Byte Sequence (RFC 9651 §4.2.7), whose base64
+// must decode. As the RFC recommends, it does not insist on "=" padding or
+// zero pad bits.
 func (p *sfParser) byteSequence() bool {
+	start := p.i + 1
 	for p.i++; !p.done(); p.i++ {
 		switch c := p.peek(); {
 		case c == ':':
+			content := p.s[start:p.i]
 			p.i++
-			return true
+			return decodableBase64(content)
 		case !isAlpha(c) && !isDigit(c) && c != '+' && c != '/' && c != '=':
 			return false
 		}
+	}
+	return false
+}
+
+// decodableBase64 reports whether s, of base64 characters and "=", is
+// base64 (RFC 4648 §4) that decodes once its padding is synthesized: "="
+// only at its end, as many as its last group lacks or none, and never after
+// a group's lone first character, which holds too few bits for a byte.
+func decodableBase64(s string) bool {
+	data := strings.TrimRight(s, "=")
+	if strings.IndexByte(data, '=') >= 0 {
+		return false // padding at the start or in the middle
+	}
+	pad := len(s) - len(data)
+	switch len(data) % 4 {
+	case 2:
+		return pad == 0 || pad == 2
+	case 3:
+		return pad == 0 || pad == 1
+	case 0:
+		return pad == 0
 	}
 	return false
 }
