@@ -69,14 +69,17 @@ const (
 // with its own context or a body wrapper), and each retry a clone whose body
 // comes from req.GetBody and whose context carries its attempt number (see
 // Attempt). A request that may not be sent twice (see Policy.Idempotent)
-// gets exactly one attempt.
+// gets exactly one attempt, unless that attempt failed in a way that proves
+// the request never reached the server and its body can be replayed.
 //
 // When the retries end (see the Err sentinels for every reason), RoundTrip
 // returns at once, without sleeping, the last response whole and unread with
 // a nil error, or, when the last attempt failed with a transport error, a
 // *GiveUpError holding that error and the reason. If the request's context
 // is done (or its Cancel channel closed) during a wait, RoundTrip returns a
-// *GiveUpError whose Reason is the context's error. An error from reading
+// *GiveUpError whose Reason is the context's error; if it ends as a
+// retryable response arrives, that response is returned as a give-up with
+// the same reason. An error from reading
 // the caller's request body, or from req.GetBody, ends the request at once
 // with that error. An error that was never worth retrying is returned as it
 // is on the first attempt, and wrapped with the number of attempts after
