@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"syscall"
@@ -167,10 +168,11 @@ func isConnectionFailure(err error) bool {
 //     message.
 //   - net/http turns a proxy's refusal of a CONNECT into an error whose
 //     whole message is the proxy's reason phrase, bare, which can be any
-//     text. No text match can tell it from net/http's own error, so the
-//     Transport hides the bare text errors of a request sent through a proxy
-//     of an *http.Transport Base (see peerTextError), and the tables leave
-//     out the errors net/http already retries by itself (errClientConnUnusable).
+//     text. No text match can tell it from net/http's own errors.New
+//     values, so the Transport hides such errors from the tables whenever
+//     the request may have gone through a CONNECT (see markPeerText), and
+//     the tables leave out errClientConnUnusable, which net/http already
+//     resends by itself.
 //
 // classify_test.go lists every error text with where go1.26.8 makes it, and
 // why it is, or is not, retried.
@@ -374,29 +376,36 @@ func neverSent(err error) bool {
 	return hasNetHTTPText(err, neverSentHTTP2)
 }
 
-// peerTextError marks the error of a request sent through a proxy when the
-// error is a bare text: net/http makes a proxy's refusal of a CONNECT an
-// error whose whole message is the proxy's reason phrase, so its text
-// proves nothing and no text table reads it. Error and Unwrap keep it as it
-// was.
+// peerTextError marks an error that may be a proxy's words: net/http turns
+// a proxy's refusal of a CONNECT into an error whose whole message is the
+// proxy's reason phrase, an errors.New value like net/http's own, so its
+// text proves nothing and no text table reads it. Error and Unwrap keep it
+// as it was.
 type peerTextError struct{ err error }
 
 func (e *peerTextError) Error() string { return e.err.Error() }
 func (e *peerTextError) Unwrap() error { return e.err }
 
-// markPeerText returns err marked with peerTextError when req goes through
-// a proxy of base and err is a bare text, an error that wraps nothing: what
-// a refused CONNECT returns.
+// errorStringType is the type of errors.New's errors, the type of a refused
+// CONNECT's error.
+var errorStringType = reflect.TypeOf(errors.New(""))
+
+// markPeerText returns err marked with peerTextError when it may be a
+// refused CONNECT's reason phrase: an error of errors.New's type, of a
+// request to an https URL (net/http sends a CONNECT for those alone), whose
+// Base either sends it through a proxy or cannot be seen into (a Base that
+// wraps an *http.Transport hides whether it has one).
 func markPeerText(base http.RoundTripper, req *http.Request, err error) error {
-	tr, ok := base.(*http.Transport)
-	if !ok || tr.Proxy == nil || errors.Unwrap(err) != nil {
+	if reflect.TypeOf(err) != errorStringType || !strings.EqualFold(req.URL.Scheme, "https") {
 		return err
 	}
-	if _, multi := err.(interface{ Unwrap() []error }); multi {
-		return err
-	}
-	if proxy, perr := tr.Proxy(req); perr != nil || proxy == nil {
-		return err
+	if tr, ok := base.(*http.Transport); ok {
+		if tr.Proxy == nil {
+			return err
+		}
+		if proxy, perr := tr.Proxy(req); perr == nil && proxy == nil {
+			return err
+		}
 	}
 	return &peerTextError{err: err}
 }

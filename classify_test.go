@@ -386,8 +386,12 @@ func TestPeerTextNeverDecidesARetry(t *testing.T) {
 			"stream error: stream ID 1; REFUSED_STREAM; received from peer",
 			"Forbidden", // a plain refusal, for comparison
 		} {
-			for _, method := range []string{"GET", "POST"} {
-				t.Run(method+" "+reason, func(t *testing.T) {
+			for _, tc := range []struct {
+				method  string
+				wrapped bool // a Base that hides its *http.Transport, as otelhttp's does
+			}{{"GET", false}, {"POST", false}, {"GET", true}} {
+				method := tc.method
+				t.Run(fmt.Sprintf("%s wrapped=%v %s", method, tc.wrapped, reason), func(t *testing.T) {
 					var connects atomic.Int32
 					addr := serveTCP(t, func(conn net.Conn) {
 						req, err := http.ReadRequest(bufio.NewReader(conn))
@@ -403,6 +407,9 @@ func TestPeerTextNeverDecidesARetry(t *testing.T) {
 					p := policy
 					p.OnGiveUp = func(GiveUpEvent) { giveUps.Add(1) }
 					rt := &Transport{Base: base, Policy: p}
+					if tc.wrapped {
+						rt.Base = wrappedBase{base}
+					}
 
 					_, err := rt.RoundTrip(httptest.NewRequest(method, "https://origin.test/", nil).WithContext(context.Background()))
 
@@ -453,4 +460,46 @@ func serveTCP(t *testing.T, handle func(net.Conn)) string {
 		wg.Wait()
 	})
 	return ln.Addr().String()
+}
+
+// wrappedBase is a Base that wraps another, as a tracing transport does.
+type wrappedBase struct{ base http.RoundTripper }
+
+func (w wrappedBase) RoundTrip(req *http.Request) (*http.Response, error) {
+	return w.base.RoundTrip(req)
+}
+
+// An error that may be a refused CONNECT's reason phrase is marked so that
+// no text table reads it; one that cannot be is left alone.
+func TestMarkPeerText(t *testing.T) {
+	proxied := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: "proxy.test:3128"})}
+	direct := &http.Transport{}
+	text := errors.New("http: server closed idle connection")
+	for _, tt := range []struct {
+		name   string
+		base   http.RoundTripper
+		url    string
+		err    error
+		marked bool
+	}{
+		{"https through a proxy", proxied, "https://origin.test/", text, true},
+		{"https, a Base that hides whether it has a proxy", wrappedBase{direct}, "https://origin.test/", text, true},
+		{"https without a proxy", direct, "https://origin.test/", text, false},
+		{"http: no CONNECT", proxied, "http://origin.test/", text, false},
+		{"http, a wrapped Base: no CONNECT", wrappedBase{proxied}, "http://origin.test/", text, false},
+		{"not an errors.New value", proxied, "https://origin.test/", fmt.Errorf("wrapped: %w", text), false},
+		{"a dial error", proxied, "https://origin.test/", &net.OpError{Op: "proxyconnect", Net: "tcp", Err: text}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest("GET", tt.url, nil)
+			err := markPeerText(tt.base, req, tt.err)
+			var pt *peerTextError
+			assert.Equal(t, tt.marked, errors.As(err, &pt))
+			assert.ErrorIs(t, err, tt.err)
+			assert.Equal(t, tt.err.Error(), err.Error())
+			if tt.marked {
+				assert.False(t, isConnectionFailure(err), "a marked error is not classified on its text")
+			}
+		})
+	}
 }
