@@ -3,6 +3,7 @@ package retryhttp
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -204,5 +205,41 @@ func TestByteSequenceMustDecode(t *testing.T) {
 		_, ok := parseRateLimitField(field)
 		assert.Equal(t, tt.ok, ok, "%q", field[0])
 		assert.Equal(t, tt.ok, decodableBase64(tt.b64), "decodableBase64(%q)", tt.b64)
+	}
+}
+
+// Field values that break RFC 9651's grammar (or a RateLimit member's
+// shape) make the whole RateLimit field invalid, and so no wait.
+func TestStructuredFieldGrammarErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		lines []string
+	}{
+		{"upper-case key", []string{`"a";R=0;T=5`}},
+		{"trailing comma", []string{`"a";r=0;t=5,`}},
+		{"leading comma", []string{`,"a";r=0;t=5`}},
+		{"empty member", []string{`"a";r=0;t=5,,"b";r=1`}},
+		{"empty line among lines", []string{`"a";r=0;t=5`, ""}},
+		{"inner list", []string{`("a" "b");r=0;t=5`}},
+		{"integer item", []string{`1;r=0;t=5`}},
+		{"byte sequence item", []string{`:YQ==:;r=0;t=5`}},
+		{"unterminated string", []string{`"a;r=0;t=5`}},
+		{"bad escape", []string{`"a\x";r=0;t=5`}},
+		{"non-ASCII in string", []string{`"é";r=0;t=5`}},
+		{"space before semicolon", []string{`"a" ;r=0;t=5`}},
+		{"tab after semicolon", []string{"\"a\";\tr=0;t=5"}},
+		{"missing comma", []string{`"a";r=0;t=5 "b";r=0;t=9`}},
+		{"bad parameter value", []string{`"a";r=0;t=5;x=?2`}},
+		{"decimal with four fraction digits", []string{`"a";r=0;t=5;x=1.2345`}},
+		{"display string in upper-case hex", []string{`"a";r=0;t=5;x=%"caf%C3%A9"`}},
+		{"display string not UTF-8", []string{`"a";r=0;t=5;x=%"%ff"`}},
+		{"decimal date", []string{`"a";r=0;t=5;x=@1.5`}},
+	}
+	for _, tt := range tests {
+		_, ok := parseRateLimitField(tt.lines)
+		assert.False(t, ok, "%s: %q", tt.name, tt.lines)
+		h := http.Header{"Ratelimit": tt.lines}
+		_, waitOK := RateLimitWait(&http.Response{Header: h}, rlNow)
+		assert.False(t, waitOK, "%s: RateLimitWait", tt.name)
 	}
 }
