@@ -177,11 +177,18 @@ func isConnectionFailure(err error) bool {
 // classify_test.go lists every error text with where go1.26.8 makes it, and
 // why it is, or is not, retried.
 
-// netHTTPBroken are net/http's errors, other than HTTP/2 stream resets and
-// GOAWAYs, that say a connection broke or could not take the request. Each is
-// the whole message of an unwrapped errors.New value of net/http's: none
-// holds anything a peer sent, so none can be the product of a peer's text
-// except a proxy's reason phrase, which peerTextError keeps away.
+// netHTTPBroken are net/http's errors that say a connection broke or could
+// not take the request, and so are retried. Why a peer cannot make one:
+//
+//   - whole: each is the whole message of an errors.New value of net/http's,
+//     which holds nothing a peer sent; only a proxy's reason phrase can be
+//     the same whole text, and markPeerText keeps that away;
+//   - prefix: http2GoAwayError's message starts with net/http's own text;
+//     the server's debug data comes after it, quoted;
+//   - streamResets: an http2StreamError's whole message, whose code name
+//     comes from net/http's table and whose cause ends it (see
+//     isHTTP2PeerReset);
+//   - then: the errors of neverSentHTTP2, retried too.
 var netHTTPBroken = textMatch{
 	whole: []string{
 		// errServerClosedIdle (transport.go): a keep-alive connection the
@@ -200,7 +207,6 @@ var netHTTPBroken = textMatch{
 		// errClientConnForceClosed: a write on the connection failed, so
 		// net/http closed it under every other request in flight on it.
 		"http2: client connection force closed via ClientConn.Close",
-		// http2GoAwayError, below, and the GOAWAYs of neverSentHTTP2.
 	},
 	prefix: []string{
 		// http2GoAwayError: the server closed the connection after a GOAWAY
@@ -216,8 +222,10 @@ var netHTTPBroken = textMatch{
 
 // neverSentHTTP2 are net/http's HTTP/2 errors that prove the server never
 // processed the request (RFC 9113 §8.7): a stream the server refused, and
-// a GOAWAY whose last stream ID is below the request's. Both are whole
-// messages or anchored prefixes of net/http's own making, as above.
+// a GOAWAY whose last stream ID is below the request's. A peer cannot make
+// one for the reasons netHTTPBroken gives: a whole errors.New message, a
+// prefix followed only by the code's name from net/http's table, and a
+// stream error's whole message.
 var neverSentHTTP2 = textMatch{
 	whole: []string{
 		// errClientConnGotGoAway: a GOAWAY left the request's stream out
@@ -305,6 +313,8 @@ func inChain(err error, match func(error) bool) bool {
 
 // http2PeerResetCodes are the error codes of an RST_STREAM received from the
 // server that are retried: each says the stream failed on the server's side.
+// A code is matched only as the name net/http's http2ErrCode.String gives
+// it, between the stream ID and the cause, never in text of the server's.
 // The other codes (FLOW_CONTROL_ERROR, SETTINGS_TIMEOUT, STREAM_CLOSED,
 // FRAME_SIZE_ERROR, COMPRESSION_ERROR, INADEQUATE_SECURITY,
 // HTTP_1_1_REQUIRED) say that the client's frames or connection are at
