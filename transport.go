@@ -79,9 +79,9 @@ const (
 // is done (or its Cancel channel closed) during a wait, RoundTrip returns a
 // *GiveUpError whose Reason is the context's error; if it ends as a
 // retryable response arrives, that response is returned as a give-up with
-// the same reason. An error from reading
-// the caller's request body, or from req.GetBody, ends the request at once
-// with that error. An error that was never worth retrying is returned as it
+// the same reason. An error from reading the caller's request body, or
+// from req.GetBody, ends the request at once with that very error, for
+// every request. An error that was never worth retrying is returned as it
 // is on the first attempt, and wrapped with the number of attempts after
 // retries.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
