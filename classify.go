@@ -371,11 +371,19 @@ func isHTTP2PeerReset(msg string, codes map[string]bool) bool {
 // neverSent reports whether err proves that the request never reached the
 // server, so that sending it again cannot repeat its effect: the connection
 // could not be dialled (net/http's dial error, a *net.OpError with Op
-// "dial", which it returns before writing anything), the server refused
+// "dial", which it returns before writing anything, even when it timed
+// out), the server refused
 // the HTTP/2 stream, or a GOAWAY left the stream out. An error after which
 // a byte of the request may have been written and processed (a reset, an
 // EOF, a timeout) proves nothing of the kind.
 func neverSent(err error) bool {
+	var timeout *attemptTimeoutError
+	if errors.As(err, &timeout) {
+		// net/http's own dial timeout (a net.Dialer's Timeout) is a dial
+		// error too; Policy.AttemptTimeout's own timer tells nothing of
+		// where the attempt was.
+		return timeout.cause != nil && neverSent(timeout.cause)
+	}
 	var opErr *net.OpError
 	if errors.As(err, &opErr) {
 		// The first *net.OpError is what net/http returned: a dial through

@@ -20,7 +20,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/stretchr/testify/assert"
@@ -501,5 +503,35 @@ func TestMarkPeerText(t *testing.T) {
 				assert.False(t, isConnectionFailure(err), "a marked error is not classified on its text")
 			}
 		})
+	}
+}
+
+// Which errors prove that a request never reached the server.
+func TestNeverSent(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	dialTimeout := &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}
+	for _, tt := range []struct {
+		name  string
+		err   error
+		never bool
+	}{
+		{"dial refused", refused, true},
+		{"dial refused, in a url.Error", &url.Error{Op: "Post", URL: "http://h/", Err: refused}, true},
+		{"net/http's dial timeout", &attemptTimeoutError{cause: dialTimeout}, true},
+		{"AttemptTimeout's own timer", &attemptTimeoutError{after: time.Second}, false},
+		{"a read timeout", &attemptTimeoutError{cause: &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}}, false},
+		{"a reset", &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, false},
+		{"a proxy's dial or CONNECT", &net.OpError{Op: "proxyconnect", Net: "tcp", Err: refused}, false},
+		{"EOF", io.EOF, false},
+		{"refused stream", errors.New("stream error: stream ID 3; REFUSED_STREAM; received from peer"), true},
+		{"refused stream, body not replayable by net/http", errors.New("http2: Transport: cannot retry err [stream error: stream ID 1; REFUSED_STREAM; received from peer] after Request.Body was written; define Request.GetBody to avoid this error"), true},
+		{"another reset", errors.New("stream error: stream ID 3; INTERNAL_ERROR; received from peer"), false},
+		{"GOAWAY without the stream", errors.New("http2: Transport received Server's graceful shutdown GOAWAY"), true},
+		{"GOAWAY without the first stream", errors.New("http2: Transport received GOAWAY from server ErrCode:ENHANCE_YOUR_CALM"), true},
+		{"GOAWAY with the stream", errors.New(`http2: server sent GOAWAY and closed the connection; LastStreamID=1, ErrCode=NO_ERROR, debug=""`), false},
+		{"a proxy's words", &peerTextError{errors.New("http2: Transport received Server's graceful shutdown GOAWAY")}, false},
+		{"quoted", errors.New(`malformed MIME header: missing colon: "http2: Transport received Server's graceful shutdown GOAWAY"`), false},
+	} {
+		assert.Equal(t, tt.never, neverSent(tt.err), tt.name)
 	}
 }
