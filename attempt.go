@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -53,10 +54,14 @@ func attemptError(callerCtx context.Context, err error) error {
 // any attempt's under Policy.AttemptTimeout. Cancelling it makes net/http
 // close the attempt's connection, which is how a hung attempt is abandoned
 // and how a discarded body stuck in a Read is set free.
+//
+// It is also the body of the attempt's response, when the context must live
+// until that body is closed or read to its end: one allocation holds both.
 type attemptContext struct {
 	release context.CancelCauseFunc // safe to call more than once
-	timer   *time.Timer             // bounds the wait for headers; nil for none
+	timer   *attemptTimer           // bounds the wait for headers; nil for none
 	after   time.Duration
+	body    io.ReadCloser // the response body it wraps, once it does
 }
 
 // startAttempt returns the attempt's context, derived from ctx, cancelled
@@ -65,17 +70,26 @@ func startAttempt(ctx context.Context, timeout time.Duration) (context.Context, 
 	ctx, release := context.WithCancelCause(ctx)
 	ac := &attemptContext{release: release, after: timeout}
 	if timeout > 0 {
-		ac.timer = time.AfterFunc(timeout, func() { release(&attemptTimeoutError{after: timeout}) })
+		ac.timer = startAttemptTimer(ac, timeout)
 	}
 	return ctx, ac
 }
 
-// abandon stops the timer and releases the context of an attempt that was
-// not sent.
-func (ac *attemptContext) abandon() {
-	if ac.timer != nil {
-		ac.timer.Stop()
+// stopTimer stops the attempt's timer, if it has one, and reports whether
+// the timer had not fired.
+func (ac *attemptContext) stopTimer() bool {
+	at := ac.timer
+	if at == nil {
+		return true
 	}
+	ac.timer = nil
+	return at.stop()
+}
+
+// abandon stops the timer and releases the context of an attempt that was
+// not sent, or whose outcome is not kept.
+func (ac *attemptContext) abandon() {
+	ac.stopTimer()
 	ac.release(nil)
 }
 
@@ -88,13 +102,14 @@ func (ac *attemptContext) abandon() {
 // attempt is abandoned, and its error is an attemptTimeoutError unless the
 // caller's own context ended first.
 func (ac *attemptContext) finish(callerCtx context.Context, resp *http.Response, err error) (*http.Response, error) {
-	if ac.timer == nil || ac.timer.Stop() {
+	if ac.stopTimer() {
 		if err != nil || resp == nil || resp.Body == nil || hasNoContent(resp) ||
 			resp.StatusCode == http.StatusSwitchingProtocols {
 			ac.release(nil)
 			return resp, attemptError(callerCtx, err)
 		}
-		resp.Body = &releasingBody{body: resp.Body, release: ac.release}
+		ac.body = resp.Body
+		resp.Body = ac
 		return resp, nil
 	}
 	// The timer fired: the attempt's context is cancelled, and a response
@@ -109,24 +124,64 @@ func (ac *attemptContext) finish(callerCtx context.Context, resp *http.Response,
 	return nil, &attemptTimeoutError{after: ac.after}
 }
 
-// releasingBody runs release when the body is closed or read to its end.
-type releasingBody struct {
-	body    io.ReadCloser
-	release context.CancelCauseFunc // safe to call more than once
-}
-
-func (b *releasingBody) Read(p []byte) (int, error) {
-	n, err := b.body.Read(p)
+// Read reads the response body, and releases the attempt's context at its
+// end.
+func (ac *attemptContext) Read(p []byte) (int, error) {
+	n, err := ac.body.Read(p)
 	if err == io.EOF {
-		b.release(nil)
+		ac.release(nil)
 	}
 	return n, err
 }
 
-func (b *releasingBody) Close() error {
-	err := b.body.Close()
-	b.release(nil)
+// Close closes the response body and releases the attempt's context.
+func (ac *attemptContext) Close() error {
+	err := ac.body.Close()
+	ac.release(nil)
 	return err
+}
+
+// attemptTimer is the timer of an attempt under Policy.AttemptTimeout. A
+// timer stopped before it fired is kept in attemptTimers for a later
+// attempt, so that the usual attempt, whose headers come in time, does not
+// pay for a timer and its function each time.
+type attemptTimer struct {
+	t  *time.Timer
+	ac atomic.Pointer[attemptContext] // the attempt it times, nil while pooled
+}
+
+var attemptTimers sync.Pool // of *attemptTimer, stopped
+
+// startAttemptTimer starts a timer that cancels ac's context, with an
+// attemptTimeoutError, after d.
+func startAttemptTimer(ac *attemptContext, d time.Duration) *attemptTimer {
+	at, _ := attemptTimers.Get().(*attemptTimer)
+	if at == nil {
+		at = &attemptTimer{}
+		at.ac.Store(ac)
+		at.t = time.AfterFunc(d, at.fire)
+		return at
+	}
+	at.ac.Store(ac)
+	at.t.Reset(d)
+	return at
+}
+
+func (at *attemptTimer) fire() {
+	if ac := at.ac.Load(); ac != nil {
+		ac.release(&attemptTimeoutError{after: ac.after})
+	}
+}
+
+// stop stops the timer and reports whether it stopped it before it fired.
+// Only a timer that never fired, whose function will not run, is reused.
+func (at *attemptTimer) stop() bool {
+	if !at.t.Stop() {
+		return false
+	}
+	at.ac.Store(nil)
+	attemptTimers.Put(at)
+	return true
 }
 
 // recordingBody passes the request body of one attempt through to Base and

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 	"time"
 
@@ -130,32 +131,42 @@ func (readingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // BenchmarkOverheadWithBody is BenchmarkOverhead for a 1 MiB PUT with a
-// replayable body, read 32 KiB at a time: the Transport records the body's
-// read errors, so that a broken caller's body is never retried, at the
-// price of one allocation per request, whatever the body's size.
+// replayable body, and for a POST without a key, which is never resent,
+// each read 32 KiB at a time: the Transport records the body's read errors
+// of every request, so that a broken caller's body is never retried nor
+// reported as a give-up, at the price of one allocation per request,
+// whatever the body's size.
 func BenchmarkOverheadWithBody(b *testing.B) {
 	payload := make([]byte, 1<<20)
-	runImpls(b, []impl{
-		{"impl=bare", readingTransport{}},
-		{"impl=retryhttp", &retryhttp.Transport{Base: readingTransport{}}},
-	}, func(b *testing.B, rt http.RoundTripper) {
-		body := bytes.NewReader(payload)
-		req, err := http.NewRequest(http.MethodPut, "http://127.0.0.1/", body)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for b.Loop() {
-			body.Reset(payload)
-			if _, err := rt.RoundTrip(req); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+	for _, method := range []string{http.MethodPut, http.MethodPost} {
+		b.Run("method="+method, func(b *testing.B) {
+			runImpls(b, []impl{
+				{"impl=bare", readingTransport{}},
+				{"impl=retryhttp", &retryhttp.Transport{Base: readingTransport{}}},
+			}, func(b *testing.B, rt http.RoundTripper) {
+				body := bytes.NewReader(payload)
+				req, err := http.NewRequest(method, "http://127.0.0.1/", body)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for b.Loop() {
+					body.Reset(payload)
+					if _, err := rt.RoundTrip(req); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
 }
 
 // BenchmarkOverheadAttemptTimeout measures what Policy.AttemptTimeout adds
-// to a request whose first attempt succeeds: the attempt's own context, its
-// timer and the body wrapper that releases them.
+// to a request whose first attempt succeeds, without net/http: the
+// attempt's request and its own context (with the function that cancels
+// it), and one struct that is both the attempt's state and the body
+// wrapper that releases it; the timer is reused. net/http adds its own
+// share for a context that can be cancelled: see
+// BenchmarkHappyPathAttemptTimeout.
 func BenchmarkOverheadAttemptTimeout(b *testing.B) {
 	req, err := http.NewRequest(http.MethodGet, "http://127.0.0.1/", nil)
 	if err != nil {
@@ -173,6 +184,47 @@ func BenchmarkOverheadAttemptTimeout(b *testing.B) {
 			resp.Body.Close()
 		}
 	})
+}
+
+// BenchmarkHappyPathAttemptTimeout measures what Policy.AttemptTimeout adds
+// through net/http on loopback, with a response body, the usual case, and
+// without one (Content-Length: 0), for which the attempt's context is
+// released at once:
+//
+//	go test -run '^$' -bench HappyPathAttemptTimeout -benchmem
+func BenchmarkHappyPathAttemptTimeout(b *testing.B) {
+	for _, body := range []string{"ok", ""} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			_, _ = io.WriteString(w, body)
+		}))
+		base := &http.Transport{MaxIdleConnsPerHost: 64}
+		name := "body=yes"
+		if body == "" {
+			name = "body=no"
+		}
+		b.Run(name, func(b *testing.B) {
+			runImpls(b, []impl{
+				{"impl=retryhttp", &retryhttp.Transport{Base: base}},
+				{"impl=retryhttp-attempt-timeout", &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{AttemptTimeout: time.Second}}},
+			}, func(b *testing.B, rt http.RoundTripper) {
+				req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for b.Loop() {
+					resp, err := rt.RoundTrip(req)
+					if err != nil {
+						b.Fatal(err)
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			})
+		})
+		base.CloseIdleConnections()
+		srv.Close()
+	}
 }
 
 // BenchmarkBudgetParallel measures the happy path's own cost from many

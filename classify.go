@@ -8,7 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
+	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -157,78 +158,169 @@ func isConnectionFailure(err error) bool {
 			return true
 		}
 	}
-	// net/http's HTTP/1 errServerClosedIdle: a keep-alive connection the
-	// server closed as the request went out. Its type is unexported.
-	return strings.Contains(err.Error(), "server closed idle connection") ||
-		isHTTP2Unprocessed(err)
+	return hasNetHTTPText(err, netHTTPBroken)
 }
 
-// isHTTP2Unprocessed reports whether err is one of the errors net/http's
-// HTTP/2 client returns when the server did not process the request (a
-// GOAWAY that left the request's stream out, a refused stream, a connection
-// that could not take it) or when the stream or its connection broke on the
-// server's side (a stream reset by the server, a connection closed after a
-// GOAWAY, a lost connection).
+// Some of net/http's errors have unexported types, or are unexported
+// errors.New values, so that errors.Is and errors.As cannot see them: only
+// their text tells them apart. A peer must never decide a retry by putting
+// that text in front of the client, and it can try in two ways:
 //
-// The errors are of unexported types (http2StreamError, http2GoAwayError)
-// or unexported errors.New values of net/http's h2_bundle.go (the same text
-// as golang.org/x/net/http2's), so errors.Is and errors.As cannot see them:
-// only their text tells them apart. That text is sought anywhere in
-// err.Error(), because *url.Error, other transports and net/http itself
-// ("http2: Transport: cannot retry err [...] after Request.Body was
-// written") wrap it, but never inside a double-quoted part: there net/http
-// quotes what the server chose (a header name, GOAWAY debug data) and
-// *url.Error the URL, and a server must not make its own text pass for one
-// of these errors.
+//   - net/http quotes (%q) what a server sent inside its own messages: a
+//     malformed header line, a header name, GOAWAY debug data; *url.Error
+//     quotes the URL. So text is matched only as the whole message of one
+//     error in the chain, or as a prefix anchored at its start, never
+//     anywhere inside it: a quoted string is always inside another
+//     message.
+//   - net/http turns a proxy's refusal of a CONNECT into an error whose
+//     whole message is the proxy's reason phrase, bare, which can be any
+//     text. No text match can tell it from net/http's own errors.New
+//     values, so the Transport hides such errors from the tables whenever
+//     the request may have gone through a CONNECT (see markPeerText), and
+//     the tables leave out errClientConnUnusable, which net/http already
+//     resends by itself.
 //
 // classify_test.go lists every error text with where go1.26.8 makes it, and
 // why it is, or is not, retried.
-func isHTTP2Unprocessed(err error) bool {
-	msg := unquoted(err.Error())
-	for _, text := range http2Retryable {
-		if strings.Contains(msg, text) {
-			return true
-		}
-	}
-	return hasHTTP2PeerReset(msg)
+
+// netHTTPBroken are net/http's errors that say a connection broke or could
+// not take the request, and so are retried. Why a peer cannot make one:
+//
+//   - whole: each is the whole message of an errors.New value of net/http's,
+//     which holds nothing a peer sent; only a proxy's reason phrase can be
+//     the same whole text, and markPeerText keeps that away;
+//   - prefix: http2GoAwayError's message starts with net/http's own text;
+//     the server's debug data comes after it, quoted;
+//   - streamResets: an http2StreamError's whole message, whose code name
+//     comes from net/http's table and whose cause ends it (see
+//     isHTTP2PeerReset);
+//   - then: the errors of neverSentHTTP2, retried too.
+var netHTTPBroken = textMatch{
+	whole: []string{
+		// errServerClosedIdle (transport.go): a keep-alive connection the
+		// server closed as the request went out. net/http resends it itself
+		// when it deems the request replayable.
+		"http: server closed idle connection",
+		// errClientConnNotEstablished: the connection closed before its
+		// first request was sent on it.
+		"http2: client conn could not be established",
+		// errClientConnClosed: the connection closed while the request body
+		// was being written.
+		"http2: client conn is closed",
+		// closeForLostPing: the read-idle health check's ping went
+		// unanswered, and the connection was closed as dead.
+		"http2: client connection lost",
+		// errClientConnForceClosed: a write on the connection failed, so
+		// net/http closed it under every other request in flight on it.
+		"http2: client connection force closed via ClientConn.Close",
+	},
+	prefix: []string{
+		// http2GoAwayError: the server closed the connection after a GOAWAY
+		// whose last stream includes the request's, before answering it. The
+		// server may have processed it: the connection went away under it,
+		// like an EOF on HTTP/1. The server's debug data comes after this
+		// prefix, quoted.
+		"http2: server sent GOAWAY and closed the connection; LastStreamID=",
+	},
+	streamResets: http2PeerResetCodes,
+	then:         &neverSentHTTP2,
 }
 
-// http2Retryable holds the text of the HTTP/2 client errors, other than
-// stream resets, that are retried.
-var http2Retryable = []string{
-	// The server's GOAWAY named a last stream below the request's, so the
-	// server never processed it (RFC 9113 §6.8), whatever the GOAWAY's error
-	// code. This form is the first stream of a connection with a code other
-	// than NO_ERROR: net/http does not resend it, fearing the new connection
-	// fails alike, but the retry waits and is budgeted.
-	"http2: Transport received GOAWAY from server ErrCode:",
-	// The same for every other stream, errClientConnGotGoAway.
-	"http2: Transport received Server's graceful shutdown GOAWAY",
-	// http2GoAwayError: the server closed the connection after a GOAWAY
-	// whose last stream includes the request's, before answering it. The
-	// server may have processed it: the connection went away under it, like
-	// an EOF on HTTP/1, and only a request that may be resent is retried.
-	"http2: server sent GOAWAY and closed the connection;",
-	// errClientConnUnusable and errClientConnNotEstablished: the connection
-	// was closed, or going away, before the request was sent on it.
-	"http2: client conn not usable",
-	"http2: client conn could not be established",
-	// errClientConnClosed: the connection closed while the request body was
-	// being written.
-	"http2: client conn is closed",
-	// The read-idle health check's ping went unanswered, and the connection
-	// was closed as dead.
-	"http2: client connection lost",
-	// errClientConnForceClosed: a write on the connection failed, so
-	// net/http closed it (with ClientConn.Close) under every other request
-	// in flight on it. A caller that closes an http.ClientConn itself makes
-	// this error too; the retry then fails fast on the closed connection,
-	// or gets a new one from a pool.
-	"http2: client connection force closed via ClientConn.Close",
+// neverSentHTTP2 are net/http's HTTP/2 errors that prove the server never
+// processed the request (RFC 9113 §8.7): a stream the server refused, and
+// a GOAWAY whose last stream ID is below the request's. A peer cannot make
+// one for the reasons netHTTPBroken gives: a whole errors.New message, a
+// prefix followed only by the code's name from net/http's table, and a
+// stream error's whole message.
+var neverSentHTTP2 = textMatch{
+	whole: []string{
+		// errClientConnGotGoAway: a GOAWAY left the request's stream out
+		// (setGoAway in h2_bundle.go). net/http resends it by itself when it
+		// can replay the body.
+		"http2: Transport received Server's graceful shutdown GOAWAY",
+	},
+	prefix: []string{
+		// The same for the first stream of a connection with a code other
+		// than NO_ERROR: net/http does not resend it, fearing a new
+		// connection fails alike, but the retry waits and is budgeted. The
+		// code's name follows.
+		"http2: Transport received GOAWAY from server ErrCode:",
+	},
+	streamResets: map[string]bool{"REFUSED_STREAM": true},
+}
+
+// textMatch is a table of net/http's error messages.
+type textMatch struct {
+	whole        []string        // whole messages
+	prefix       []string        // prefixes of a message
+	streamResets map[string]bool // codes of an RST_STREAM received from the server
+	then         *textMatch      // another table, also searched
+}
+
+// hasNetHTTPText reports whether an error in err's chain is one that m
+// lists, either bare or inside the "cannot retry err [...]" that net/http's
+// HTTP/2 client wraps it in when it cannot replay the body itself. It is
+// false for an error that peerTextError marks.
+func hasNetHTTPText(err error, m textMatch) bool {
+	var pt *peerTextError
+	if errors.As(err, &pt) {
+		return false
+	}
+	return inChain(err, func(e error) bool { return m.matches(e.Error()) })
+}
+
+// matches reports whether msg is, as a whole, a message m lists.
+func (m *textMatch) matches(msg string) bool {
+	// http2shouldRetryRequest (h2_bundle.go), when net/http would resend
+	// the request but has no GetBody to replay its body: it formats the
+	// error with %v, so only the text of the error inside remains.
+	const cannotRetry, cannotRetryEnd = "http2: Transport: cannot retry err [",
+		"] after Request.Body was written; define Request.GetBody to avoid this error"
+	if inner, ok := strings.CutPrefix(msg, cannotRetry); ok {
+		if inner, ok = strings.CutSuffix(inner, cannotRetryEnd); ok {
+			msg = inner
+		}
+	}
+	for ; m != nil; m = m.then {
+		if slices.Contains(m.whole, msg) || isHTTP2PeerReset(msg, m.streamResets) {
+			return true
+		}
+		for _, p := range m.prefix {
+			if strings.HasPrefix(msg, p) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// inChain reports whether match holds for err or any error it wraps.
+func inChain(err error, match func(error) bool) bool {
+	for err != nil {
+		if match(err) {
+			return true
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if inChain(e, match) {
+					return true
+				}
+			}
+			return false
+		default:
+			return false
+		}
+	}
+	return false
 }
 
 // http2PeerResetCodes are the error codes of an RST_STREAM received from the
 // server that are retried: each says the stream failed on the server's side.
+// A code is matched only as the name net/http's http2ErrCode.String gives
+// it, between the stream ID and the cause, never in text of the server's.
 // The other codes (FLOW_CONTROL_ERROR, SETTINGS_TIMEOUT, STREAM_CLOSED,
 // FRAME_SIZE_ERROR, COMPRESSION_ERROR, INADEQUATE_SECURITY,
 // HTTP_1_1_REQUIRED) say that the client's frames or connection are at
@@ -255,56 +347,89 @@ var http2PeerResetCodes = map[string]bool{
 	"PROTOCOL_ERROR": true,
 }
 
-// hasHTTP2PeerReset reports whether msg holds the text of a stream error
-// that the server sent, an RST_STREAM, with a code in http2PeerResetCodes:
-// "stream error: stream ID 3; REFUSED_STREAM; received from peer". A stream
-// error the client raised itself, such as "stream error: stream ID 1;
+// isHTTP2PeerReset reports whether msg is, as a whole, the text of a stream
+// error that the server sent, an RST_STREAM, with a code in codes: "stream
+// error: stream ID 3; REFUSED_STREAM; received from peer"
+// (http2StreamError.Error with the cause http2errFromPeer). A stream error
+// the client raised itself, such as "stream error: stream ID 1;
 // PROTOCOL_ERROR; malformed response from server: missing status pseudo
-// header", carries another cause or none.
-func hasHTTP2PeerReset(msg string) bool {
+// header", has another cause or none; and one whose cause quotes what the
+// server sent (`invalid header field value for "..."`) never ends in the
+// cause "received from peer" after the code.
+func isHTTP2PeerReset(msg string, codes map[string]bool) bool {
 	const prefix, fromPeer = "stream error: stream ID ", "; received from peer"
-	for {
-		i := strings.Index(msg, prefix)
-		if i < 0 {
-			return false
-		}
-		msg = msg[i+len(prefix):]
-		digits := 0
-		for digits < len(msg) && isDigit(msg[digits]) {
-			digits++
-		}
-		rest, ok := strings.CutPrefix(msg[digits:], "; ")
-		if digits == 0 || !ok {
-			continue
-		}
-		code, cause, ok := strings.Cut(rest, ";")
-		if ok && http2PeerResetCodes[code] && strings.HasPrefix(";"+cause, fromPeer) {
-			return true
-		}
+	rest, ok := strings.CutPrefix(msg, prefix)
+	if !ok {
+		return false
 	}
+	digits := 0
+	for digits < len(rest) && isDigit(rest[digits]) {
+		digits++
+	}
+	rest, ok = strings.CutPrefix(rest[digits:], "; ")
+	if digits == 0 || !ok {
+		return false
+	}
+	code, ok := strings.CutSuffix(rest, fromPeer)
+	return ok && codes[code]
 }
 
-// unquoted returns msg without the contents of its double-quoted Go strings,
-// as %q writes them, each left as "".
-func unquoted(msg string) string {
-	if !strings.Contains(msg, `"`) {
-		return msg
+// neverSent reports whether err proves that the request never reached the
+// server, so that sending it again cannot repeat its effect: the connection
+// could not be dialled (net/http's dial error, a *net.OpError with Op
+// "dial", which it returns before writing anything, even when it timed
+// out), the server refused
+// the HTTP/2 stream, or a GOAWAY left the stream out. An error after which
+// a byte of the request may have been written and processed (a reset, an
+// EOF, a timeout) proves nothing of the kind.
+func neverSent(err error) bool {
+	var timeout *attemptTimeoutError
+	if errors.As(err, &timeout) {
+		// net/http's own dial timeout (a net.Dialer's Timeout) is a dial
+		// error too; Policy.AttemptTimeout's own timer tells nothing of
+		// where the attempt was.
+		return timeout.cause != nil && neverSent(timeout.cause)
 	}
-	var b strings.Builder
-	for {
-		i := strings.IndexByte(msg, '"')
-		if i < 0 {
-			b.WriteString(msg)
-			return b.String()
-		}
-		b.WriteString(msg[:i])
-		quoted, err := strconv.QuotedPrefix(msg[i:])
-		if err != nil { // a lone quote, kept as it is
-			b.WriteByte('"')
-			msg = msg[i+1:]
-			continue
-		}
-		b.WriteString(`""`)
-		msg = msg[i+len(quoted):]
+	var opErr *net.OpError
+	if errors.As(err, &opErr) {
+		// The first *net.OpError is what net/http returned: a dial through
+		// a proxy comes as Op "proxyconnect", which may also be a failed
+		// CONNECT, and does not count.
+		return opErr.Op == "dial"
 	}
+	return hasNetHTTPText(err, neverSentHTTP2)
+}
+
+// peerTextError marks an error that may be a proxy's words: net/http turns
+// a proxy's refusal of a CONNECT into an error whose whole message is the
+// proxy's reason phrase, an errors.New value like net/http's own, so its
+// text proves nothing and no text table reads it. Error and Unwrap keep it
+// as it was.
+type peerTextError struct{ err error }
+
+func (e *peerTextError) Error() string { return e.err.Error() }
+func (e *peerTextError) Unwrap() error { return e.err }
+
+// errorStringType is the type of errors.New's errors, the type of a refused
+// CONNECT's error.
+var errorStringType = reflect.TypeOf(errors.New(""))
+
+// markPeerText returns err marked with peerTextError when it may be a
+// refused CONNECT's reason phrase: an error of errors.New's type, of a
+// request to an https URL (net/http sends a CONNECT for those alone), whose
+// Base either sends it through a proxy or cannot be seen into (a Base that
+// wraps an *http.Transport hides whether it has one).
+func markPeerText(base http.RoundTripper, req *http.Request, err error) error {
+	if reflect.TypeOf(err) != errorStringType || !strings.EqualFold(req.URL.Scheme, "https") {
+		return err
+	}
+	if tr, ok := base.(*http.Transport); ok {
+		if tr.Proxy == nil {
+			return err
+		}
+		if proxy, perr := tr.Proxy(req); perr == nil && proxy == nil {
+			return err
+		}
+	}
+	return &peerTextError{err: err}
 }

@@ -5,7 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -14,8 +18,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -77,8 +86,11 @@ var http2ErrorTexts = []struct {
 	// The connection, not the request.
 
 	// h2_bundle.go:7959 (go1.26.8): errClientConnUnusable, the connection
-	// could not take the request (closed, or going away): not sent.
-	{"http2: client conn not usable", true,
+	// could not take the request (closed, or going away): not sent. net/http
+	// resends it by itself up to seven times, even without GetBody, and its
+	// text is the reason phrase of a proxy's refusal just as well: not
+	// retried.
+	{"http2: client conn not usable", false,
 		[]srcLine{{"h2_bundle.go", 7959, `"http2: client conn not usable"`}}},
 	// h2_bundle.go:7960 (go1.26.8): errClientConnNotEstablished, the
 	// connection closed before its first request was sent.
@@ -199,19 +211,25 @@ var http2ErrorTexts = []struct {
 	{`stream error: stream ID 1; PROTOCOL_ERROR; invalid header field name "x stream error: stream ID 1; REFUSED_STREAM; received from peer"`, false, nil},
 	{`stream error: stream ID 1; PROTOCOL_ERROR; invalid header field value for "http2: client connection lost"`, false, nil},
 	{`stream error: stream ID 1; PROTOCOL_ERROR; invalid header field value for "a \"http2: client conn not usable"`, false, nil},
-	// A lone quote is text like any other.
-	{`"stream error: stream ID 1; REFUSED_STREAM; received from peer`, true, nil},
+	// Only a whole message counts, never text inside one.
+	{`"stream error: stream ID 1; REFUSED_STREAM; received from peer`, false, nil},
+	{`malformed MIME header line: "http: server closed idle connection"`, false, nil},
+	{"net/http: HTTP/1.x transport connection broken: malformed MIME header: missing colon: \"http2: client connection lost\"", false, nil},
+	{"x http2: server sent GOAWAY and closed the connection; LastStreamID=1, ErrCode=NO_ERROR, debug=\"\"", false, nil},
 	// Almost a received reset.
 	{"stream error: stream ID ; REFUSED_STREAM; received from peer", false, nil},
 	{"stream error: stream ID 1;REFUSED_STREAM; received from peer", false, nil},
-	{"stream error: stream ID 1; REFUSED_STREAM; received from peers", true, nil}, // still the prefix
+	{"stream error: stream ID 1; REFUSED_STREAM; received from peers", false, nil},
 	{"stream error: stream ID 1; REFUSED_STREAM; received from", false, nil},
-	{"stream error: stream ID 1; PROTOCOL_ERROR; x; stream error: stream ID 1; CANCEL; received from peer", true, nil},
+	{"stream error: stream ID 1; PROTOCOL_ERROR; x; stream error: stream ID 1; CANCEL; received from peer", false, nil},
+	// net/http's HTTP/1 errServerClosedIdle, whole.
+	{"http: server closed idle connection", true, nil},
 }
 
 // wrappings are the ways an HTTP/2 error reaches the Policy: as it is, in
-// the *url.Error of http.Client, wrapped by another transport with %w or
-// only as text.
+// the *url.Error of http.Client, or wrapped by another transport with %w.
+// (One that keeps only the text, inside a message of its own, hides it: a
+// match is of a whole message.)
 var wrappings = []struct {
 	name string
 	wrap func(error) error
@@ -221,7 +239,7 @@ var wrappings = []struct {
 		return &url.Error{Op: "Get", URL: "https://example.com/a?b=c", Err: err}
 	}},
 	{"wrapped", func(err error) error { return fmt.Errorf("tracing transport: %w", err) }},
-	{"text only", func(err error) error { return fmt.Errorf("proxy said: %v (giving up)", err) }},
+	{"joined", func(err error) error { return errors.Join(errors.New("other"), err) }},
 }
 
 func TestClassifyHTTP2Errors(t *testing.T) {
@@ -229,7 +247,7 @@ func TestClassifyHTTP2Errors(t *testing.T) {
 		for _, w := range wrappings {
 			t.Run(w.name+"/"+tt.text, func(t *testing.T) {
 				err := w.wrap(errors.New(tt.text))
-				assert.Equal(t, tt.retry, isHTTP2Unprocessed(err), "isHTTP2Unprocessed")
+				assert.Equal(t, tt.retry, hasNetHTTPText(err, netHTTPBroken), "hasNetHTTPText")
 				assert.Equal(t, tt.retry, isConnectionFailure(err), "isConnectionFailure")
 				assert.Equal(t, tt.retry, DefaultRetryable(nil, err), "DefaultRetryable")
 				assert.Equal(t, tt.retry, RetryStatuses(500)(nil, err), "RetryStatuses")
@@ -241,8 +259,8 @@ func TestClassifyHTTP2Errors(t *testing.T) {
 // A context's error ends the request whatever HTTP/2 error came with it.
 func TestClassifyHTTP2ErrorsWithContextErrors(t *testing.T) {
 	for _, ctxErr := range []error{context.Canceled, context.DeadlineExceeded} {
-		err := fmt.Errorf("%w: %w", errors.New("http2: client conn not usable"), ctxErr)
-		assert.True(t, isHTTP2Unprocessed(err))
+		err := fmt.Errorf("%w: %w", errors.New("http2: client connection lost"), ctxErr)
+		assert.True(t, hasNetHTTPText(err, netHTTPBroken))
 		assert.False(t, isConnectionFailure(err), "%v", err)
 	}
 }
@@ -252,25 +270,8 @@ func TestClassifyHTTP2IgnoresQuotedURL(t *testing.T) {
 	err := &url.Error{Op: "Get", URL: "https://h/http2: client conn not usable/stream error: stream ID 1; REFUSED_STREAM; received from peer",
 		Err: errors.New("http2: timeout awaiting response headers")}
 	assert.False(t, isConnectionFailure(err), "%v", err)
-	err.Err = errors.New("http2: client conn not usable")
+	err.Err = errors.New("http2: client connection lost")
 	assert.True(t, isConnectionFailure(err), "%v", err)
-}
-
-func TestClassifyUnquoted(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"", ""},
-		{"no quotes", "no quotes"},
-		{`a "b" c`, `a "" c`},
-		{`"b"`, `""`},
-		{`a "b \"c\" d" e "f"`, `a "" e ""`},
-		{`a "b`, `a "b`},
-		{`a "b" "c`, `a "" "c`},
-		{`"\x"c" d`, `"\x"" d`}, // no valid string at the first quote: kept, and the next one starts one
-		{`"\u00e9"`, `""`},
-	}
-	for _, tt := range tests {
-		assert.Equal(t, tt.want, unquoted(tt.in), "unquoted(%q)", tt.in)
-	}
 }
 
 // Every text of http2ErrorTexts comes from net/http's source: this notices
@@ -327,10 +328,210 @@ func TestHTTP2ErrorTextsInGoSource(t *testing.T) {
 				}
 			}
 		}
-		assert.NotEmpty(t, found, "%s, at %s:%d in %s, is gone from net/http in %s: read its HTTP/2 client again and update isHTTP2Unprocessed",
+		assert.NotEmpty(t, found, "%s, at %s:%d in %s, is gone from net/http in %s: read its HTTP/2 client again and update classify.go's tables",
 			ref.literal, ref.file, ref.line, http2SourceRelease, runtime.Version())
 		if here := fmt.Sprintf("%s:%d", ref.file, ref.line); len(found) > 0 && !slices.Contains(found, here) {
 			t.Logf("%s: at %s in %s, now at %v", ref.literal, here, http2SourceRelease, found)
 		}
+	}
+}
+
+// What a server or a proxy writes never decides a retry, however it is
+// worded: a malformed header line that reads like net/http's own error,
+// and a proxy's refusal of a CONNECT whose reason phrase does. Each gets
+// exactly one attempt over real loopback connections.
+func TestPeerTextNeverDecidesARetry(t *testing.T) {
+	policy := Policy{Budget: UnlimitedBudget(), Backoff: func() backoff.BackOff { return &backoff.ZeroBackOff{} }}
+
+	t.Run("malformed header line", func(t *testing.T) {
+		for _, line := range []string{
+			"server closed idle connection",
+			// A header block may not begin with a folded line.
+			" http: server closed idle connection",
+			" http2: client connection lost",
+			" stream error: stream ID 1; REFUSED_STREAM; received from peer",
+			"x-other", // a different malformed line, for comparison
+		} {
+			t.Run(line, func(t *testing.T) {
+				var requests atomic.Int32
+				addr := serveTCP(t, func(conn net.Conn) {
+					r := bufio.NewReader(conn)
+					for {
+						req, err := http.ReadRequest(r)
+						if err != nil {
+							return
+						}
+						_, _ = io.Copy(io.Discard, req.Body)
+						requests.Add(1)
+						_, _ = io.WriteString(conn, "HTTP/1.1 200 OK\r\n"+line+"\r\nContent-Length: 0\r\n\r\n")
+					}
+				})
+				base := &http.Transport{}
+				defer base.CloseIdleConnections()
+				rt := &Transport{Base: base, Policy: policy}
+
+				_, err := rt.RoundTrip(httptest.NewRequest("GET", "http://"+addr+"/", nil).WithContext(context.Background()))
+
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), "malformed MIME header")
+				assert.Equal(t, int32(1), requests.Load(), "attempts")
+			})
+		}
+	})
+
+	t.Run("proxy refuses CONNECT", func(t *testing.T) {
+		for _, reason := range []string{
+			"http2: client conn not usable",
+			"http: server closed idle connection",
+			"http2: client connection lost",
+			"http2: Transport received GOAWAY from server ErrCode:NO_ERROR",
+			"stream error: stream ID 1; REFUSED_STREAM; received from peer",
+			"Forbidden", // a plain refusal, for comparison
+		} {
+			for _, tc := range []struct {
+				method  string
+				wrapped bool // a Base that hides its *http.Transport, as otelhttp's does
+			}{{"GET", false}, {"POST", false}, {"GET", true}} {
+				method := tc.method
+				t.Run(fmt.Sprintf("%s wrapped=%v %s", method, tc.wrapped, reason), func(t *testing.T) {
+					var connects atomic.Int32
+					addr := serveTCP(t, func(conn net.Conn) {
+						req, err := http.ReadRequest(bufio.NewReader(conn))
+						if err != nil || req.Method != "CONNECT" {
+							return
+						}
+						connects.Add(1)
+						_, _ = io.WriteString(conn, "HTTP/1.1 403 "+reason+"\r\nContent-Length: 0\r\n\r\n")
+					})
+					base := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: addr})}
+					defer base.CloseIdleConnections()
+					var giveUps atomic.Int32
+					p := policy
+					p.OnGiveUp = func(GiveUpEvent) { giveUps.Add(1) }
+					rt := &Transport{Base: base, Policy: p}
+					if tc.wrapped {
+						rt.Base = wrappedBase{base}
+					}
+
+					_, err := rt.RoundTrip(httptest.NewRequest(method, "https://origin.test/", nil).WithContext(context.Background()))
+
+					require.Error(t, err)
+					assert.Equal(t, reason, err.Error(), "the error is the proxy's reason phrase, as net/http makes it")
+					assert.Equal(t, int32(1), connects.Load(), "attempts")
+					assert.Zero(t, giveUps.Load(), "not a retryable outcome")
+				})
+			}
+		}
+	})
+}
+
+// serveTCP serves each connection to a loopback listener with handle, and
+// closes it all when the test ends.
+func serveTCP(t *testing.T, handle func(net.Conn)) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, conn)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer conn.Close()
+				handle(conn)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// wrappedBase is a Base that wraps another, as a tracing transport does.
+type wrappedBase struct{ base http.RoundTripper }
+
+func (w wrappedBase) RoundTrip(req *http.Request) (*http.Response, error) {
+	return w.base.RoundTrip(req)
+}
+
+// An error that may be a refused CONNECT's reason phrase is marked so that
+// no text table reads it; one that cannot be is left alone.
+func TestMarkPeerText(t *testing.T) {
+	proxied := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: "proxy.test:3128"})}
+	direct := &http.Transport{}
+	text := errors.New("http: server closed idle connection")
+	for _, tt := range []struct {
+		name   string
+		base   http.RoundTripper
+		url    string
+		err    error
+		marked bool
+	}{
+		{"https through a proxy", proxied, "https://origin.test/", text, true},
+		{"https, a Base that hides whether it has a proxy", wrappedBase{direct}, "https://origin.test/", text, true},
+		{"https without a proxy", direct, "https://origin.test/", text, false},
+		{"http: no CONNECT", proxied, "http://origin.test/", text, false},
+		{"http, a wrapped Base: no CONNECT", wrappedBase{proxied}, "http://origin.test/", text, false},
+		{"not an errors.New value", proxied, "https://origin.test/", fmt.Errorf("wrapped: %w", text), false},
+		{"a dial error", proxied, "https://origin.test/", &net.OpError{Op: "proxyconnect", Net: "tcp", Err: text}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest("GET", tt.url, nil)
+			err := markPeerText(tt.base, req, tt.err)
+			var pt *peerTextError
+			assert.Equal(t, tt.marked, errors.As(err, &pt))
+			assert.ErrorIs(t, err, tt.err)
+			assert.Equal(t, tt.err.Error(), err.Error())
+			if tt.marked {
+				assert.False(t, isConnectionFailure(err), "a marked error is not classified on its text")
+			}
+		})
+	}
+}
+
+// Which errors prove that a request never reached the server.
+func TestNeverSent(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	dialTimeout := &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}
+	for _, tt := range []struct {
+		name  string
+		err   error
+		never bool
+	}{
+		{"dial refused", refused, true},
+		{"dial refused, in a url.Error", &url.Error{Op: "Post", URL: "http://h/", Err: refused}, true},
+		{"net/http's dial timeout", &attemptTimeoutError{cause: dialTimeout}, true},
+		{"AttemptTimeout's own timer", &attemptTimeoutError{after: time.Second}, false},
+		{"a read timeout", &attemptTimeoutError{cause: &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}}, false},
+		{"a reset", &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, false},
+		{"a proxy's dial or CONNECT", &net.OpError{Op: "proxyconnect", Net: "tcp", Err: refused}, false},
+		{"EOF", io.EOF, false},
+		{"refused stream", errors.New("stream error: stream ID 3; REFUSED_STREAM; received from peer"), true},
+		{"refused stream, body not replayable by net/http", errors.New("http2: Transport: cannot retry err [stream error: stream ID 1; REFUSED_STREAM; received from peer] after Request.Body was written; define Request.GetBody to avoid this error"), true},
+		{"another reset", errors.New("stream error: stream ID 3; INTERNAL_ERROR; received from peer"), false},
+		{"GOAWAY without the stream", errors.New("http2: Transport received Server's graceful shutdown GOAWAY"), true},
+		{"GOAWAY without the first stream", errors.New("http2: Transport received GOAWAY from server ErrCode:ENHANCE_YOUR_CALM"), true},
+		{"GOAWAY with the stream", errors.New(`http2: server sent GOAWAY and closed the connection; LastStreamID=1, ErrCode=NO_ERROR, debug=""`), false},
+		{"a proxy's words", &peerTextError{errors.New("http2: Transport received Server's graceful shutdown GOAWAY")}, false},
+		{"quoted", errors.New(`malformed MIME header: missing colon: "http2: Transport received Server's graceful shutdown GOAWAY"`), false},
+	} {
+		assert.Equal(t, tt.never, neverSent(tt.err), tt.name)
 	}
 }

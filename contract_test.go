@@ -7,10 +7,12 @@ package retryhttp_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -263,9 +265,94 @@ func TestNotResendableBuildsNoSchedule(t *testing.T) {
 	assert.Zero(t, calls.Load())
 }
 
-// http.Transport answers a request with a nil URL with an error ("http: nil
-// Request.URL"), and so must a RoundTripper that wraps it, also once a
-// NewHostBudget holds a drained bucket for another destination.
+// brokenBody is a request body that sends a few bytes and then fails with
+// err, as a file on a disk that timed out (os.ErrDeadlineExceeded, whose
+// Timeout() is true) or was truncated (io.ErrUnexpectedEOF) does.
+type brokenBody struct {
+	err  error
+	sent bool
+}
+
+func (b *brokenBody) Read(p []byte) (int, error) {
+	if b.sent {
+		return 0, b.err
+	}
+	b.sent = true
+	return copy(p, "12345"), nil
+}
+
+func (b *brokenBody) Close() error { return nil }
+
+// An error of the caller's body ends the request at once with that very
+// error, for every request, resendable or not, with or without
+// AttemptTimeout: it is never an attempt timeout, never reaches Retryable
+// and never fires OnGiveUp.
+func TestCallersBodyErrorIsReturnedAsItIs(t *testing.T) {
+	requests := []struct {
+		name    string
+		method  string
+		getBody bool
+		header  http.Header
+	}{
+		{"PUT with GetBody", "PUT", true, nil},
+		{"PUT without GetBody", "PUT", false, nil},
+		{"POST with GetBody", "POST", true, nil},
+		{"POST with a key", "POST", true, http.Header{"Idempotency-Key": {"k"}}},
+		{"POST without GetBody", "POST", false, nil},
+	}
+	for _, bodyErr := range []error{os.ErrDeadlineExceeded, io.ErrUnexpectedEOF} {
+		for _, rq := range requests {
+			for _, timeout := range []time.Duration{0, 5 * time.Second} {
+				t.Run(fmt.Sprintf("%v/%s/AttemptTimeout %v", bodyErr, rq.name, timeout), func(t *testing.T) {
+					t.Parallel()
+					var hits atomic.Int32
+					srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						hits.Add(1)
+						_, _ = io.Copy(io.Discard, r.Body)
+						w.WriteHeader(503)
+					}))
+					defer srv.Close()
+					var hook giveUps
+					var asked []error
+					var mu sync.Mutex
+					client, _ := newClient(t, retryhttp.Policy{
+						AttemptTimeout: timeout,
+						OnGiveUp:       hook.record,
+						Retryable: func(resp *http.Response, err error) bool {
+							mu.Lock()
+							asked = append(asked, err)
+							mu.Unlock()
+							return retryhttp.DefaultRetryable(resp, err)
+						},
+					})
+					req := newRequest(t, rq.method, srv.URL, nil)
+					req.Body = &brokenBody{err: bodyErr}
+					req.ContentLength = -1
+					if rq.getBody {
+						req.GetBody = func() (io.ReadCloser, error) { return &brokenBody{err: bodyErr}, nil }
+					}
+					req.Header = rq.header.Clone()
+
+					resp, err := client.Do(req)
+
+					require.Error(t, err, "%v", resp)
+					assert.ErrorIs(t, err, bodyErr, "the body's own error")
+					assert.NotErrorIs(t, err, retryhttp.ErrAttemptTimeout)
+					var giveUp *retryhttp.GiveUpError
+					assert.False(t, errors.As(err, &giveUp), "not a give-up: %v", err)
+					mu.Lock()
+					for _, e := range asked {
+						assert.NotErrorIs(t, e, bodyErr, "Retryable was asked about the body's error")
+					}
+					mu.Unlock()
+					assert.Empty(t, hook.all(), "OnGiveUp")
+					assert.LessOrEqual(t, hits.Load(), int32(1))
+				})
+			}
+		}
+	}
+}
+
 func TestNilURLIsAnErrorNotAPanic(t *testing.T) {
 	var calls atomic.Int32
 	base := roundTripFunc(func(req *http.Request) (*http.Response, error) {

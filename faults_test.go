@@ -15,9 +15,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -669,6 +671,10 @@ func TestHTTP2WireErrors(t *testing.T) {
 		retried bool
 		// newConn: the retry goes out on a new connection.
 		newConn bool
+		// neverSent: the error proves the server never processed the
+		// request, so that even one that may not be resent (a POST without
+		// a key) is retried.
+		neverSent bool
 	}{
 		{
 			name: "GOAWAY before the first stream, ENHANCE_YOUR_CALM",
@@ -677,7 +683,7 @@ func TestHTTP2WireErrors(t *testing.T) {
 				return true
 			},
 			wantErr: "http2: Transport received GOAWAY from server ErrCode:ENHANCE_YOUR_CALM",
-			retried: true, newConn: true,
+			retried: true, newConn: true, neverSent: true,
 		},
 		{
 			name: "GOAWAY before the first stream, INTERNAL_ERROR",
@@ -686,7 +692,7 @@ func TestHTTP2WireErrors(t *testing.T) {
 				return true
 			},
 			wantErr: "http2: Transport received GOAWAY from server ErrCode:INTERNAL_ERROR",
-			retried: true, newConn: true,
+			retried: true, newConn: true, neverSent: true,
 		},
 		{
 			name: "GOAWAY before the first stream, NO_ERROR",
@@ -715,7 +721,7 @@ func TestHTTP2WireErrors(t *testing.T) {
 			fault:       func(s *h2Stream) bool { s.reset(h2RefusedStream); return false },
 			hideGetBody: true,
 			wantErr:     "http2: Transport: cannot retry err [stream error: stream ID 1; REFUSED_STREAM; received from peer] after Request.Body was written; define Request.GetBody to avoid this error",
-			retried:     true,
+			retried:     true, neverSent: true,
 		},
 		{
 			name:    "RST_STREAM INTERNAL_ERROR before the response",
@@ -794,7 +800,7 @@ func TestHTTP2WireErrors(t *testing.T) {
 				}
 				mu.Lock()
 				defer mu.Unlock()
-				if resends || (tt.retried && rq.mayRetry) {
+				if resends || (tt.retried && (rq.mayRetry || tt.neverSent)) {
 					require.NoError(t, err)
 					assert.Equal(t, 200, resp.StatusCode)
 					assert.Equal(t, answered, readAll(t, resp))
@@ -851,6 +857,107 @@ func TestServerRestart(t *testing.T) {
 	assert.Equal(t, 200, resp.StatusCode)
 	assert.Equal(t, "up again", body)
 	assert.Len(t, clock.Waits(), 2)
+}
+
+// A request that may not be resent (a POST without a key) is sent again
+// when the failure proves it never left: here, a refused connection to a
+// server that starts 100 ms later.
+func TestNeverSentPostIsRetried(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close() // down: connections are refused
+
+	var posts atomic.Int32
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		posts.Add(1)
+		_, _ = io.WriteString(w, "charged "+string(body))
+	})}
+	started := make(chan struct{})
+	time.AfterFunc(100*time.Millisecond, func() {
+		defer close(started)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Errorf("restart: %v", err)
+			return
+		}
+		go func() { _ = srv.Serve(ln) }()
+	})
+	defer func() { <-started; srv.Close() }()
+	var retries []retryhttp.RetryEvent
+	var hook giveUps
+	client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t), Policy: retryhttp.Policy{
+		Backoff:  func() backoff.BackOff { return backoff.NewConstantBackOff(250 * time.Millisecond) },
+		OnRetry:  func(ev retryhttp.RetryEvent) { retries = append(retries, ev) },
+		OnGiveUp: hook.record,
+	}}}
+
+	resp, body, err := do(t, client, newRequest(t, "POST", "http://"+addr, strings.NewReader("once")))
+
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, "charged once", body)
+	assert.Equal(t, int32(1), posts.Load())
+	require.NotEmpty(t, retries, "retried")
+	assert.ErrorIs(t, retries[0].Err, syscall.ECONNREFUSED)
+	assert.Equal(t, 2, retryhttp.Attempt(resp.Request.Context()), "answered on the retry")
+	assert.Empty(t, hook.all())
+}
+
+// A never-sent retry is a retry like any other: it takes a token from the
+// Budget, and the limits end it with their own reasons.
+func TestNeverSentRetryIsBudgeted(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	for _, tt := range []struct {
+		name         string
+		policy       retryhttp.Policy
+		wantReason   error
+		wantAttempts int
+	}{
+		{"budget empty", retryhttp.Policy{Budget: retryhttp.NewBudget(0, 0)}, retryhttp.ErrBudgetEmpty, 1},
+		{"budget of two", retryhttp.Policy{Budget: retryhttp.NewBudget(0, 2)}, retryhttp.ErrBudgetEmpty, 3},
+		{"attempts used up", retryhttp.Policy{MaxAttempts: 2}, retryhttp.ErrAttemptsUsedUp, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var hook giveUps
+			tt.policy.OnGiveUp = hook.record
+			tt.policy.Backoff = noWait
+			client, _ := newClient(t, tt.policy)
+
+			_, err := client.Do(newRequest(t, "POST", "http://"+addr, strings.NewReader("x")))
+
+			var giveUp *retryhttp.GiveUpError
+			require.ErrorAs(t, err, &giveUp)
+			assert.Same(t, tt.wantReason, giveUp.Reason)
+			assert.Equal(t, tt.wantAttempts, giveUp.Attempts)
+			assert.ErrorIs(t, err, syscall.ECONNREFUSED)
+			require.Len(t, hook.all(), 1)
+		})
+	}
+}
+
+// A POST whose connection is reset after the request was written may have
+// been processed: exactly one attempt, whatever the error says.
+func TestPostResetAfterWritingIsNotRetried(t *testing.T) {
+	srv := newRawServer(t, func(_ int, conn *net.TCPConn, w *bufio.Writer, _ *http.Request) {
+		resetConn(conn, w) // the whole request was read
+	})
+	var hook giveUps
+	client, _ := newClient(t, retryhttp.Policy{OnGiveUp: hook.record, Budget: retryhttp.UnlimitedBudget()})
+
+	resp, err := client.Do(newRequest(t, "POST", srv.url(), strings.NewReader("charge")))
+
+	require.Error(t, err, "%v", resp)
+	assert.Len(t, srv.requests(), 1, "one attempt")
+	var giveUp *retryhttp.GiveUpError
+	require.ErrorAs(t, err, &giveUp)
+	assert.Same(t, retryhttp.ErrNotIdempotent, giveUp.Reason)
+	assert.Equal(t, 1, giveUp.Attempts)
+	require.Len(t, hook.all(), 1)
 }
 
 // Soak: many requests from many goroutines through one Transport against a

@@ -316,6 +316,18 @@ var fuzzErrors = []struct {
 	{errors.New("fuzz: an error nobody foresaw"), true},
 }
 
+// fuzzNeverSent reports whether err, one of fuzzErrors, proves that the
+// request never reached the server: a dial error, a GOAWAY that left its
+// stream out, a refused stream.
+func fuzzNeverSent(err error) bool {
+	var opErr *net.OpError
+	if errors.As(err, &opErr) {
+		return opErr.Op == "dial"
+	}
+	return err != nil && (strings.HasPrefix(err.Error(), "http2: Transport received GOAWAY from server ErrCode:") ||
+		strings.HasSuffix(err.Error(), "; REFUSED_STREAM; received from peer"))
+}
+
 // errFuzzBody is the error of a response body that fails half way;
 // errFuzzGetBody that of a failing GetBody. (A request body that fails
 // half way returns io.ErrUnexpectedEOF, as a file truncated under it.)
@@ -881,7 +893,16 @@ func runFuzzCase(t *testing.T, c *fuzzCase, loopback bool) {
 		fail("%d attempts, more than MaxAttempts %d", n, maxAttempts)
 	}
 	if !c.resendable() && n != 1 {
-		fail("%d attempts of a request that may not be sent twice", n)
+		// Only after attempts that never left, and with a body that can
+		// be replayed.
+		if c.body != nil && c.noGetBody {
+			fail("%d attempts of a request whose body cannot be replayed", n)
+		}
+		for _, a := range attempts[:n-1] {
+			if !fuzzNeverSent(a.answer.err) {
+				fail("%d attempts of a request that may not be sent twice, after attempt %d, which may have reached the server", n, a.n)
+			}
+		}
 	}
 	if (c.budget == 2 && n > 1) || (c.budget == 3 && n > 2) {
 		fail("%d attempts, more than the budget allows", n)
@@ -983,8 +1004,11 @@ func runFuzzCase(t *testing.T, c *fuzzCase, loopback bool) {
 		fail("OnRetry was called %d times for %d attempts", len(onRetry), n)
 	}
 	for i, ev := range onRetry {
-		if ev.Attempt != i+1 || ev.Wait < 0 || ev.Request != req {
-			fail("OnRetry %d: attempt %d, wait %v, the caller's request %v", i+1, ev.Attempt, ev.Wait, ev.Request == req)
+		// The failed attempt's own request: the caller's, or a copy of it,
+		// for the first.
+		if ev.Attempt != i+1 || ev.Wait < 0 || ev.Request == nil || retryhttp.Attempt(ev.Request.Context()) != ev.Attempt ||
+			(ev.Attempt > 1 && ev.Request == req) || ev.Request.URL.String() != req.URL.String() {
+			fail("OnRetry %d: attempt %d, wait %v, request of attempt %d", i+1, ev.Attempt, ev.Wait, retryhttp.Attempt(ev.Request.Context()))
 		}
 	}
 	if len(onGiveUp) > 1 || (len(onGiveUp) == 1 && onGiveUp[0].Attempts != n) {

@@ -11,8 +11,9 @@ import (
 
 // The reasons why a Transport stopped retrying a request whose last outcome
 // called for another attempt. GiveUpError.Reason and GiveUpEvent.Reason hold
-// one of them, or the context's own error when a wait was cut short, so that
-// both == and errors.Is work.
+// one of them, or the context's own error (ctx.Err() itself, even when a
+// Clock's Sleep wrapped it) when the context ended a wait or ended as a
+// retryable response arrived, so that both == and errors.Is work.
 var (
 	// ErrAttemptsUsedUp: Policy.MaxAttempts attempts were made.
 	ErrAttemptsUsedUp = errors.New("retryhttp: attempts used up")
@@ -31,8 +32,9 @@ var (
 	ErrBackoffStop = errors.New("retryhttp: backoff schedule said stop")
 	// ErrNotResendable: the outcome called for a retry, but the request may
 	// not be sent again: it is not idempotent (see Policy.Idempotent), or
-	// its body cannot be replayed. A Transport gives up with one of the two
-	// errors below, which say which rule applied; errors.Is(reason,
+	// its body cannot be replayed, and the outcome does not prove that the
+	// request never reached the server. A Transport gives up with one of
+	// the two errors below, which say which rule applied; errors.Is(reason,
 	// ErrNotResendable) holds for both.
 	ErrNotResendable = errors.New("retryhttp: request may not be sent again")
 	// ErrNotIdempotent: the request may not be sent again because it is
@@ -61,7 +63,7 @@ type GiveUpError struct {
 	// Attempts is the number of attempts made, the first included.
 	Attempts int
 	// Reason says why the retries ended: one of the Err sentinels of this
-	// package, or the context's error when it ended a wait.
+	// package, or the context's own error when it ended a wait.
 	Reason error
 	// Err is the transport error of the last attempt. It is nil only when
 	// a wait was cut short after an attempt that ended in a response.
@@ -99,8 +101,10 @@ func plural(n int, noun string) string {
 // RetryEvent describes a retry that is about to be waited for; it is what
 // Policy.OnRetry receives.
 type RetryEvent struct {
-	// Request is the request of the attempt that failed. It must not be
-	// modified.
+	// Request is the request of the attempt that failed, as it went to the
+	// Transport's Base: Attempt(Request.Context()) is Attempt. For the
+	// first attempt it may be the caller's own request or a shallow copy of
+	// it. It must not be modified.
 	Request *http.Request
 	// Attempt is the number of the attempt that failed, from 1; the retry
 	// is attempt Attempt+1.
@@ -136,8 +140,9 @@ type RetryEvent struct {
 // values in it. A caller that only needs the reason where it handles the
 // response can call Outcome instead.
 type GiveUpEvent struct {
-	// Request is the request RoundTrip was called with, which may be a
-	// copy of the caller's own (see above). It must not be modified.
+	// Request is the request RoundTrip was called with, whichever attempt
+	// was the last; it may be a copy of the caller's own (see above). It
+	// must not be modified.
 	Request *http.Request
 	// Attempts is the number of attempts made, the first included.
 	Attempts int
@@ -147,7 +152,8 @@ type GiveUpEvent struct {
 	// Err is the last attempt's transport error, or nil.
 	Err error
 	// Reason is why the retries ended: one of the Err sentinels of this
-	// package, or the context's error when it cut a wait short.
+	// package, or the context's own error when it cut a wait short or ended
+	// as a retryable response arrived.
 	Reason error
 	// RetryAfter, HasRetryAfter and RetryAfterHeader report the wait the
 	// last response asked for, as in RetryEvent, whatever the Reason.

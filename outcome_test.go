@@ -115,14 +115,17 @@ func TestEveryGiveUpOnAnErrorIsAGiveUpError(t *testing.T) {
 		name         string
 		policy       retryhttp.Policy
 		method       string
+		body         io.Reader // not replayable: no GetBody
 		wantReason   error
 		wantAttempts int
 	}{
-		{"attempts used up", retryhttp.Policy{MaxAttempts: 2}, "GET", retryhttp.ErrAttemptsUsedUp, 2},
-		{"budget empty", retryhttp.Policy{Budget: retryhttp.NewBudget(0, 0)}, "GET", retryhttp.ErrBudgetEmpty, 1},
-		{"MaxElapsed", retryhttp.Policy{MaxElapsed: time.Millisecond}, "GET", retryhttp.ErrMaxElapsed, 1},
-		{"POST", retryhttp.Policy{}, "POST", retryhttp.ErrNotIdempotent, 1},
-		{"backoff stop", retryhttp.Policy{Backoff: func() backoff.BackOff { return &backoff.StopBackOff{} }}, "GET", retryhttp.ErrBackoffStop, 1},
+		{"attempts used up", retryhttp.Policy{MaxAttempts: 2}, "GET", nil, retryhttp.ErrAttemptsUsedUp, 2},
+		{"budget empty", retryhttp.Policy{Budget: retryhttp.NewBudget(0, 0)}, "GET", nil, retryhttp.ErrBudgetEmpty, 1},
+		{"MaxElapsed", retryhttp.Policy{MaxElapsed: time.Millisecond}, "GET", nil, retryhttp.ErrMaxElapsed, 1},
+		// A refused connection proves the POST was never sent: retried.
+		{"POST never sent", retryhttp.Policy{}, "POST", nil, retryhttp.ErrAttemptsUsedUp, 4},
+		{"POST, body not replayable", retryhttp.Policy{}, "POST", io.MultiReader(strings.NewReader("x")), retryhttp.ErrBodyNotReplayable, 1},
+		{"backoff stop", retryhttp.Policy{Backoff: func() backoff.BackOff { return &backoff.StopBackOff{} }}, "GET", nil, retryhttp.ErrBackoffStop, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -130,7 +133,7 @@ func TestEveryGiveUpOnAnErrorIsAGiveUpError(t *testing.T) {
 			tt.policy.OnGiveUp = hook.record
 			client, _ := newClient(t, tt.policy)
 
-			_, err := client.Do(newRequest(t, tt.method, refusedURL(t), nil))
+			_, err := client.Do(newRequest(t, tt.method, refusedURL(t), tt.body))
 
 			require.Error(t, err)
 			var giveUp *retryhttp.GiveUpError
@@ -231,11 +234,6 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
 
-// respond answers req with an empty response of the given status.
-func respond(req *http.Request, code int) *http.Response {
-	return &http.Response{StatusCode: code, Header: http.Header{}, Body: http.NoBody, Request: req}
-}
-
 func TestGiveUpErrorMessage(t *testing.T) {
 	err := &retryhttp.GiveUpError{Attempts: 3, Reason: retryhttp.ErrBudgetEmpty, Err: syscall.ECONNRESET}
 	assert.Equal(t, "retryhttp: gave up after 3 attempts (retry budget empty): connection reset by peer", err.Error())
@@ -244,8 +242,156 @@ func TestGiveUpErrorMessage(t *testing.T) {
 	assert.ErrorIs(t, err, context.Canceled)
 }
 
-// A request that may not be sent again says which rule forbade it: its
-// method, or a body without GetBody. Both still match ErrNotResendable.
+// A retryable response that arrives just as the caller's context ends is a
+// give-up, reported exactly once with the context's own error, whether it
+// is the first attempt's or a retry's.
+func TestContextEndingAsARetryableResponseArrivesIsAGiveUp(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		method   string
+		cancelOn int // the attempt whose answer comes as the context ends
+	}{
+		{"first attempt", "GET", 1},
+		{"a retry", "GET", 2},
+		{"first attempt, not resendable", "POST", 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := retrytest.NewServer(t).Otherwise(retrytest.Unavailable(0))
+			var hook giveUps
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			real := newBase(t)
+			base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+				resp, err := real.RoundTrip(req)
+				if retryhttp.Attempt(req.Context()) == tt.cancelOn {
+					cancel()
+				}
+				return resp, err
+			})
+			client := &http.Client{Transport: &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{
+				Clock: retrytest.NewClock(t), OnGiveUp: hook.record, Budget: retryhttp.UnlimitedBudget(),
+			}}}
+
+			resp, err := client.Do(newRequest(t, tt.method, srv.URL, nil).WithContext(ctx))
+
+			require.NoError(t, err, "the retryable response is returned whole")
+			defer resp.Body.Close()
+			assert.Equal(t, 503, resp.StatusCode)
+			assert.Equal(t, tt.cancelOn, srv.Count())
+			events := hook.all()
+			require.Len(t, events, 1, "OnGiveUp exactly once")
+			assert.Same(t, context.Canceled, events[0].Reason)
+			assert.Equal(t, tt.cancelOn, events[0].Attempts)
+			assert.Same(t, resp, events[0].Response)
+		})
+	}
+}
+
+// wrappingClock waits in real time, and returns an error that wraps the
+// context's, as the Clock contract allows, when a wait is cut short.
+type wrappingClock struct{}
+
+func (wrappingClock) Now() time.Time { return time.Now() }
+
+func (wrappingClock) Sleep(ctx context.Context, d time.Duration) error {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wrapping clock: sleep of %v cut short: %w", d, ctx.Err())
+	}
+}
+
+// The reason of a wait cut short is the context's own error, even when the
+// Clock's Sleep returns a wrapper of it.
+func TestCancelledWaitReasonIsTheContextsOwnError(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		ctx  func() (context.Context, context.CancelFunc)
+		want error
+	}{
+		{"cancelled", func() (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(50*time.Millisecond, cancel)
+			return ctx, cancel
+		}, context.Canceled},
+		{"deadline", func() (context.Context, context.CancelFunc) {
+			// A deadline the Transport cannot see ends the wait.
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			return hiddenDeadline{ctx}, cancel
+		}, context.DeadlineExceeded},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := retrytest.NewServer(t).Otherwise(retrytest.Unavailable(5 * time.Second))
+			var hook giveUps
+			client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t), Policy: retryhttp.Policy{
+				Clock: wrappingClock{}, OnGiveUp: hook.record,
+			}}}
+			ctx, cancel := tt.ctx()
+			defer cancel()
+
+			_, err := client.Do(newRequest(t, "GET", srv.URL, nil).WithContext(ctx))
+
+			var giveUp *retryhttp.GiveUpError
+			require.ErrorAs(t, err, &giveUp)
+			assert.True(t, giveUp.Reason == tt.want, "GiveUpError.Reason == the context's error: %#v", giveUp.Reason)
+			events := hook.all()
+			require.Len(t, events, 1)
+			assert.True(t, events[0].Reason == tt.want, "GiveUpEvent.Reason == the context's error: %#v", events[0].Reason)
+		})
+	}
+}
+
+// RetryEvent.Request is the request of the attempt that failed, so that
+// its context tells that attempt's number; GiveUpEvent.Request is the
+// caller's.
+func TestRetryEventRequestIsTheFailedAttempts(t *testing.T) {
+	for _, timeout := range []time.Duration{0, 5 * time.Second} {
+		t.Run(fmt.Sprintf("AttemptTimeout %v", timeout), func(t *testing.T) {
+			srv := retrytest.NewServer(t).Otherwise(retrytest.Unavailable(0))
+			var mu sync.Mutex
+			var sent []*http.Request
+			var events []retryhttp.RetryEvent
+			real := newBase(t)
+			base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+				mu.Lock()
+				sent = append(sent, req)
+				mu.Unlock()
+				return real.RoundTrip(req)
+			})
+			var hook giveUps
+			client := &http.Client{Transport: &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{
+				Clock: retrytest.NewClock(t), AttemptTimeout: timeout, Budget: retryhttp.UnlimitedBudget(),
+				OnRetry:  func(ev retryhttp.RetryEvent) { mu.Lock(); events = append(events, ev); mu.Unlock() },
+				OnGiveUp: hook.record,
+			}}}
+			req := newRequest(t, "PUT", srv.URL, strings.NewReader("body"))
+
+			resp, _, err := do(t, client, req)
+
+			require.NoError(t, err)
+			assert.Equal(t, 503, resp.StatusCode)
+			mu.Lock()
+			defer mu.Unlock()
+			require.Len(t, events, 3)
+			require.Len(t, sent, 4)
+			for i, ev := range events {
+				assert.Equal(t, i+1, ev.Attempt)
+				assert.Same(t, sent[i], ev.Request, "the request of attempt %d", ev.Attempt)
+				assert.Equal(t, ev.Attempt, retryhttp.Attempt(ev.Request.Context()))
+			}
+			require.Len(t, hook.all(), 1)
+			assert.Same(t, req, hook.all()[0].Request, "the caller's request")
+		})
+	}
+}
+
+func respond(req *http.Request, code int) *http.Response {
+	return &http.Response{StatusCode: code, Header: http.Header{}, Body: http.NoBody, Request: req}
+}
+
 func TestNotResendableSaysWhichRuleApplied(t *testing.T) {
 	file := func(t *testing.T) io.Reader {
 		f, err := os.CreateTemp(t.TempDir(), "body")
@@ -307,9 +453,6 @@ func TestNotResendableSaysWhichRuleApplied(t *testing.T) {
 	}
 }
 
-// Outcome reads, from the response RoundTrip returned, the attempts made
-// and why the retries were given up on, through http.Client with and
-// without a Timeout (which makes the Client pass the Transport a copy).
 func TestOutcomeOfTheFinalResponse(t *testing.T) {
 	tests := []struct {
 		name         string
@@ -377,9 +520,6 @@ func TestOutcomeOfAResponseNotFromATransport(t *testing.T) {
 	assert.NoError(t, reason)
 }
 
-// The give-up is in the response OnGiveUp receives too, and the event can
-// be matched to the caller's request through a value in its context when
-// http.Client.Timeout makes the Request a copy.
 func TestGiveUpEventCorrelatesThroughTheContext(t *testing.T) {
 	type requestID struct{}
 	srv := retrytest.NewServer(t).Otherwise(retrytest.Unavailable(time.Second))

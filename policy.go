@@ -71,7 +71,7 @@ type Policy struct {
 	// Backoff returns a fresh schedule of waits for one request; it is
 	// called at most once per request, when its first retry is considered
 	// (never when MaxAttempts is 1, nor for a request that may not be
-	// resent). The schedule supplies the wait whenever the response names
+	// resent, unless an attempt of it never left; see Idempotent). The schedule supplies the wait whenever the response names
 	// none (no valid Retry-After or rate-limit header), and it is consulted
 	// before every retry, so that a schedule returning backoff.Stop ends
 	// the retries even when the server named a time; it must not return
@@ -105,10 +105,15 @@ type Policy struct {
 	// Idempotent reports whether the request may be sent more than once
 	// with the same effect. nil means DefaultIdempotent. Whatever it says,
 	// a request whose body cannot be replayed (a body other than
-	// http.NoBody without GetBody) is never sent twice. A retryable outcome
-	// of a request that may not be resent is given up on with
-	// ErrNotIdempotent or ErrBodyNotReplayable, which say which rule
-	// applied.
+	// http.NoBody without GetBody) is never sent twice. A request it
+	// rejects is still sent again, when its body can be replayed, after an
+	// attempt that failed in a way that proves the request never reached
+	// the server: the connection could not be dialled, or the HTTP/2
+	// server refused the stream (REFUSED_STREAM) or left it out of a
+	// GOAWAY. Such a retry is budgeted and limited like any other. Any
+	// other retryable outcome of a request that may not be resent is
+	// given up on with ErrNotIdempotent or ErrBodyNotReplayable, which say
+	// which rule applied.
 	Idempotent func(req *http.Request) bool
 
 	// OnRetry, if not nil, is called once before each wait for a retry,
@@ -130,7 +135,9 @@ type Policy struct {
 	// response headers. An attempt that takes longer is abandoned (its
 	// connection closed) and counts as a transport error that matches
 	// ErrAttemptTimeout, retried like a broken connection. The body of the
-	// response returned is not bounded by it. 0 means no limit.
+	// response returned is not bounded by it. 0 means no limit, and costs
+	// nothing; a limit costs a few allocations per attempt (see the
+	// README's "Timeouts").
 	AttemptTimeout time.Duration
 
 	// Clock supplies the current time and the waits between attempts. nil

@@ -71,16 +71,19 @@ const (
 // with its own context or a body wrapper), and each retry a clone whose body
 // comes from req.GetBody and whose context carries its attempt number (see
 // Attempt). A request that may not be sent twice (see Policy.Idempotent)
-// gets exactly one attempt.
+// gets exactly one attempt, unless that attempt failed in a way that proves
+// the request never reached the server and its body can be replayed.
 //
 // When the retries end (see the Err sentinels for every reason), RoundTrip
 // returns at once, without sleeping, the last response whole and unread with
 // a nil error, or, when the last attempt failed with a transport error, a
 // *GiveUpError holding that error and the reason. If the request's context
 // is done (or its Cancel channel closed) during a wait, RoundTrip returns a
-// *GiveUpError whose Reason is the context's error. An error from reading
-// the caller's request body, or from req.GetBody, ends the request at once
-// with that error. An error that was never worth retrying is returned as it
+// *GiveUpError whose Reason is the context's error; if it ends as a
+// retryable response arrives, that response is returned as a give-up with
+// the same reason. An error from reading the caller's request body, or
+// from req.GetBody, ends the request at once with that very error, for
+// every request. An error that was never worth retrying is returned as it
 // is on the first attempt, and wrapped with the number of attempts after
 // retries.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -95,19 +98,38 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	budget := t.budget()
 	r := retrier{t: t, req: req, clock: p.clock(), budget: budget}
-	notResendable := p.whyNotResendable(req)
-	resendable := notResendable == nil
-	if resendable {
+	r.notResendable = p.whyNotResendable(req)
+	if r.notResendable == nil || bodyReplayable(req) {
+		// A request that may not be resent is still sent again after an
+		// error that proves it never left (see neverSent).
 		r.start = startTime(r.clock)
 	}
-	resp, err := r.send(1, resendable)
-	if !r.retryable(resp, err) {
+	resp, err := r.send(1)
+	retry, ended := r.retryable(resp, err)
+	if ended != nil {
+		return r.giveUp(1, resp, err, ended, serverWaitAt(resp, r.clock.Now()))
+	}
+	if !retry {
 		return resp, err
 	}
-	if !resendable {
-		return r.giveUp(1, resp, err, notResendable, serverWaitAt(resp, r.clock.Now()))
+	if !r.mayRetry(err) {
+		return r.giveUp(1, resp, err, r.notResendable, serverWaitAt(resp, r.clock.Now()))
 	}
 	return r.retry(resp, err)
+}
+
+// mayRetry reports whether r.req may be sent again after an attempt that
+// failed with err (nil for a response): always when it may be resent, and
+// otherwise only when its body can be replayed and err proves that the
+// attempt never reached the server.
+func (r *retrier) mayRetry(err error) bool {
+	return r.notResendable == nil || (err != nil && bodyReplayable(r.req) && neverSent(err))
+}
+
+// bodyReplayable reports whether req's body can be sent again: it has none,
+// or GetBody makes a fresh one.
+func bodyReplayable(req *http.Request) bool {
+	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 }
 
 // CloseIdleConnections closes the idle connections of Base, or of
@@ -129,6 +151,11 @@ type retrier struct {
 	clock  Clock
 	budget *Budget
 	start  time.Time // when the first attempt began
+	// notResendable is nil when the request may be sent more than once,
+	// and otherwise the rule that forbids it (see Policy.whyNotResendable).
+	notResendable error
+	// last is the request of the latest attempt, as it went to Base.
+	last *http.Request
 	// bodyErr records an error from reading the request body of the latest
 	// attempt; set only for requests with a body.
 	bodyErr *recordingBody
@@ -154,7 +181,7 @@ func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) 
 		}
 		if p.OnRetry != nil {
 			p.OnRetry(RetryEvent{
-				Request: r.req, Attempt: attempt, Response: resp, Err: err,
+				Request: r.last, Attempt: attempt, Response: resp, Err: err,
 				RetryAfter: d.server.wait, HasRetryAfter: d.server.ok, RetryAfterHeader: d.server.header,
 				Wait: d.wait,
 			})
@@ -176,20 +203,41 @@ func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) 
 		}
 		if waitErr != nil {
 			r.budget.refund(r.req.URL)
-			return nil, r.reportGiveUp(attempt, nil, err, waitErr, d.server)
+			return nil, r.reportGiveUp(attempt, nil, err, r.endReason(waitErr), d.server)
 		}
-		resp, err = r.send(attempt+1, true)
+		resp, err = r.send(attempt + 1)
 		if errors.Is(err, errReopenBody) {
 			r.budget.refund(r.req.URL) // the retry was never sent
 			return nil, err
 		}
-		if !r.retryable(resp, err) {
+		retry, ended := r.retryable(resp, err)
+		if ended != nil {
+			return r.giveUp(attempt+1, resp, err, ended, serverWaitAt(resp, r.clock.Now()))
+		}
+		if !retry {
 			if err != nil && !r.bodyFailed() {
 				err = fmt.Errorf("retryhttp: failed after %s: %w", plural(attempt+1, "attempt"), err)
 			}
 			return resp, err
 		}
+		if !r.mayRetry(err) {
+			return r.giveUp(attempt+1, resp, err, r.notResendable, serverWaitAt(resp, r.clock.Now()))
+		}
 	}
+}
+
+// endReason returns why the caller stopped waiting for r.req: its
+// context's own error, so that == works even when a Clock's Sleep wraps it,
+// or context.Canceled for a closed Cancel channel; fallback when neither
+// ended.
+func (r *retrier) endReason(fallback error) error {
+	if err := r.req.Context().Err(); err != nil {
+		return err
+	}
+	if !requestLive(r.req) {
+		return context.Canceled
+	}
+	return fallback
 }
 
 // errReopenBody marks an error of req.GetBody, which ends the request.
@@ -197,31 +245,46 @@ var errReopenBody = errors.New("retryhttp: reopening the request body")
 
 // retryable reports whether an attempt's outcome calls for another attempt:
 // the request is still live, its body could be read, and the Policy's rule
-// says so. (A GetBody error never gets here: the retry loop ends on it.) A response the rule does not retry is a success, which credits
-// the Budget: the budget grows with what the server serves, not with what
-// is asked of it, so that retries cannot keep an overloaded server from
-// recovering.
-func (r *retrier) retryable(resp *http.Response, err error) bool {
+// says so. (A GetBody error never gets here: the retry loop ends on it.) A
+// response the rule does not retry is a success, which credits the Budget:
+// the budget grows with what the server serves, not with what is asked of
+// it, so that retries cannot keep an overloaded server from recovering.
+//
+// A response the rule retries but that arrived as the caller stopped
+// waiting is a give-up: ended is then the reason, the context's error.
+func (r *retrier) retryable(resp *http.Response, err error) (retry bool, ended error) {
 	if err != nil && r.bodyFailed() {
-		return false
+		return false, nil
 	}
 	live := requestLive(r.req)
 	if err != nil && !live {
-		return false // the caller's own cancellation, not the server's doing
+		return false, nil // the caller's own cancellation, not the server's doing
 	}
 	if r.t.Policy.retryable(resp, err) {
-		return live
+		if !live {
+			return false, r.endReason(context.Canceled)
+		}
+		return true, nil
 	}
 	if err == nil && resp != nil {
 		r.budget.deposit(r.req.URL)
 	}
-	return false
+	return false, nil
 }
 
 // bodyFailed reports whether reading the request body of the latest attempt
 // failed: the caller's error, which no retry can mend.
 func (r *retrier) bodyFailed() bool {
-	return r.bodyErr != nil && r.bodyErr.get() != nil
+	return r.bodyError() != nil
+}
+
+// bodyError returns the error reading the request body of the latest
+// attempt returned, or nil.
+func (r *retrier) bodyError() error {
+	if r.bodyErr == nil {
+		return nil
+	}
+	return r.bodyErr.get()
 }
 
 // requestLive reports whether the caller still waits for req: neither its
@@ -267,14 +330,17 @@ func (r *retrier) reportGiveUp(attempts int, resp *http.Response, err, reason er
 
 // send makes attempt n of r.req. The first attempt sends the caller's
 // request itself unless it needs a timeout of its own, or a recorder of its
-// body's errors (only a request that may be resent has a use for one);
-// every later one sends a clone from GetBody that carries its attempt
-// number.
-func (r *retrier) send(n int, resendable bool) (*http.Response, error) {
+// body's errors (every request with a body: an error of the caller's body
+// ends the request, whatever the request); every later one sends a clone
+// from GetBody that carries its attempt number. An error from reading the
+// body is returned as it is, before anything else can make it an attempt
+// timeout or a transport error.
+func (r *retrier) send(n int) (*http.Response, error) {
 	p := &r.t.Policy
 	req := r.req
 	r.abandon = nil
-	recordBody := resendable && req.Body != nil && req.Body != http.NoBody
+	base := r.t.base()
+	recordBody := req.Body != nil && req.Body != http.NoBody
 	if n == 1 && p.AttemptTimeout <= 0 {
 		if recordBody {
 			// One allocation holds both the shallow copy, which keeps the
@@ -285,7 +351,14 @@ func (r *retrier) send(n int, resendable bool) (*http.Response, error) {
 			r.bodyErr = &first.body
 			req = &first.req
 		}
-		resp, err := r.t.base().RoundTrip(req)
+		r.last = req
+		resp, err := base.RoundTrip(req)
+		if err != nil {
+			if bodyErr := r.bodyError(); bodyErr != nil {
+				return nil, callerBodyError(err, bodyErr)
+			}
+			err = markPeerText(base, req, err)
+		}
 		return resp, attemptError(r.req.Context(), err)
 	}
 	ctx := req.Context()
@@ -312,8 +385,27 @@ func (r *retrier) send(n int, resendable bool) (*http.Response, error) {
 		r.bodyErr = &recordingBody{body: attemptReq.Body}
 		attemptReq.Body = r.bodyErr
 	}
-	resp, err := r.t.base().RoundTrip(attemptReq)
+	r.last = attemptReq
+	resp, err := base.RoundTrip(attemptReq)
+	if err != nil {
+		if bodyErr := r.bodyError(); bodyErr != nil {
+			ac.abandon()
+			return nil, callerBodyError(err, bodyErr)
+		}
+		err = markPeerText(base, attemptReq, err)
+	}
 	return ac.finish(req.Context(), resp, err)
+}
+
+// callerBodyError returns the error of an attempt whose request body failed
+// with bodyErr: Base's error when it holds bodyErr (net/http returns it as
+// it is), and otherwise bodyErr itself, so that errors.Is(err, bodyErr)
+// always holds.
+func callerBodyError(err, bodyErr error) error {
+	if errors.Is(err, bodyErr) {
+		return err
+	}
+	return bodyErr
 }
 
 // recordedRequest is a first attempt's request whose body errors are

@@ -124,12 +124,16 @@ func keyOf(u *url.URL) destKey {
 
 func newDestination(k destKey) *destination {
 	attrs := []attribute.KeyValue{semconv.URLScheme(k.scheme), semconv.ServerAddress(k.host)}
-	hostport := k.host
+	// The key is a URL for TokensFor to parse: the "%" of an IPv6 zone
+	// (fe80::1%lo) is escaped as url.URL.String escapes it, for a bare "%"
+	// would make the key unparsable and the destination's point lost.
+	host := strings.ReplaceAll(k.host, "%", "%25")
+	hostport := host
 	if strings.Contains(hostport, ":") {
 		hostport = "[" + hostport + "]" // an IPv6 address
 	}
 	if k.port != "" {
-		hostport = net.JoinHostPort(k.host, k.port)
+		hostport = net.JoinHostPort(host, k.port)
 		if port, err := strconv.Atoi(k.port); err == nil {
 			attrs = append(attrs, semconv.ServerPort(port))
 		}

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -30,6 +31,8 @@ func TestKeyOf(t *testing.T) {
 		{"https://[::1]:8443/", destKey{"https", "::1", "8443"}, "https://[::1]:8443"},
 		{"ftp://[::1]/", destKey{"ftp", "::1", ""}, "ftp://[::1]"},
 		{"wss://Socket.example/", destKey{"wss", "socket.example", "443"}, "wss://socket.example:443"},
+		{"http://[fe80::1%25lo]:8080/x", destKey{"http", "fe80::1%lo", "8080"}, "http://[fe80::1%25lo]:8080"},
+		{"https://[FE80::1%25Eth0]/", destKey{"https", "fe80::1%eth0", "443"}, "https://[fe80::1%25eth0]:443"},
 	}
 	for _, tc := range cases {
 		u, err := url.Parse(tc.url)
@@ -37,6 +40,23 @@ func TestKeyOf(t *testing.T) {
 		k := keyOf(u)
 		assert.Equal(t, tc.key, k, tc.url)
 		assert.Equal(t, tc.budgetKey, newDestination(k).budgetKey, tc.url)
+	}
+}
+
+// The budget key of an IPv6 destination with a zone escapes the zone's
+// "%", as url.URL.String does, so that it is a URL TokensFor can read: the
+// gauge reports a point for it, as for any other destination.
+func TestBudgetKeyOfAZonedIPv6Destination(t *testing.T) {
+	for _, raw := range []string{"http://[fe80::1%25lo]:8080/x", "https://[fe80::1%25eth0]/", "http://[fe80::1%25%2541]:80"} {
+		u, err := url.Parse(raw)
+		require.NoError(t, err)
+		budget := retryhttp.NewHostBudget(0.1, 10)
+		d := newDestination(keyOf(u))
+
+		parsed, err := url.Parse(d.budgetKey)
+		require.NoError(t, err, "the key %q is a URL", d.budgetKey)
+		assert.Equal(t, strings.ToLower(u.Hostname()), parsed.Hostname(), "the key names the same host")
+		assert.Equal(t, 10.0, budget.TokensFor(d.budgetKey), "TokensFor(%q)", d.budgetKey)
 	}
 }
 
