@@ -532,6 +532,6 @@ func TestNeverSent(t *testing.T) {
 		{"a proxy's words", &peerTextError{errors.New("http2: Transport received Server's graceful shutdown GOAWAY")}, false},
 		{"quoted", errors.New(`malformed MIME header: missing colon: "http2: Transport received Server's graceful shutdown GOAWAY"`), false},
 	} {
-		assert.Equal(t, tt.never, neverSent(tt.err), tt.name)
+		assert.Equal(t, tt.never, neverSent(tt.err, false), tt.name)
 	}
 }

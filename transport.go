@@ -27,7 +27,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -103,6 +105,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// A request that may not be resent is still sent again after an
 		// error that proves it never left (see neverSent).
 		r.start = startTime(r.clock)
+		r.traceConns = r.notResendable != nil
 	}
 	resp, err := r.send(1)
 	retry, ended := r.retryable(resp, err)
@@ -123,7 +126,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // otherwise only when its body can be replayed and err proves that the
 // attempt never reached the server.
 func (r *retrier) mayRetry(err error) bool {
-	return r.notResendable == nil || (err != nil && bodyReplayable(r.req) && neverSent(err))
+	return r.notResendable == nil || (err != nil && bodyReplayable(r.req) && neverSent(err, r.gotConn != nil && r.gotConn.Load()))
 }
 
 // bodyReplayable reports whether req's body can be sent again: it has none,
@@ -163,6 +166,27 @@ type retrier struct {
 	// its own, to set free a discarded body stuck in a Read.
 	abandon context.CancelCauseFunc
 	sched   schedule
+	// traceConns is set for a request that may not be resent but whose
+	// body can be replayed: its attempts record in gotConn whether Base
+	// was given a connection, after which a dial error proves nothing.
+	traceConns bool
+	gotConn    *atomic.Bool // the latest attempt's, when traceConns is set
+}
+
+// traceConn returns ctx, with a trace that records in r.gotConn whether the
+// attempt gets a connection when r.traceConns is set. It costs nothing to
+// the requests that may be resent, which never ask.
+func (r *retrier) traceConn(ctx context.Context) context.Context {
+	if !r.traceConns {
+		return ctx
+	}
+	got := new(atomic.Bool)
+	r.gotConn = got
+	// A new trace each time: WithClientTrace composes the caller's own
+	// trace into the one it is given.
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) { got.Store(true) },
+	})
 }
 
 // retry runs the retries of r.req, whose first attempt ended in resp or err
@@ -342,6 +366,9 @@ func (r *retrier) send(n int) (*http.Response, error) {
 	base := r.t.base()
 	recordBody := req.Body != nil && req.Body != http.NoBody
 	if n == 1 && p.AttemptTimeout <= 0 {
+		if r.traceConns {
+			req = req.WithContext(r.traceConn(req.Context()))
+		}
 		if recordBody {
 			// One allocation holds both the shallow copy, which keeps the
 			// caller's context, and the body recorder.
@@ -365,7 +392,7 @@ func (r *retrier) send(n int) (*http.Response, error) {
 	if n > 1 {
 		ctx = context.WithValue(ctx, attemptKey{}, n)
 	}
-	ctx, ac := startAttempt(ctx, p.AttemptTimeout)
+	ctx, ac := startAttempt(r.traceConn(ctx), p.AttemptTimeout)
 	r.abandon = ac.release
 	var attemptReq *http.Request
 	if n > 1 {
