@@ -239,6 +239,11 @@ func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) 
 			return r.giveUp(attempt+1, resp, err, ended, serverWaitAt(resp, r.clock.Now()))
 		}
 		if !retry {
+			if resp != nil && resp.Request == nil {
+				// Outcome reads the attempt number from resp.Request, which
+				// a Base need not set.
+				resp.Request = r.last
+			}
 			if err != nil && !r.bodyFailed() {
 				err = fmt.Errorf("retryhttp: failed after %s: %w", plural(attempt+1, "attempt"), err)
 			}
