@@ -419,13 +419,15 @@ func (e *peerTextError) Unwrap() error { return e.err }
 // CONNECT's error.
 var errorStringType = reflect.TypeOf(errors.New(""))
 
-// markPeerText returns err marked with peerTextError when it may be a
-// refused CONNECT's reason phrase: an error of errors.New's type, of a
-// request to an https URL (net/http sends a CONNECT for those alone), whose
-// Base either sends it through a proxy or cannot be seen into (a Base that
-// wraps an *http.Transport hides whether it has one).
+// markPeerText returns err marked with peerTextError when it may hold a
+// refused CONNECT's reason phrase: an error of errors.New's type anywhere
+// in its chain (a Base may wrap what net/http returned), of a request to an
+// https URL (net/http sends a CONNECT for those alone), whose Base either
+// sends it through a proxy or cannot be seen into (a Base that wraps an
+// *http.Transport hides whether it has one).
 func markPeerText(base http.RoundTripper, req *http.Request, err error) error {
-	if reflect.TypeOf(err) != errorStringType || !strings.EqualFold(req.URL.Scheme, "https") {
+	if !strings.EqualFold(req.URL.Scheme, "https") ||
+		!inChain(err, func(e error) bool { return reflect.TypeOf(e) == errorStringType }) {
 		return err
 	}
 	if tr, ok := base.(*http.Transport); ok {
