@@ -556,3 +556,26 @@ func TestNeverSent(t *testing.T) {
 		assert.Equal(t, tt.never, neverSent(tt.err, false), tt.name)
 	}
 }
+
+// The mark that keeps a possible proxy's words from the text tables is for
+// classifying only: an error not worth retrying is returned as Base
+// returned it, so that == holds, as the RoundTrip doc says, even for an
+// https request through a Base that hides whether it has a proxy.
+func TestPeerTextMarkIsNotReturned(t *testing.T) {
+	quota := errors.New("quota exceeded")
+	base := baseFunc(func(*http.Request) (*http.Response, error) { return nil, quota })
+	for _, url := range []string{"http://origin.test/", "https://origin.test/"} {
+		t.Run(url, func(t *testing.T) {
+			rt := &Transport{Base: base}
+
+			_, err := rt.RoundTrip(httptest.NewRequest("GET", url, nil).WithContext(context.Background()))
+
+			assert.True(t, err == quota, "returned as it is, got %#v", err)
+		})
+	}
+}
+
+// baseFunc is a Base made of a function.
+type baseFunc func(*http.Request) (*http.Response, error)
+
+func (f baseFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }

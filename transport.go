@@ -126,7 +126,17 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // otherwise only when its body can be replayed and err proves that the
 // attempt never reached the server.
 func (r *retrier) mayRetry(err error) bool {
-	return r.notResendable == nil || (err != nil && bodyReplayable(r.req) && neverSent(err, r.gotConn != nil && r.gotConn.Load()))
+	return r.notResendable == nil || (err != nil && bodyReplayable(r.req) && neverSent(r.classifiable(err), r.gotConn != nil && r.gotConn.Load()))
+}
+
+// classifiable returns err as the Policy's rule and neverSent see it:
+// marked when it may hold a proxy's words (see markPeerText). The mark is
+// for classifying only: events and the caller get err as Base returned it.
+func (r *retrier) classifiable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return markPeerText(r.t.base(), r.last, err)
 }
 
 // bodyReplayable reports whether req's body can be sent again: it has none,
@@ -289,7 +299,7 @@ func (r *retrier) retryable(resp *http.Response, err error) (retry bool, ended e
 	if err != nil && !live {
 		return false, nil // the caller's own cancellation, not the server's doing
 	}
-	if r.t.Policy.retryable(resp, err) {
+	if r.t.Policy.retryable(resp, r.classifiable(err)) {
 		if !live {
 			return false, r.endReason(context.Canceled)
 		}
@@ -389,7 +399,6 @@ func (r *retrier) send(n int) (*http.Response, error) {
 			if bodyErr := r.bodyError(); bodyErr != nil {
 				return nil, callerBodyError(err, bodyErr)
 			}
-			err = markPeerText(base, req, err)
 		}
 		return resp, attemptError(r.req.Context(), err)
 	}
@@ -424,7 +433,6 @@ func (r *retrier) send(n int) (*http.Response, error) {
 			ac.abandon()
 			return nil, callerBodyError(err, bodyErr)
 		}
-		err = markPeerText(base, attemptReq, err)
 	}
 	return ac.finish(req.Context(), resp, err)
 }
