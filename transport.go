@@ -390,6 +390,7 @@ func (r *retrier) send(n int) (*http.Response, error) {
 			first := &recordedRequest{req: *req}
 			first.body.body = req.Body
 			first.req.Body = &first.body
+			first.body.wrapGetBody(&first.req)
 			r.bodyErr = &first.body
 			req = &first.req
 		}
@@ -425,6 +426,7 @@ func (r *retrier) send(n int) (*http.Response, error) {
 	if recordBody {
 		r.bodyErr = &recordingBody{body: attemptReq.Body}
 		attemptReq.Body = r.bodyErr
+		r.bodyErr.wrapGetBody(attemptReq)
 	}
 	r.last = attemptReq
 	resp, err := base.RoundTrip(attemptReq)
