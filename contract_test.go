@@ -410,8 +410,9 @@ func TestCallersBodyErrorInNetHTTPsOwnResend(t *testing.T) {
 	require.Equal(t, 200, warm.StatusCode)
 	asked.Store(0)
 
-	req := newRequest(t, "PUT", srv.url(), strings.NewReader("12345"))
+	req := newRequest(t, "PUT", srv.url(), strings.NewReader("1234567890"))
 	req.Header.Set("Idempotency-Key", "k") // so that net/http resends it by itself
+	// brokenBody fails after 5 of these 10 bytes.
 	var getBodies atomic.Int32
 	req.GetBody = func() (io.ReadCloser, error) {
 		getBodies.Add(1)
