@@ -188,8 +188,9 @@ func (at *attemptTimer) stop() bool {
 // records any error its Read returns, so that a broken caller's body (a
 // truncated file) is told apart from a broken connection.
 type recordingBody struct {
-	body io.ReadCloser
-	err  atomic.Pointer[error]
+	body    io.ReadCloser
+	err     atomic.Pointer[error]
+	getBody func() (io.ReadCloser, error) // the caller's GetBody, when wrapped
 }
 
 func (b *recordingBody) Read(p []byte) (int, error) {
@@ -208,6 +209,45 @@ func (b *recordingBody) record(err error) {
 }
 
 func (b *recordingBody) Close() error { return b.body.Close() }
+
+// wrapGetBody makes the bodies that req.GetBody opens, and its errors,
+// recorded in b too: net/http resends a request by itself on a kept-alive
+// connection that the server closed, with a body from GetBody, and an error
+// of that body is the caller's just the same.
+func (b *recordingBody) wrapGetBody(req *http.Request) {
+	if req.GetBody == nil {
+		return
+	}
+	b.getBody = req.GetBody
+	req.GetBody = b.reopen
+}
+
+// reopen is the attempt's GetBody: the caller's, recorded.
+func (b *recordingBody) reopen() (io.ReadCloser, error) {
+	body, err := b.getBody()
+	if err != nil {
+		b.record(err)
+		return nil, err
+	}
+	return &reopenedBody{body: body, rec: b}, nil
+}
+
+// reopenedBody is a body that net/http opened with GetBody, whose read
+// errors go to the attempt's recordingBody.
+type reopenedBody struct {
+	body io.ReadCloser
+	rec  *recordingBody
+}
+
+func (b *reopenedBody) Read(p []byte) (int, error) {
+	n, err := b.body.Read(p)
+	if err != nil && err != io.EOF {
+		b.rec.record(err)
+	}
+	return n, err
+}
+
+func (b *reopenedBody) Close() error { return b.body.Close() }
 
 func (b *recordingBody) get() error {
 	if e := b.err.Load(); e != nil {

@@ -135,7 +135,11 @@ func (readingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // each read 32 KiB at a time: the Transport records the body's read errors
 // of every request, so that a broken caller's body is never retried nor
 // reported as a give-up, at the price of one allocation per request,
-// whatever the body's size.
+// whatever the body's size, and one more for its GetBody, wrapped so that
+// the body net/http reopens for a resend of its own is recorded too. The
+// POST pays a few more (7 in all): its
+// attempt is traced (httptrace's GotConn), so that a dial error after
+// net/http got it a connection is not taken as proof that it never left.
 func BenchmarkOverheadWithBody(b *testing.B) {
 	payload := make([]byte, 1<<20)
 	for _, method := range []string{http.MethodPut, http.MethodPost} {

@@ -382,20 +382,25 @@ func isHTTP2PeerReset(msg string, codes map[string]bool) bool {
 // the HTTP/2 stream, or a GOAWAY left the stream out. An error after which
 // a byte of the request may have been written and processed (a reset, an
 // EOF, a timeout) proves nothing of the kind.
-func neverSent(err error) bool {
+//
+// gotConn says that the attempt was given a connection (httptrace's
+// GotConn): a dial error then comes from net/http's own resend on a new
+// connection after the request went out on that one (it resends even a
+// POST after an HTTP/2 PROTOCOL_ERROR from the server), and proves nothing.
+func neverSent(err error, gotConn bool) bool {
 	var timeout *attemptTimeoutError
 	if errors.As(err, &timeout) {
 		// net/http's own dial timeout (a net.Dialer's Timeout) is a dial
 		// error too; Policy.AttemptTimeout's own timer tells nothing of
 		// where the attempt was.
-		return timeout.cause != nil && neverSent(timeout.cause)
+		return timeout.cause != nil && neverSent(timeout.cause, gotConn)
 	}
 	var opErr *net.OpError
 	if errors.As(err, &opErr) {
 		// The first *net.OpError is what net/http returned: a dial through
 		// a proxy comes as Op "proxyconnect", which may also be a failed
 		// CONNECT, and does not count.
-		return opErr.Op == "dial"
+		return opErr.Op == "dial" && !gotConn
 	}
 	return hasNetHTTPText(err, neverSentHTTP2)
 }
@@ -414,13 +419,15 @@ func (e *peerTextError) Unwrap() error { return e.err }
 // CONNECT's error.
 var errorStringType = reflect.TypeOf(errors.New(""))
 
-// markPeerText returns err marked with peerTextError when it may be a
-// refused CONNECT's reason phrase: an error of errors.New's type, of a
-// request to an https URL (net/http sends a CONNECT for those alone), whose
-// Base either sends it through a proxy or cannot be seen into (a Base that
-// wraps an *http.Transport hides whether it has one).
+// markPeerText returns err marked with peerTextError when it may hold a
+// refused CONNECT's reason phrase: an error of errors.New's type anywhere
+// in its chain (a Base may wrap what net/http returned), of a request to an
+// https URL (net/http sends a CONNECT for those alone), whose Base either
+// sends it through a proxy or cannot be seen into (a Base that wraps an
+// *http.Transport hides whether it has one).
 func markPeerText(base http.RoundTripper, req *http.Request, err error) error {
-	if reflect.TypeOf(err) != errorStringType || !strings.EqualFold(req.URL.Scheme, "https") {
+	if !strings.EqualFold(req.URL.Scheme, "https") ||
+		!inChain(err, func(e error) bool { return reflect.TypeOf(e) == errorStringType }) {
 		return err
 	}
 	if tr, ok := base.(*http.Transport); ok {

@@ -391,9 +391,12 @@ func TestPeerTextNeverDecidesARetry(t *testing.T) {
 			for _, tc := range []struct {
 				method  string
 				wrapped bool // a Base that hides its *http.Transport, as otelhttp's does
-			}{{"GET", false}, {"POST", false}, {"GET", true}} {
+				// wrapsErr: a Base that also wraps the errors it returns
+				// with %w, as many tracing and logging transports do.
+				wrapsErr bool
+			}{{"GET", false, false}, {"POST", false, false}, {"GET", true, false}, {"GET", true, true}, {"POST", true, true}} {
 				method := tc.method
-				t.Run(fmt.Sprintf("%s wrapped=%v %s", method, tc.wrapped, reason), func(t *testing.T) {
+				t.Run(fmt.Sprintf("%s wrapped=%v wrapsErr=%v %s", method, tc.wrapped, tc.wrapsErr, reason), func(t *testing.T) {
 					var connects atomic.Int32
 					addr := serveTCP(t, func(conn net.Conn) {
 						req, err := http.ReadRequest(bufio.NewReader(conn))
@@ -412,11 +415,16 @@ func TestPeerTextNeverDecidesARetry(t *testing.T) {
 					if tc.wrapped {
 						rt.Base = wrappedBase{base}
 					}
+					want := reason
+					if tc.wrapsErr {
+						rt.Base = errWrappingBase{base}
+						want = "traced: " + reason
+					}
 
 					_, err := rt.RoundTrip(httptest.NewRequest(method, "https://origin.test/", nil).WithContext(context.Background()))
 
 					require.Error(t, err)
-					assert.Equal(t, reason, err.Error(), "the error is the proxy's reason phrase, as net/http makes it")
+					assert.Equal(t, want, err.Error(), "the error is the proxy's reason phrase, as net/http makes it")
 					assert.Equal(t, int32(1), connects.Load(), "attempts")
 					assert.Zero(t, giveUps.Load(), "not a retryable outcome")
 				})
@@ -471,6 +479,17 @@ func (w wrappedBase) RoundTrip(req *http.Request) (*http.Response, error) {
 	return w.base.RoundTrip(req)
 }
 
+// errWrappingBase is a Base that wraps another and the errors it returns.
+type errWrappingBase struct{ base http.RoundTripper }
+
+func (w errWrappingBase) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := w.base.RoundTrip(req)
+	if err != nil {
+		return nil, fmt.Errorf("traced: %w", err)
+	}
+	return resp, nil
+}
+
 // An error that may be a refused CONNECT's reason phrase is marked so that
 // no text table reads it; one that cannot be is left alone.
 func TestMarkPeerText(t *testing.T) {
@@ -489,8 +508,10 @@ func TestMarkPeerText(t *testing.T) {
 		{"https without a proxy", direct, "https://origin.test/", text, false},
 		{"http: no CONNECT", proxied, "http://origin.test/", text, false},
 		{"http, a wrapped Base: no CONNECT", wrappedBase{proxied}, "http://origin.test/", text, false},
-		{"not an errors.New value", proxied, "https://origin.test/", fmt.Errorf("wrapped: %w", text), false},
-		{"a dial error", proxied, "https://origin.test/", &net.OpError{Op: "proxyconnect", Net: "tcp", Err: text}, false},
+		{"an errors.New value wrapped by a Base", wrappedBase{direct}, "https://origin.test/", fmt.Errorf("wrapped: %w", text), true},
+		{"an errors.New value inside a proxy's error", proxied, "https://origin.test/", &net.OpError{Op: "proxyconnect", Net: "tcp", Err: text}, true},
+		{"not an errors.New value", proxied, "https://origin.test/", &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, false},
+		{"no errors.New value", proxied, "https://origin.test/", &net.OpError{Op: "proxyconnect", Net: "tcp", Err: syscall.ECONNREFUSED}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			req := httptest.NewRequest("GET", tt.url, nil)
@@ -532,6 +553,29 @@ func TestNeverSent(t *testing.T) {
 		{"a proxy's words", &peerTextError{errors.New("http2: Transport received Server's graceful shutdown GOAWAY")}, false},
 		{"quoted", errors.New(`malformed MIME header: missing colon: "http2: Transport received Server's graceful shutdown GOAWAY"`), false},
 	} {
-		assert.Equal(t, tt.never, neverSent(tt.err), tt.name)
+		assert.Equal(t, tt.never, neverSent(tt.err, false), tt.name)
 	}
 }
+
+// The mark that keeps a possible proxy's words from the text tables is for
+// classifying only: an error not worth retrying is returned as Base
+// returned it, so that == holds, as the RoundTrip doc says, even for an
+// https request through a Base that hides whether it has a proxy.
+func TestPeerTextMarkIsNotReturned(t *testing.T) {
+	quota := errors.New("quota exceeded")
+	base := baseFunc(func(*http.Request) (*http.Response, error) { return nil, quota })
+	for _, url := range []string{"http://origin.test/", "https://origin.test/"} {
+		t.Run(url, func(t *testing.T) {
+			rt := &Transport{Base: base}
+
+			_, err := rt.RoundTrip(httptest.NewRequest("GET", url, nil).WithContext(context.Background()))
+
+			assert.True(t, err == quota, "returned as it is, got %#v", err)
+		})
+	}
+}
+
+// baseFunc is a Base made of a function.
+type baseFunc func(*http.Request) (*http.Response, error)
+
+func (f baseFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }

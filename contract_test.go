@@ -5,6 +5,7 @@ package retryhttp_test
 // caller's own request body failing.
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -381,4 +382,52 @@ func TestNilURLIsAnErrorNotAPanic(t *testing.T) {
 	require.Nil(t, panicked, "RoundTrip panicked on a request with a nil URL")
 	assert.Nil(t, resp)
 	assert.Error(t, err)
+}
+
+// net/http resends a request by itself on a kept-alive connection that the
+// server closed as the request went out, with a body from the request's
+// GetBody: an error of that body is the caller's too, and ends the request
+// at once, unasked of Retryable, without OnRetry or OnGiveUp.
+func TestCallersBodyErrorInNetHTTPsOwnResend(t *testing.T) {
+	srv := newRawServer(t, func(n int, conn *net.TCPConn, w *bufio.Writer, _ *http.Request) {
+		if n == 2 {
+			conn.Close() // the PUT was read: close without an answer
+			return
+		}
+		_, _ = w.WriteString(okResponse)
+	})
+	var asked, retries, giveUps atomic.Int32
+	client, _ := newClient(t, retryhttp.Policy{
+		Retryable: func(resp *http.Response, err error) bool {
+			asked.Add(1)
+			return retryhttp.DefaultRetryable(resp, err)
+		},
+		OnRetry:  func(retryhttp.RetryEvent) { retries.Add(1) },
+		OnGiveUp: func(retryhttp.GiveUpEvent) { giveUps.Add(1) },
+	})
+	warm, _, err := do(t, client, newRequest(t, "GET", srv.url(), nil))
+	require.NoError(t, err)
+	require.Equal(t, 200, warm.StatusCode)
+	asked.Store(0)
+
+	req := newRequest(t, "PUT", srv.url(), strings.NewReader("1234567890"))
+	req.Header.Set("Idempotency-Key", "k") // so that net/http resends it by itself
+	// brokenBody fails after 5 of these 10 bytes.
+	var getBodies atomic.Int32
+	req.GetBody = func() (io.ReadCloser, error) {
+		getBodies.Add(1)
+		return &brokenBody{err: io.ErrUnexpectedEOF}, nil
+	}
+
+	_, err = client.Do(req)
+
+	require.Error(t, err)
+	require.Positive(t, getBodies.Load(), "net/http resent the request by itself")
+	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
+	var giveUp *retryhttp.GiveUpError
+	assert.False(t, errors.As(err, &giveUp), "the caller's error is returned as it is")
+	assert.Zero(t, asked.Load(), "Retryable was not asked")
+	assert.Zero(t, retries.Load(), "no retry")
+	assert.Zero(t, giveUps.Load(), "no give-up")
+	assert.Equal(t, int32(1), getBodies.Load(), "only net/http's resend read a fresh body")
 }

@@ -1108,3 +1108,36 @@ func TestRequestBodyIsNotBuffered(t *testing.T) {
 		assert.Len(t, r.Body, len(payload))
 	}
 }
+
+// A dial error proves nothing when net/http had already sent the request
+// on another connection and resent it by itself: it resends even a POST
+// without a key after an HTTP/2 RST_STREAM PROTOCOL_ERROR (golang/go#47635),
+// which a server may send after processing the request, and the dial of
+// that resend can fail. The POST went out once and must not go out again.
+func TestNeverSentDialAfterNetHTTPResent(t *testing.T) {
+	const protocolError = 0x1
+	var srv *h2Server
+	srv = newH2Server(t, func(n int, s *h2Stream) bool {
+		srv.ln.Close() // the resend's dial is refused
+		s.goAway(s.id, h2NoError)
+		s.reset(protocolError)
+		return true
+	})
+	rec := &errRecorder{base: newH2CBase(t)}
+	rt := &retryhttp.Transport{Base: rec, Policy: retryhttp.Policy{
+		Clock: retrytest.NewClock(t), Budget: retryhttp.UnlimitedBudget(),
+	}}
+	req, err := http.NewRequest("POST", srv.url(), strings.NewReader("charge"))
+	require.NoError(t, err)
+
+	resp, err := rt.RoundTrip(req)
+
+	require.Error(t, err)
+	assert.Nil(t, resp)
+	attempts := rec.attempts()
+	require.NotEmpty(t, attempts)
+	assert.Contains(t, attempts[0], "connection refused", "net/http's resend could not dial")
+	_, bodies := srv.requests()
+	assert.Equal(t, []string{"charge"}, bodies, "the POST reached the server once")
+	assert.Len(t, attempts, 1, "the Transport sent the POST once")
+}

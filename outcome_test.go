@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -543,4 +544,39 @@ func TestGiveUpEventCorrelatesThroughTheContext(t *testing.T) {
 	assert.Same(t, ev.Reason, reason)
 	_, reason = retryhttp.Outcome(resp)
 	assert.Same(t, retryhttp.ErrAttemptsUsedUp, reason)
+}
+
+// Outcome counts the attempts of a response from a Base that leaves
+// resp.Request nil, as a RoundTripper need not set it: a give-up and a
+// success after retries alike.
+func TestOutcomeWhenBaseSetsNoRequest(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		statuses   []int
+		wantStatus int
+		wantReason error
+	}{
+		{"success after retries", []int{503, 503, 200}, 200, nil},
+		{"give-up", []int{503, 503, 503}, 503, retryhttp.ErrAttemptsUsedUp},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var calls atomic.Int32
+			base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+				n := calls.Add(1)
+				return &http.Response{StatusCode: tt.statuses[n-1], Header: http.Header{}, Body: http.NoBody}, nil
+			})
+			rt := &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{
+				MaxAttempts: 3, Clock: retrytest.NewClock(t), Budget: retryhttp.UnlimitedBudget(),
+			}}
+			req := newRequest(t, "GET", "http://example.invalid/", nil)
+
+			resp, err := rt.RoundTrip(req)
+
+			require.NoError(t, err)
+			assert.Equal(t, tt.wantStatus, resp.StatusCode)
+			attempts, reason := retryhttp.Outcome(resp)
+			assert.Equal(t, 3, attempts)
+			assert.Equal(t, tt.wantReason, reason)
+		})
+	}
 }

@@ -108,7 +108,8 @@ type Policy struct {
 	// http.NoBody without GetBody) is never sent twice. A request it
 	// rejects is still sent again, when its body can be replayed, after an
 	// attempt that failed in a way that proves the request never reached
-	// the server: the connection could not be dialled, or the HTTP/2
+	// the server: the connection could not be dialled (and net/http
+	// had got no connection for the attempt before), or the HTTP/2
 	// server refused the stream (REFUSED_STREAM) or left it out of a
 	// GOAWAY. Such a retry is budgeted and limited like any other. Any
 	// other retryable outcome of a request that may not be resent is

@@ -27,7 +27,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -103,6 +105,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// A request that may not be resent is still sent again after an
 		// error that proves it never left (see neverSent).
 		r.start = startTime(r.clock)
+		r.traceConns = r.notResendable != nil
 	}
 	resp, err := r.send(1)
 	retry, ended := r.retryable(resp, err)
@@ -123,7 +126,17 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // otherwise only when its body can be replayed and err proves that the
 // attempt never reached the server.
 func (r *retrier) mayRetry(err error) bool {
-	return r.notResendable == nil || (err != nil && bodyReplayable(r.req) && neverSent(err))
+	return r.notResendable == nil || (err != nil && bodyReplayable(r.req) && neverSent(r.classifiable(err), r.gotConn != nil && r.gotConn.Load()))
+}
+
+// classifiable returns err as the Policy's rule and neverSent see it:
+// marked when it may hold a proxy's words (see markPeerText). The mark is
+// for classifying only: events and the caller get err as Base returned it.
+func (r *retrier) classifiable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return markPeerText(r.t.base(), r.last, err)
 }
 
 // bodyReplayable reports whether req's body can be sent again: it has none,
@@ -163,6 +176,27 @@ type retrier struct {
 	// its own, to set free a discarded body stuck in a Read.
 	abandon context.CancelCauseFunc
 	sched   schedule
+	// traceConns is set for a request that may not be resent but whose
+	// body can be replayed: its attempts record in gotConn whether Base
+	// was given a connection, after which a dial error proves nothing.
+	traceConns bool
+	gotConn    *atomic.Bool // the latest attempt's, when traceConns is set
+}
+
+// traceConn returns ctx, with a trace that records in r.gotConn whether the
+// attempt gets a connection when r.traceConns is set. It costs nothing to
+// the requests that may be resent, which never ask.
+func (r *retrier) traceConn(ctx context.Context) context.Context {
+	if !r.traceConns {
+		return ctx
+	}
+	got := new(atomic.Bool)
+	r.gotConn = got
+	// A new trace each time: WithClientTrace composes the caller's own
+	// trace into the one it is given.
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) { got.Store(true) },
+	})
 }
 
 // retry runs the retries of r.req, whose first attempt ended in resp or err
@@ -215,6 +249,11 @@ func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) 
 			return r.giveUp(attempt+1, resp, err, ended, serverWaitAt(resp, r.clock.Now()))
 		}
 		if !retry {
+			if resp != nil && resp.Request == nil {
+				// Outcome reads the attempt number from resp.Request, which
+				// a Base need not set.
+				resp.Request = r.last
+			}
 			if err != nil && !r.bodyFailed() {
 				err = fmt.Errorf("retryhttp: failed after %s: %w", plural(attempt+1, "attempt"), err)
 			}
@@ -260,7 +299,7 @@ func (r *retrier) retryable(resp *http.Response, err error) (retry bool, ended e
 	if err != nil && !live {
 		return false, nil // the caller's own cancellation, not the server's doing
 	}
-	if r.t.Policy.retryable(resp, err) {
+	if r.t.Policy.retryable(resp, r.classifiable(err)) {
 		if !live {
 			return false, r.endReason(context.Canceled)
 		}
@@ -342,12 +381,16 @@ func (r *retrier) send(n int) (*http.Response, error) {
 	base := r.t.base()
 	recordBody := req.Body != nil && req.Body != http.NoBody
 	if n == 1 && p.AttemptTimeout <= 0 {
+		if r.traceConns {
+			req = req.WithContext(r.traceConn(req.Context()))
+		}
 		if recordBody {
 			// One allocation holds both the shallow copy, which keeps the
 			// caller's context, and the body recorder.
 			first := &recordedRequest{req: *req}
 			first.body.body = req.Body
 			first.req.Body = &first.body
+			first.body.wrapGetBody(&first.req)
 			r.bodyErr = &first.body
 			req = &first.req
 		}
@@ -357,7 +400,6 @@ func (r *retrier) send(n int) (*http.Response, error) {
 			if bodyErr := r.bodyError(); bodyErr != nil {
 				return nil, callerBodyError(err, bodyErr)
 			}
-			err = markPeerText(base, req, err)
 		}
 		return resp, attemptError(r.req.Context(), err)
 	}
@@ -365,7 +407,7 @@ func (r *retrier) send(n int) (*http.Response, error) {
 	if n > 1 {
 		ctx = context.WithValue(ctx, attemptKey{}, n)
 	}
-	ctx, ac := startAttempt(ctx, p.AttemptTimeout)
+	ctx, ac := startAttempt(r.traceConn(ctx), p.AttemptTimeout)
 	r.abandon = ac.release
 	var attemptReq *http.Request
 	if n > 1 {
@@ -384,6 +426,7 @@ func (r *retrier) send(n int) (*http.Response, error) {
 	if recordBody {
 		r.bodyErr = &recordingBody{body: attemptReq.Body}
 		attemptReq.Body = r.bodyErr
+		r.bodyErr.wrapGetBody(attemptReq)
 	}
 	r.last = attemptReq
 	resp, err := base.RoundTrip(attemptReq)
@@ -392,7 +435,6 @@ func (r *retrier) send(n int) (*http.Response, error) {
 			ac.abandon()
 			return nil, callerBodyError(err, bodyErr)
 		}
-		err = markPeerText(base, attemptReq, err)
 	}
 	return ac.finish(req.Context(), resp, err)
 }

@@ -522,7 +522,21 @@ func DocBlocks(dir string) ([]Block, error) {
 	return blocks, nil
 }
 
+// looksLikeGo reports whether a doc comment's code block is Go: it parses
+// as Go, or it has what only Go code has (a ":=", or a line that starts a
+// func, var, type or import declaration), so that a snippet broken beyond
+// parsing is still checked, and fails, rather than pass for a diagram.
 func looksLikeGo(code string) bool {
+	if strings.Contains(code, ":=") {
+		return true
+	}
+	for _, line := range strings.Split(code, "\n") {
+		for _, kw := range []string{"func ", "var ", "type ", "import "} {
+			if strings.HasPrefix(strings.TrimSpace(line), kw) {
+				return true
+			}
+		}
+	}
 	if !strings.ContainsAny(code, "({=") {
 		return false
 	}

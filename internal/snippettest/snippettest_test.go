@@ -64,3 +64,22 @@ func TestFormatted(t *testing.T) {
 	assert.Error(t, formatted("d := 2*time.Second\n"))
 	assert.Error(t, formatted("x := f(a,   // one\n\tbb) // two\n"))
 }
+
+// A doc comment's code block that reads as Go is checked even when it does
+// not parse: a broken snippet is the one a user most needs caught, and
+// must not pass for prose. Shell lines, diagrams and tables are not Go.
+func TestDocBlocksKeepsBrokenGo(t *testing.T) {
+	dir := t.TempDir()
+	src := "// Package p shows code.\n//\n//\tclient := &http.Client{Transport: &retryhttp.Transport{}\n//\tresp, err := client.Get(url)\n" +
+		"//\n// Run:\n//\n//\tgo test -run '^$' -bench HappyPath -benchmem\n" +
+		"//\n// Layers:\n//\n//\tretryhttp.Transport        retries\n//\t  base                     sends (x = y)\n" +
+		"package p\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "p.go"), []byte(src), 0o644))
+
+	blocks, err := DocBlocks(dir)
+
+	require.NoError(t, err)
+	require.Len(t, blocks, 1, "the broken snippet, and only it")
+	assert.Contains(t, blocks[0].Code, "client := &http.Client{")
+	assert.Error(t, formatted(blocks[0].Code), "CheckFormat reports it")
+}
