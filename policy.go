@@ -130,6 +130,24 @@ type Policy struct {
 	// response returned is not bounded by it. 0 means no limit.
 	AttemptTimeout time.Duration
 
+	// OnHold, if not nil, is called once for every attempt that a quota
+	// hold kept back (see HoldEvent), when the hold ends: before the
+	// attempt is sent, or when the caller gave up during the hold. Quota
+	// holds are always on: a Transport does not send to a destination
+	// whose server said its quota is spent until it resets, and then sends
+	// no more than the quota the server announced (see quota.go's
+	// documentation, or docs/holds-and-throttling.md). It runs on the
+	// goroutine of the RoundTrip call.
+	OnHold func(HoldEvent)
+
+	// Throttle, if not nil, rejects locally, before anything is sent, a
+	// share of the new requests to a destination that has lately accepted
+	// too few of its attempts; see Throttle and NewThrottle. A rejected
+	// request ends at once with an error matching ErrThrottled, and
+	// OnGiveUp is called with that Reason. nil, the default, throttles
+	// nothing. One Throttle may be shared by several Policies.
+	Throttle *Throttle
+
 	// Clock supplies the current time and the waits between attempts. nil
 	// means the real clock. A fake clock (see package retrytest) lets tests
 	// play long Retry-After waits without sleeping. The request context's
@@ -138,7 +156,8 @@ type Policy struct {
 }
 
 // Validate reports the first field of p that has an invalid value (a
-// negative number, or a Budget that is invalid or can never grant a retry),
+// negative number, a Budget that is invalid or can never grant a retry, or
+// an invalid Throttle),
 // in an error that names it. The Transport calls it before sending anything and returns
 // its error instead of sending.
 func (p *Policy) Validate() error {
@@ -154,6 +173,11 @@ func (p *Policy) Validate() error {
 	case p.Budget != nil:
 		if err := p.Budget.validate(); err != nil {
 			return fmt.Errorf("retryhttp: invalid Policy.Budget: %w", err)
+		}
+	}
+	if p.Throttle != nil {
+		if err := p.Throttle.validate(); err != nil {
+			return fmt.Errorf("retryhttp: invalid Policy.Throttle: %w", err)
 		}
 	}
 	return nil
@@ -239,6 +263,15 @@ type decision struct {
 	wait        time.Duration // counted from decidedAt
 	server      serverWait
 	reason      error // nil: retry
+	unbudgeted  bool  // the retry is paced by a quota hold and took no token
+}
+
+// refund gives back the token d's retry took, if it took one, when the
+// retry is not sent.
+func (d decision) refund(r *retrier) {
+	if !d.unbudgeted {
+		r.budget.refund(r.req.URL)
+	}
 }
 
 // errNilBackoff is a configuration error found only when a retry is
@@ -277,7 +310,9 @@ func (r *retrier) decide(attempt int, resp *http.Response) decision {
 	if d.reason = lim.check(max(d.wait, drainAllowance(resp))); d.reason != nil {
 		return d
 	}
-	if !r.budget.withdraw(r.req.URL) {
+	if r.pacedByHold(resp) {
+		d.unbudgeted = true
+	} else if !r.budget.withdraw(r.req.URL) {
 		d.reason = ErrBudgetEmpty
 	}
 	return d

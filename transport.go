@@ -48,6 +48,7 @@ type Transport struct {
 
 	budgetOnce sync.Once
 	ownBudget  *Budget
+	holds      holds // quota holds per destination; see quota.go
 }
 
 // Limits on the part of a discarded response body read to keep its
@@ -97,6 +98,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if resendable {
 		r.start = startTime(r.clock)
 	}
+	if err := r.gate(); err != nil {
+		closeRequestBody(req)
+		return nil, err
+	}
 	resp, err := r.send(1, resendable)
 	if !r.retryable(resp, err) {
 		return resp, err
@@ -133,6 +138,10 @@ type retrier struct {
 	// its own, to set free a discarded body stuck in a Read.
 	abandon context.CancelCauseFunc
 	sched   schedule
+	// admitted is the quota hold that let the latest attempt through, to
+	// be told of its answer.
+	admitted *hold
+	attempts int // the number of the latest attempt
 }
 
 // retry runs the retries of r.req, whose first attempt ended in resp or err
@@ -161,7 +170,7 @@ func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) 
 		// the longest drain, and that must still fit.
 		spent := r.sinceDecision(d)
 		if reason := r.limits(d.decidedAt.Add(spent)).check(max(d.wait-spent, drainAllowance(resp))); reason != nil {
-			r.budget.refund(r.req.URL)
+			d.refund(r)
 			return r.giveUp(attempt, resp, err, reason, d.server)
 		}
 		waitErr := r.drainAndWait(ctx, resp, d)
@@ -171,13 +180,22 @@ func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) 
 				waitErr = ctxErr
 			}
 		}
+		if waitErr == nil {
+			// A quota hold may keep the retry back further; one that
+			// would pass a limit ends the retries.
+			var reason error
+			if reason, waitErr = r.holdAttempt(attempt + 1); reason != nil {
+				waitErr = reason
+			}
+		}
 		if waitErr != nil {
-			r.budget.refund(r.req.URL)
+			d.refund(r)
 			return nil, r.reportGiveUp(attempt, nil, err, waitErr, d.server)
 		}
 		resp, err = r.send(attempt+1, true)
 		if errors.Is(err, errReopenBody) {
-			r.budget.refund(r.req.URL) // the retry was never sent
+			d.refund(r) // the retry was never sent
+			r.settle(nil, false)
 			return nil, err
 		}
 		if !r.retryable(resp, err) {
@@ -199,20 +217,29 @@ var errReopenBody = errors.New("retryhttp: reopening the request body")
 // is asked of it, so that retries cannot keep an overloaded server from
 // recovering.
 func (r *retrier) retryable(resp *http.Response, err error) bool {
+	retry, accepted := r.judge(resp, err)
+	r.settle(resp, accepted)
+	return retry
+}
+
+// judge reports whether an attempt's outcome calls for another attempt,
+// and whether it is a response the Policy does not retry (an accept).
+func (r *retrier) judge(resp *http.Response, err error) (retry, accepted bool) {
 	if err != nil && r.bodyFailed() {
-		return false
+		return false, false
 	}
 	live := requestLive(r.req)
 	if err != nil && !live {
-		return false // the caller's own cancellation, not the server's doing
+		return false, false // the caller's own cancellation, not the server's doing
 	}
 	if r.t.Policy.retryable(resp, err) {
-		return live
+		return live, false
 	}
 	if err == nil && resp != nil {
 		r.budget.deposit(r.req.URL)
+		return false, true
 	}
-	return false
+	return false, false
 }
 
 // bodyFailed reports whether reading the request body of the latest attempt
@@ -268,6 +295,7 @@ func (r *retrier) send(n int, resendable bool) (*http.Response, error) {
 	p := &r.t.Policy
 	req := r.req
 	r.abandon = nil
+	r.attempts = n
 	recordBody := resendable && req.Body != nil && req.Body != http.NoBody
 	if n == 1 && p.AttemptTimeout <= 0 {
 		if recordBody {
