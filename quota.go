@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -103,24 +104,32 @@ func (hs *holds) findOrAdd(u *url.URL, now time.Time) *hold {
 		hs.seed = rand.Uint64()
 	}
 	next := make(map[uint64]*hold, len(old)+1)
+	full := len(old) >= maxHolds
 	for k, h := range old {
-		if !h.retireIfExpired(now) {
+		// A hold expired but not touched since is dropped when room is
+		// needed; until then it costs only its memory.
+		if !full || !h.retireIfExpired(now) {
 			next[k] = h
 		}
 	}
-	for len(next) >= maxHolds {
-		var firstKey uint64
-		var first time.Time
+	if len(next) >= maxHolds {
+		// Forget the quarter that would expire first, so that a burst of
+		// new destinations does not sort the map at every one.
+		type entry struct {
+			key   uint64
+			until time.Time
+		}
+		entries := make([]entry, 0, len(next))
 		for k, h := range next {
 			h.mu.Lock()
-			until := h.keepUntil
+			entries = append(entries, entry{k, h.keepUntil})
 			h.mu.Unlock()
-			if first.IsZero() || until.Before(first) {
-				firstKey, first = k, until
-			}
 		}
-		next[firstKey].retire()
-		delete(next, firstKey)
+		slices.SortFunc(entries, func(a, b entry) int { return a.until.Compare(b.until) })
+		for _, e := range entries[:len(entries)/4+1] {
+			next[e.key].retire()
+			delete(next, e.key)
+		}
 	}
 	h := &hold{dest: canonicalDestination(u), lowest: -1}
 	next[hashDestination(hs.seed, u)] = h // a colliding destination takes the slot over

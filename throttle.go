@@ -1,12 +1,14 @@
 package retryhttp
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -256,15 +258,18 @@ func (t *Throttle) findOrAdd(u *url.URL) *throttleDest {
 	for k, d := range old {
 		next[k] = d
 	}
-	for len(next) >= MaxThrottleDestinations {
-		var oldestKey uint64
-		oldest := int64(math.MaxInt64)
+	if len(next) >= MaxThrottleDestinations {
+		// Forget the least recently used quarter, so that a burst of new
+		// destinations does not sort the map at every one.
+		type entry struct{ key, used uint64 }
+		entries := make([]entry, 0, len(next))
 		for k, d := range next {
-			if used := d.lastUsed.Load(); used < oldest {
-				oldestKey, oldest = k, used
-			}
+			entries = append(entries, entry{k, uint64(d.lastUsed.Load())})
 		}
-		delete(next, oldestKey)
+		slices.SortFunc(entries, func(a, b entry) int { return cmp.Compare(a.used, b.used) })
+		for _, e := range entries[:len(entries)/4+1] {
+			delete(next, e.key)
+		}
 	}
 	d := &throttleDest{dest: canonicalDestination(u)}
 	d.lastUsed.Store(t.uses.Add(1))
