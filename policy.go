@@ -86,7 +86,11 @@ type Policy struct {
 	// DefaultBudgetBurst), so that a dead host cannot spend the retries of
 	// a healthy one. Set the same *Budget on several Transports to share
 	// it, NewBudget for one bucket across all destinations, or
-	// UnlimitedBudget() to turn budgeting off.
+	// UnlimitedBudget() to turn budgeting off. The retry of a rate-limit
+	// refusal (a remaining quota of 0, or an IETF RateLimit policy with
+	// r=0) to a destination the Transport holds takes no token: the hold
+	// sends no more than the quota the server announced, so such retries
+	// add no load the server has not offered to serve.
 	Budget *Budget
 
 	// Retryable reports whether the outcome of an attempt, a response or a

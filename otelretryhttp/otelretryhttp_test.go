@@ -608,3 +608,57 @@ func attrValue(attrs []attribute.KeyValue, key attribute.Key) attribute.Value {
 	}
 	return attribute.Value{}
 }
+
+func TestHoldsAndTimeHeld(t *testing.T) {
+	h := newHarness(t)
+	srv := serve(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if n == 1 {
+			w.Header().Set("Retry-After", "20")
+			w.WriteHeader(http.StatusTooManyRequests)
+		}
+	})
+	clock := retrytest.NewClock(t)
+	var held []retryhttp.HoldEvent
+	client := h.client(retryhttp.Policy{Clock: clock, OnHold: func(ev retryhttp.HoldEvent) { held = append(held, ev) }})
+	// A POST is not retried: its 429 says the quota is spent for 20 s.
+	req, err := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader("{}"))
+	require.NoError(t, err)
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	closeResponse(resp)
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+
+	resp, err = get(t, context.Background(), client, srv.URL)
+	require.NoError(t, err)
+	closeResponse(resp)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+
+	require.Len(t, held, 1, "the caller's OnHold is still called")
+	ms := h.metrics(t)
+	assert.Equal(t, map[string]int64{"reset": 1}, counter(t, ms, "retryhttp.holds", "retryhttp.hold.reason"))
+	hist, ok := ms["retryhttp.hold.duration"].Data.(metricdata.Histogram[float64])
+	require.True(t, ok)
+	require.Len(t, hist.DataPoints, 1)
+	assert.EqualValues(t, 1, hist.DataPoints[0].Count)
+	assert.GreaterOrEqual(t, hist.DataPoints[0].Sum, 20.0, "the time held, in seconds")
+	assert.Equal(t, "s", ms["retryhttp.hold.duration"].Unit)
+}
+
+func TestThrottledGiveUps(t *testing.T) {
+	h := newHarness(t)
+	srv := serve(t, statuses("", 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503))
+	client := h.client(retryhttp.Policy{MaxAttempts: 1, Throttle: retryhttp.NewThrottle(1, time.Minute)})
+	throttled := 0
+	for range 40 {
+		resp, err := get(t, context.Background(), client, srv.URL)
+		if err != nil {
+			require.ErrorIs(t, err, retryhttp.ErrThrottled)
+			throttled++
+			continue
+		}
+		closeResponse(resp)
+	}
+	require.Positive(t, throttled, "a server that accepts nothing sees rejections")
+	ms := h.metrics(t)
+	assert.Equal(t, int64(throttled), counter(t, ms, "retryhttp.give_ups", "retryhttp.give_up.reason")["throttled"])
+}
