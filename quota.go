@@ -67,6 +67,8 @@ type hold struct {
 	bounded   bool      // left comes from the server's counts, not from the slow start
 	lowest    int       // the lowest remaining count answered since the window opened; -1: none
 	inflight  int       // requests let through by the hold and not yet answered
+	opened    bool      // a window opened since the quota was last spent
+	served    int       // successes answered since the window opened
 	waiters   int       // requests waiting on the hold
 	changed   chan struct{}
 	gone      bool // taken out of the map
@@ -204,6 +206,7 @@ func (h *hold) open() {
 	h.reset = time.Time{}
 	h.left, h.bounded = h.fresh, h.announced
 	h.lowest = -1
+	h.opened, h.served = true, 0
 }
 
 // spend records that the quota is spent until now+wait, and the quota
@@ -223,7 +226,14 @@ func (h *hold) spend(now time.Time, wait time.Duration, header string, limit int
 	case !h.announced:
 		h.fresh = 1
 	}
+	// What the window that just ended served is what the server really
+	// grants this Transport, when it is less than the announced quota: a
+	// quota shared with other clients, or announced wrong.
+	if h.opened && h.served > 0 && h.served < h.fresh {
+		h.fresh = h.served
+	}
 	h.left, h.bounded, h.lowest = 0, true, -1
+	h.opened = false
 	h.broadcast()
 }
 
@@ -606,6 +616,9 @@ func (r *retrier) observeQuota(resp *http.Response, success bool) {
 	h.mu.Lock()
 	if admitted != nil {
 		h.inflight--
+	}
+	if success && !h.spentAt(now) {
+		h.served++
 	}
 	switch {
 	case news.spent:

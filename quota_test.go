@@ -78,6 +78,24 @@ func (q *quotaServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h := w.Header()
 	h.Set("Date", now.UTC().Format(http.TimeFormat))
+	if q.style == "terse" {
+		// Successes say nothing of the quota, and refusals are
+		// retrytest's GitHub answer as it is: it announces 5000.
+		if refused {
+			a := retrytest.RateLimited(time.Until(resetAt), retrytest.GitHub)
+			for k, v := range a.Header {
+				h[k] = v
+			}
+			for k, v := range a.HeaderFunc(now) {
+				h[k] = v
+			}
+			w.WriteHeader(a.Status)
+			_, _ = io.WriteString(w, a.Body)
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+		return
+	}
 	h.Set("X-RateLimit-Limit", strconv.Itoa(q.limit))
 	h.Set("X-RateLimit-Remaining", strconv.Itoa(remaining))
 	status := http.StatusForbidden
@@ -188,6 +206,29 @@ func TestQuotaHoldShortWindow(t *testing.T) {
 		assert.Positive(t, ev.Held)
 		assert.NotEmpty(t, ev.Header)
 		assert.Contains(t, []retryhttp.HoldReason{retryhttp.HoldReset, retryhttp.HoldQuota}, ev.Reason)
+	}
+}
+
+// A server whose successes carry no rate-limit fields and whose refusals
+// (retrytest's GitHub answer as it is) announce a quota larger than the
+// real one: the hold learns the real one from the window it let through,
+// and later resets let no more through, and one probe to find the quota
+// spent again.
+func TestQuotaHoldLearnsAQuotaAnnouncedWrong(t *testing.T) {
+	q, srv := newQuotaServer(t, 5, time.Second, "terse")
+	client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t)}}
+	statuses, errs := runConcurrent(t, client, srv.URL, 30)
+	for i := range statuses {
+		require.NoError(t, errs[i], "request %d", i)
+		assert.Equal(t, http.StatusOK, statuses[i], "request %d", i)
+	}
+	windows, _, _ := q.stats()
+	t.Logf("windows (arrived, refused): %v", windows)
+	for i, w := range windows[2:] {
+		// Successes that say nothing leave one way to find the quota
+		// spent: one probe, refused.
+		assert.LessOrEqual(t, w.arrived, q.limit+1, "window %d let through more than it learnt", i+2)
+		assert.LessOrEqual(t, w.refused, 1, "window %d", i+2)
 	}
 }
 
