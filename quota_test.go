@@ -215,6 +215,10 @@ func TestQuotaHoldShortWindow(t *testing.T) {
 // and later resets let no more through, and one probe to find the quota
 // spent again.
 func TestQuotaHoldLearnsAQuotaAnnouncedWrong(t *testing.T) {
+	if testing.Short() {
+		t.Skip("plays five 1 s resets in real time")
+	}
+	t.Parallel()
 	q, srv := newQuotaServer(t, 5, time.Second, "terse")
 	client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t)}}
 	statuses, errs := runConcurrent(t, client, srv.URL, 30)
