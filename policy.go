@@ -314,6 +314,10 @@ func (r *retrier) decide(attempt int, resp *http.Response) decision {
 	if d.reason = lim.check(max(d.wait, drainAllowance(resp))); d.reason != nil {
 		return d
 	}
+	if th := p.Throttle; th != nil && th.admit(r.req.URL, now) != nil {
+		d.reason = ErrThrottled
+		return d
+	}
 	if r.pacedByHold(resp) {
 		d.unbudgeted = true
 	} else if !r.budget.withdraw(r.req.URL) {

@@ -15,9 +15,11 @@ import (
 )
 
 // ErrThrottled is the Reason of a request that a Policy's Throttle rejected
-// locally, without sending anything: errors.Is(err, ErrThrottled) holds for
-// the error RoundTrip returns, whose message names the accept ratio that
-// led to the rejection.
+// locally. A new request rejected is not sent at all: errors.Is(err,
+// ErrThrottled) holds for the error RoundTrip returns, a *GiveUpError with
+// Attempts 0 whose message names the accept ratio that led to the
+// rejection. A retry rejected is not made, and the retries end with this
+// Reason.
 var ErrThrottled = errors.New("retryhttp: throttled locally")
 
 // Throttle rejects locally, before sending, a share of the requests to a
@@ -30,9 +32,8 @@ var ErrThrottled = errors.New("retryhttp: throttled locally")
 // For each destination (a URL's scheme, host and port, as NewHostBudget
 // has them), a Throttle counts over a sliding window of the last `window`:
 //
-//   - requests: the new requests it was asked to admit, those it rejected
-//     included, and every retry, since each is an attempt the server may
-//     have to serve;
+//   - requests: the attempts sent, first attempts and retries alike, each
+//     counted when its outcome is known, and the new requests it rejected;
 //   - accepts: the attempts answered with a response that the Policy does
 //     not retry (a 200, a 404: anything Policy.Retryable says is final).
 //
@@ -50,8 +51,11 @@ var ErrThrottled = errors.New("retryhttp: throttled locally")
 //     load that reaches the server tends to K times what it accepts;
 //   - as accepts come back, rejections fall, within one window.
 //
-// Retries are not rejected by the Throttle (the Budget bounds them), but
-// they count as requests. Counts are kept in ten slots of window/10, so a
+// Retries are requests too: each is counted, and each is rejected with the
+// same probability, after the Policy's other checks and before the Budget
+// is asked for a token. A rejected retry ends the retries as any give-up
+// does (Reason ErrThrottled): the last response is returned as it came, or
+// the last error in a *GiveUpError. Counts are kept in ten slots of window/10, so a
 // count leaves the window up to a tenth of it late. Time is read from the
 // Policy's Clock.
 //
@@ -163,8 +167,8 @@ func (t *Throttle) probability(requests, accepts int64) float64 {
 	return min(max(p, 0), MaxThrottleRejection)
 }
 
-// admit decides whether a new request to u may be sent at now, counts it as
-// a request either way, and returns the error of a rejection.
+// admit decides whether a new request to u may be sent at now, and returns
+// the error of a rejection, which counts as a request.
 func (t *Throttle) admit(u *url.URL, now time.Time) error {
 	d := t.findOrAdd(u)
 	e := t.epoch(now)
@@ -172,7 +176,9 @@ func (t *Throttle) admit(u *url.URL, now time.Time) error {
 	requests, accepts := d.counts(e)
 	p := t.probability(requests, accepts)
 	rejected := p > 0 && t.random() < p
-	d.add(e, 1, 0)
+	if rejected {
+		d.add(e, 1, 0) // an admitted request counts when its outcome is known
+	}
 	d.mu.Unlock()
 	if !rejected {
 		return nil
@@ -185,22 +191,19 @@ func (t *Throttle) admit(u *url.URL, now time.Time) error {
 		ErrThrottled, d.dest, accepts, requests, t.window, ratio, 1/t.k, 100*p)
 }
 
-// record counts a retry, when retry is set, and an accept, when accepted.
-func (t *Throttle) record(u *url.URL, now time.Time, retry, accepted bool) {
-	if !retry && !accepted {
-		return
-	}
+// record counts the outcome of an attempt sent to u, first or retry, as a
+// request, and as an accept when accepted. Attempts count when they end, so
+// that those still in flight, neither accepted nor refused yet, do not make
+// a healthy destination look unhealthy.
+func (t *Throttle) record(u *url.URL, now time.Time, accepted bool) {
 	d := t.findOrAdd(u)
-	var requests, accepts int64
-	if retry {
-		requests = 1
-	}
+	var accepts int64
 	if accepted {
 		accepts = 1
 	}
 	e := t.epoch(now)
 	d.mu.Lock()
-	d.add(e, requests, accepts)
+	d.add(e, 1, accepts)
 	d.mu.Unlock()
 }
 
@@ -306,7 +309,7 @@ func (r *retrier) gate() error {
 // and an accept; for the quota holds, what its response says.
 func (r *retrier) settle(resp *http.Response, accepted bool) {
 	if th := r.t.Policy.Throttle; th != nil {
-		th.record(r.req.URL, r.clock.Now(), r.attempts > 1, accepted)
+		th.record(r.req.URL, r.clock.Now(), accepted)
 	}
 	r.observeQuota(resp, accepted)
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -67,12 +68,12 @@ func TestThrottleProbabilityMatchesTheFormulaOnAScriptedSequence(t *testing.T) {
 			continue
 		}
 		require.NoError(t, err, "step %d: a draw of %v at or over %v admits", i, s.draw, want)
-		th.record(u, now, false, s.accepted)
+		th.record(u, now, s.accepted)
 		if s.accepted {
 			accepts++
 		}
 		for range s.retries {
-			th.record(u, now, true, false)
+			th.record(u, now, false)
 			requests++
 		}
 		now = now.Add(time.Second)
@@ -88,9 +89,11 @@ func TestThrottleFloorKeepsProbing(t *testing.T) {
 	now := time.Now()
 	for range 1000 {
 		th.random = script(0.999)
-		_ = th.admit(u, now)
+		if th.admit(u, now) == nil {
+			th.record(u, now, false) // refused
+		}
 	}
-	assert.Equal(t, MaxThrottleRejection, th.Probability("http://down.example", now), "never 100%%")
+	assert.Equal(t, MaxThrottleRejection, th.Probability("http://down.example", now), "never 100%")
 	sent := 0
 	th.random = script(0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85, 0.95)
 	for range 100 {
@@ -107,7 +110,7 @@ func TestThrottleMemoryIsBoundedFor10000Destinations(t *testing.T) {
 	for i := range 10_000 {
 		u := mustURL(t, fmt.Sprintf("https://host%d.example", i))
 		require.NoError(t, th.admit(u, now))
-		th.record(u, now, false, true)
+		th.record(u, now, true)
 	}
 	assert.LessOrEqual(t, th.destinations(), MaxThrottleDestinations)
 	// The latest destinations are kept, the oldest forgotten.
@@ -252,4 +255,31 @@ func (c *realTimeAt) Now() time.Time          { return time.Now().Add(time.Durat
 func (c *realTimeAt) advance(d time.Duration) { c.offset.Add(int64(d)) }
 func (c *realTimeAt) Sleep(ctx context.Context, d time.Duration) error {
 	return realClock{}.Sleep(ctx, d)
+}
+
+func TestThrottleRejectsRetriesToo(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	base := &http.Transport{}
+	defer base.CloseIdleConnections()
+	th := NewThrottle(2, time.Minute)
+	th.random = script(0.4) // admits while p <= 0.4
+	var giveUps []GiveUpEvent
+	tr := &Transport{Base: base, Policy: Policy{
+		Throttle: th, Clock: &realTimeAt{}, Budget: UnlimitedBudget(),
+		Backoff:  func() backoff.BackOff { return &backoff.ZeroBackOff{} },
+		OnGiveUp: func(ev GiveUpEvent) { giveUps = append(giveUps, ev) },
+	}}
+	req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+	require.NoError(t, err)
+	resp, err := tr.RoundTrip(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "the last response, as it came")
+	require.Len(t, giveUps, 1)
+	// After one refusal p = 1/2 > 0.4: the first retry is rejected.
+	assert.Same(t, ErrThrottled, giveUps[0].Reason)
+	assert.Equal(t, 1, giveUps[0].Attempts)
 }

@@ -141,7 +141,6 @@ type retrier struct {
 	// admitted is the quota hold that let the latest attempt through, to
 	// be told of its answer.
 	admitted *hold
-	attempts int // the number of the latest attempt
 }
 
 // retry runs the retries of r.req, whose first attempt ended in resp or err
@@ -295,7 +294,6 @@ func (r *retrier) send(n int, resendable bool) (*http.Response, error) {
 	p := &r.t.Policy
 	req := r.req
 	r.abandon = nil
-	r.attempts = n
 	recordBody := resendable && req.Body != nil && req.Body != http.NoBody
 	if n == 1 && p.AttemptTimeout <= 0 {
 		if recordBody {
