@@ -33,7 +33,7 @@ var ErrThrottled = errors.New("retryhttp: throttled locally")
 // has them), a Throttle counts over a sliding window of the last `window`:
 //
 //   - requests: the attempts sent, first attempts and retries alike, each
-//     counted when its outcome is known, and the new requests it rejected;
+//     counted when its outcome is known;
 //   - accepts: the attempts answered with a response that the Policy does
 //     not retry (a 200, a 404: anything Policy.Retryable says is final).
 //
@@ -50,6 +50,16 @@ var ErrThrottled = errors.New("retryhttp: throttled locally")
 //   - as the share accepted falls below 1/K, rejections rise, and the
 //     load that reaches the server tends to K times what it accepts;
 //   - as accepts come back, rejections fall, within one window.
+//
+// Unlike the SRE book, the requests a Throttle rejects are not counted: they
+// never reach the server, so they say nothing of it, and counting them makes
+// rejections feed on themselves, so that rejections outlive an overload by
+// several windows. Counted this way, the load that reaches an overloaded
+// server is about √(K·accepted·offered) rather than K·accepted, and
+// rejections fade within one window of the server's recovery. The window is
+// the memory of an overload: the bench's metastable scenario recovered
+// soonest with a window of a few seconds (bench/results: "Adaptive
+// throttling").
 //
 // Retries are requests too: each is counted, and each is rejected with the
 // same probability, after the Policy's other checks and before the Budget
@@ -93,8 +103,10 @@ const throttleSlots = 10
 
 // NewThrottle returns a Throttle that rejects requests to a destination with
 // the probability max(0, (requests − k·accepts) / (requests + 1)), counted
-// over the last window (see Throttle). The SRE book advises k = 2, and a
-// window of two minutes; a smaller k rejects sooner, a larger one later.
+// over the last window (see Throttle). The SRE book advises k = 2; a smaller
+// k rejects sooner, a larger one later. The window is how long an overload
+// is remembered: a few seconds to a minute, shorter for a quicker recovery,
+// longer for a process that sends few requests.
 //
 // A k below 1 (which would reject requests a healthy server accepts), NaN
 // or infinite, or a window that is not positive, makes an invalid Throttle:
@@ -167,8 +179,8 @@ func (t *Throttle) probability(requests, accepts int64) float64 {
 	return min(max(p, 0), MaxThrottleRejection)
 }
 
-// admit decides whether a new request to u may be sent at now, and returns
-// the error of a rejection, which counts as a request.
+// admit decides whether a request to u may be sent at now, and returns the
+// error of a rejection.
 func (t *Throttle) admit(u *url.URL, now time.Time) error {
 	d := t.findOrAdd(u)
 	e := t.epoch(now)
@@ -176,9 +188,6 @@ func (t *Throttle) admit(u *url.URL, now time.Time) error {
 	requests, accepts := d.counts(e)
 	p := t.probability(requests, accepts)
 	rejected := p > 0 && t.random() < p
-	if rejected {
-		d.add(e, 1, 0) // an admitted request counts when its outcome is known
-	}
 	d.mu.Unlock()
 	if !rejected {
 		return nil
