@@ -145,10 +145,11 @@ type Policy struct {
 	OnHold func(HoldEvent)
 
 	// Throttle, if not nil, rejects locally, before anything is sent, a
-	// share of the new requests to a destination that has lately accepted
-	// too few of its attempts; see Throttle and NewThrottle. A rejected
-	// request ends at once with an error matching ErrThrottled, and
-	// OnGiveUp is called with that Reason. nil, the default, throttles
+	// share of the requests and retries to a destination that has lately
+	// accepted too few of its attempts; see Throttle and NewThrottle. A
+	// rejected request ends at once, nothing sent, with an error matching
+	// ErrThrottled; a rejected retry ends the retries. OnGiveUp is called
+	// with Reason ErrThrottled for both. nil, the default, throttles
 	// nothing. One Throttle may be shared by several Policies.
 	Throttle *Throttle
 
