@@ -58,18 +58,19 @@ type hold struct {
 	dest string // the canonical destination, to tell hash collisions apart
 
 	mu        sync.Mutex
-	reset     time.Time // on the Clock: when the spent quota resets; zero while a window is open
-	keepUntil time.Time // the hold expires, once idle, from then on
-	header    string    // the field that said the quota is spent
-	fresh     int       // requests to let through at the reset: the announced quota, or 1
-	announced bool      // fresh is the server's announced quota
-	left      int       // requests the open window may still let through
-	bounded   bool      // left comes from the server's counts, not from the slow start
-	lowest    int       // the lowest remaining count answered since the window opened; -1: none
-	inflight  int       // requests let through by the hold and not yet answered
-	opened    bool      // a window opened since the quota was last spent
-	served    int       // successes answered since the window opened
-	waiters   int       // requests waiting on the hold
+	reset     time.Time     // on the Clock: when the spent quota resets; zero while a window is open
+	keepUntil time.Time     // the hold expires, once idle, from then on
+	header    string        // the field that said the quota is spent
+	lastWait  time.Duration // from the latest spent answer until its reset
+	fresh     int           // requests to let through at the reset: the announced quota, or 1
+	announced bool          // fresh is the server's announced quota
+	left      int           // requests the open window may still let through
+	bounded   bool          // left comes from the server's counts, not from the slow start
+	lowest    int           // the lowest remaining count answered since the window opened; -1: none
+	inflight  int           // requests let through by the hold and not yet answered
+	opened    bool          // a window opened since the quota was last spent
+	served    int           // successes answered since the window opened
+	waiters   int           // requests waiting on the hold
 	changed   chan struct{}
 	gone      bool // taken out of the map
 }
@@ -216,6 +217,7 @@ func (h *hold) spend(now time.Time, wait time.Duration, header string, limit int
 	if reset.After(h.reset) {
 		h.reset = reset
 	}
+	h.lastWait = wait
 	if keep := reset.Add(max(wait, time.Second)); keep.After(h.keepUntil) {
 		h.keepUntil = keep
 	}
@@ -258,6 +260,13 @@ func (h *hold) answered(now time.Time, remaining int, success bool) {
 		h.left, h.bounded = max(0, h.lowest-h.inflight), true
 	case success && !h.bounded:
 		h.left += 2 // slow start: the server named no quota
+	case success && h.announced && h.lowest < 0 && h.served >= h.fresh && h.lastWait > 0:
+		// The window served all its quota, and its answers said nothing of
+		// what is left: the quota is spent, though no answer says so.
+		// Rather than find out with a refusal, hold until a reset as far
+		// off as the last one was.
+		h.spend(now, h.lastWait, h.header, 0)
+		return
 	}
 	h.broadcast()
 }

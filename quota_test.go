@@ -78,11 +78,15 @@ func (q *quotaServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h := w.Header()
 	h.Set("Date", now.UTC().Format(http.TimeFormat))
-	if q.style == "terse" {
+	if q.style == "terse" || q.style == "quiet" {
 		// Successes say nothing of the quota, and refusals are
-		// retrytest's GitHub answer as it is: it announces 5000.
+		// retrytest's GitHub answer: as it is, announcing 5000 ("terse"),
+		// or with the limit set right ("quiet").
 		if refused {
 			a := retrytest.RateLimited(time.Until(resetAt), retrytest.GitHub)
+			if q.style == "quiet" {
+				a = a.WithHeader("X-RateLimit-Limit", strconv.Itoa(q.limit))
+			}
 			for k, v := range a.Header {
 				h[k] = v
 			}
@@ -234,6 +238,20 @@ func TestQuotaHoldLearnsAQuotaAnnouncedWrong(t *testing.T) {
 		assert.LessOrEqual(t, w.arrived, q.limit+1, "window %d let through more than it learnt", i+2)
 		assert.LessOrEqual(t, w.refused, 1, "window %d", i+2)
 	}
+}
+
+// Successes that say nothing of the quota, and refusals that announce it
+// right: a window that served its quota is taken as spent, and held as long
+// as the last reset was, with no refusal to find out.
+func TestQuotaHoldTakesAServedQuotaAsSpent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("plays five 1 s resets in real time")
+	}
+	t.Parallel()
+	q, srv := newQuotaServer(t, 5, time.Second, "quiet")
+	client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t)}}
+	statuses, errs := runConcurrent(t, client, srv.URL, 30)
+	checkQuotaTarget(t, q, statuses, errs)
 }
 
 // spentThenOK returns a Server on clock whose first answer says, as
