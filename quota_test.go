@@ -32,6 +32,7 @@ type quotaServer struct {
 	limit int
 	reset time.Duration
 	style string
+	delay time.Duration // before each answer, after the quota is counted
 
 	mu       sync.Mutex
 	used     int
@@ -73,6 +74,7 @@ func (q *quotaServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	remaining, resetAt := q.limit-q.used, q.resetAt
 	q.mu.Unlock()
+	time.Sleep(q.delay)
 	if resetAt.IsZero() {
 		resetAt = now.Add(q.reset) // an estimate while quota remains, as GitHub's hourly window is
 	}
@@ -249,6 +251,16 @@ func TestQuotaHoldTakesAServedQuotaAsSpent(t *testing.T) {
 	}
 	t.Parallel()
 	q, srv := newQuotaServer(t, 5, time.Second, "quiet")
+	client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t)}}
+	statuses, errs := runConcurrent(t, client, srv.URL, 30)
+	checkQuotaTarget(t, q, statuses, errs)
+}
+
+// Answers that take a while: requests let through at a reset are still in
+// flight when the next held ones wake, and must not be more than the quota.
+func TestQuotaHoldLetsThroughNoMoreThanTheQuotaAtAReset(t *testing.T) {
+	q, srv := newQuotaServer(t, 5, 500*time.Millisecond, "discord")
+	q.delay = 300 * time.Millisecond
 	client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t)}}
 	statuses, errs := runConcurrent(t, client, srv.URL, 30)
 	checkQuotaTarget(t, q, statuses, errs)
