@@ -115,11 +115,17 @@ func throttleScenario(cfg config, step func(string)) *throttleReport {
 		p.load = load
 		sched := metaSchedule(p)
 		row := make([]metaResult, len(contenders))
-		var wg sync.WaitGroup
-		for i, lib := range contenders {
-			wg.Go(func() { row[i] = metastableOne(p, lib, sched, native) })
+		if cfg.metaConcurrent { // -quick: all at once, each with its own server
+			var wg sync.WaitGroup
+			for i, lib := range contenders {
+				wg.Go(func() { row[i] = metastableOne(p, lib, sched, native) })
+			}
+			wg.Wait()
+		} else {
+			for i, lib := range contenders {
+				row[i] = metastableOne(p, lib, sched, native)
+			}
 		}
-		wg.Wait()
 		rep.loopback = append(rep.loopback, row)
 	}
 	step("throttling: simulation")
@@ -161,7 +167,7 @@ func (rep *throttleReport) markdown() string {
 	p("`%s` is `Policy{AttemptTimeout: 1s, Throttle: NewThrottle(%d, %v)}`; `%s` is failsafe-go's `adaptivethrottler` (defaults, 5xx and errors count as failures) inside its default retry policy. ",
 		libThrottle, throttleK, throttleWindow, libFailsafeT)
 	p("Recovery: time from the end of the trigger until goodput is back to 95%% of the offered load for good; **stuck** if never.\n\n")
-	p("Loopback, %d processes (phases %v + %v + %v):\n\n", rep.meta.clients, rep.meta.warmup, rep.meta.trigger, rep.meta.after)
+	p("Loopback, %d processes (phases %v + %v + %v, one contender at a time unless -quick):\n\n", rep.meta.clients, rep.meta.warmup, rep.meta.trigger, rep.meta.after)
 	p("| load | contender | recovery | successes | attempts |\n|---|---|---|---|---|\n")
 	for li, row := range rep.loopback {
 		for _, r := range row {
