@@ -439,3 +439,40 @@ func (c blockingClock) Sleep(ctx context.Context, d time.Duration) error {
 func (blockingClock) Virtual() bool { return false }
 
 var _ = errors.Is
+
+// rateLimitedTransport answers 200 with the rate-limit fields GitHub sends
+// on every response while quota remains.
+type rateLimitedTransport struct{ header http.Header }
+
+func (t rateLimitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: http.StatusOK, Header: t.header, Body: http.NoBody, Request: req}, nil
+}
+
+// BenchmarkOverheadRateLimitFields is BenchmarkOverhead for a success that
+// carries GitHub's rate-limit fields with quota left: the Transport looks a
+// few of them up for news of a spent quota, without an allocation or a lock.
+func BenchmarkOverheadRateLimitFields(b *testing.B) {
+	req, err := http.NewRequest(http.MethodGet, "http://127.0.0.1/", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := http.Header{}
+	for k, v := range map[string]string{
+		"Content-Type": "application/json", "Date": "Fri, 04 Dec 2026 16:00:00 GMT",
+		"X-Ratelimit-Limit": "5000", "X-Ratelimit-Remaining": "4999", "X-Ratelimit-Used": "1",
+		"X-Ratelimit-Reset": "1796400000", "X-Ratelimit-Resource": "core",
+	} {
+		h.Set(k, v)
+	}
+	base := rateLimitedTransport{header: h}
+	runImpls(b, []impl{
+		{"impl=bare", base},
+		{"impl=retryhttp", &retryhttp.Transport{Base: base}},
+	}, func(b *testing.B, rt http.RoundTripper) {
+		for b.Loop() {
+			if _, err := rt.RoundTrip(req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
