@@ -32,7 +32,12 @@ import (
 // the next reset. When a server announces no quota at all (a 429 or 503 with
 // only Retry-After), each success after the reset lets two more requests
 // through, as a TCP slow start does, so that a recovering server is not met
-// by every held request at once.
+// by every held request at once. A window that served fewer requests than
+// announced (a quota shared with other clients, or announced wrong) makes
+// the next reset let through no more than that; and a window that served
+// all its announced quota, with answers that say nothing of what is left,
+// is taken as spent until a reset as far off as the last one, rather than
+// found spent by a refusal.
 //
 // A hold expires on its own: once its reset has passed by as long again as
 // the server asked to wait (at least a second), and no request waits on it,
