@@ -220,11 +220,14 @@ func TestJitterNeverMakesARetryGiveUp(t *testing.T) {
 	const clients = 100
 	srv := retrytest.NewServer(t).Otherwise(retrytest.Unavailable(10 * time.Second))
 	var hook giveUps
-	client, clock := newClient(t, retryhttp.Policy{
-		MaxAttempts: 2, MaxElapsed: 10500 * time.Millisecond,
-		Budget: retryhttp.UnlimitedBudget(), OnGiveUp: hook.record,
-	})
+	clock := retrytest.NewClock(t)
 	for range clients {
+		// A client each: one Transport would hold its later requests
+		// until the reset the first 503 named.
+		client, _ := newClient(t, retryhttp.Policy{
+			MaxAttempts: 2, MaxElapsed: 10500 * time.Millisecond,
+			Budget: retryhttp.UnlimitedBudget(), OnGiveUp: hook.record, Clock: clock,
+		})
 		resp, _, err := do(t, client, newRequest(t, "GET", srv.URL, nil))
 		require.NoError(t, err)
 		require.Equal(t, 503, resp.StatusCode)

@@ -60,17 +60,28 @@ var (
 // retryhttp.ErrBudgetEmpty) and errors.Is(err, syscall.ECONNREFUSED) can both
 // hold for one GiveUpError.
 type GiveUpError struct {
-	// Attempts is the number of attempts made, the first included.
+	// Attempts is the number of attempts made, the first included. It is
+	// 0 when nothing was sent: a request that a Throttle rejected (Reason
+	// ErrThrottled), or whose quota hold the caller cut short.
 	Attempts int
 	// Reason says why the retries ended: one of the Err sentinels of this
 	// package, or the context's own error when it ended a wait.
 	Reason error
-	// Err is the transport error of the last attempt. It is nil only when
-	// a wait was cut short after an attempt that ended in a response.
+	// Err is the transport error of the last attempt. It is nil when a
+	// wait was cut short after an attempt that ended in a response, or
+	// before any attempt; for a Throttle's rejection it is the rejection,
+	// which names the accept ratio.
 	Err error
 }
 
 func (e *GiveUpError) Error() string {
+	if e.Attempts == 0 {
+		// Nothing was sent: a Throttle's rejection says why itself.
+		if e.Err != nil {
+			return e.Err.Error()
+		}
+		return fmt.Sprintf("retryhttp: gave up before sending: %v", e.Reason)
+	}
 	if e.Err == nil {
 		return fmt.Sprintf("retryhttp: gave up after %s: %v", plural(e.Attempts, "attempt"), e.Reason)
 	}

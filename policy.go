@@ -86,7 +86,11 @@ type Policy struct {
 	// DefaultBudgetBurst), so that a dead host cannot spend the retries of
 	// a healthy one. Set the same *Budget on several Transports to share
 	// it, NewBudget for one bucket across all destinations, or
-	// UnlimitedBudget() to turn budgeting off.
+	// UnlimitedBudget() to turn budgeting off. The retry of a rate-limit
+	// refusal (a remaining quota of 0, or an IETF RateLimit policy with
+	// r=0) to a destination the Transport holds takes no token: the hold
+	// sends no more than the quota the server announced, so such retries
+	// add no load the server has not offered to serve.
 	Budget *Budget
 
 	// Retryable reports whether the outcome of an attempt, a response or a
@@ -141,6 +145,25 @@ type Policy struct {
 	// README's "Timeouts").
 	AttemptTimeout time.Duration
 
+	// OnHold, if not nil, is called once for every attempt that a quota
+	// hold kept back (see HoldEvent), when the hold ends: before the
+	// attempt is sent, or when the caller gave up during the hold. Quota
+	// holds are always on: a Transport does not send to a destination
+	// whose server said its quota is spent until it resets, and then sends
+	// no more than the quota the server announced (see quota.go's
+	// documentation, or docs/holds-and-throttling.md). It runs on the
+	// goroutine of the RoundTrip call.
+	OnHold func(HoldEvent)
+
+	// Throttle, if not nil, rejects locally, before anything is sent, a
+	// share of the requests and retries to a destination that has lately
+	// accepted too few of its attempts; see Throttle and NewThrottle. A
+	// rejected request ends at once, nothing sent, with an error matching
+	// ErrThrottled; a rejected retry ends the retries. OnGiveUp is called
+	// with Reason ErrThrottled for both. nil, the default, throttles
+	// nothing. One Throttle may be shared by several Policies.
+	Throttle *Throttle
+
 	// Clock supplies the current time and the waits between attempts. nil
 	// means the real clock. A fake clock (see package retrytest) lets tests
 	// play long Retry-After waits without sleeping. The request context's
@@ -149,7 +172,8 @@ type Policy struct {
 }
 
 // Validate reports the first field of p that has an invalid value (a
-// negative number, or a Budget that is invalid or can never grant a retry),
+// negative number, a Budget that is invalid or can never grant a retry, or
+// an invalid Throttle),
 // in an error that names it. The Transport calls it before sending anything and returns
 // its error instead of sending.
 func (p *Policy) Validate() error {
@@ -165,6 +189,11 @@ func (p *Policy) Validate() error {
 	case p.Budget != nil:
 		if err := p.Budget.validate(); err != nil {
 			return fmt.Errorf("retryhttp: invalid Policy.Budget: %w", err)
+		}
+	}
+	if p.Throttle != nil {
+		if err := p.Throttle.validate(); err != nil {
+			return fmt.Errorf("retryhttp: invalid Policy.Throttle: %w", err)
 		}
 	}
 	return nil
@@ -250,6 +279,15 @@ type decision struct {
 	wait        time.Duration // counted from decidedAt
 	server      serverWait
 	reason      error // nil: retry
+	unbudgeted  bool  // the retry is paced by a quota hold and took no token
+}
+
+// refund gives back the token d's retry took, if it took one, when the
+// retry is not sent.
+func (d decision) refund(r *retrier) {
+	if !d.unbudgeted {
+		r.budget.refund(r.req.URL)
+	}
 }
 
 // errNilBackoff is a configuration error found only when a retry is
@@ -288,7 +326,13 @@ func (r *retrier) decide(attempt int, resp *http.Response) decision {
 	if d.reason = lim.check(max(d.wait, drainAllowance(resp))); d.reason != nil {
 		return d
 	}
-	if !r.budget.withdraw(r.req.URL) {
+	if th := p.Throttle; th != nil && th.admit(r.req.URL, now) != nil {
+		d.reason = ErrThrottled
+		return d
+	}
+	if r.pacedByHold(resp) {
+		d.unbudgeted = true
+	} else if !r.budget.withdraw(r.req.URL) {
 		d.reason = ErrBudgetEmpty
 	}
 	return d

@@ -52,6 +52,7 @@ type Transport struct {
 
 	budgetOnce sync.Once
 	ownBudget  *Budget
+	holds      holds // quota holds per destination; see quota.go
 }
 
 // Limits on the part of a discarded response body read to keep its
@@ -106,6 +107,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// error that proves it never left (see neverSent).
 		r.start = startTime(r.clock)
 		r.traceConns = r.notResendable != nil
+	}
+	if err := r.gate(); err != nil {
+		closeRequestBody(req)
+		return nil, err
 	}
 	resp, err := r.send(1)
 	retry, ended := r.retryable(resp, err)
@@ -181,6 +186,9 @@ type retrier struct {
 	// was given a connection, after which a dial error proves nothing.
 	traceConns bool
 	gotConn    *atomic.Bool // the latest attempt's, when traceConns is set
+	// admitted is the quota hold that let the latest attempt through, to
+	// be told of its answer.
+	admitted *hold
 }
 
 // traceConn returns ctx, with a trace that records in r.gotConn whether the
@@ -225,7 +233,7 @@ func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) 
 		// the longest drain, and that must still fit.
 		spent := r.sinceDecision(d)
 		if reason := r.limits(d.decidedAt.Add(spent)).check(max(d.wait-spent, drainAllowance(resp))); reason != nil {
-			r.budget.refund(r.req.URL)
+			d.refund(r)
 			return r.giveUp(attempt, resp, err, reason, d.server)
 		}
 		waitErr := r.drainAndWait(ctx, resp, d)
@@ -235,13 +243,22 @@ func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) 
 				waitErr = ctxErr
 			}
 		}
+		if waitErr == nil {
+			// A quota hold may keep the retry back further; one that
+			// would pass a limit ends the retries.
+			var reason error
+			if reason, waitErr = r.holdAttempt(attempt + 1); reason != nil {
+				waitErr = reason
+			}
+		}
 		if waitErr != nil {
-			r.budget.refund(r.req.URL)
+			d.refund(r)
 			return nil, r.reportGiveUp(attempt, nil, err, r.endReason(waitErr), d.server)
 		}
 		resp, err = r.send(attempt + 1)
 		if errors.Is(err, errReopenBody) {
-			r.budget.refund(r.req.URL) // the retry was never sent
+			d.refund(r) // the retry was never sent
+			r.settle(nil, false)
 			return nil, err
 		}
 		retry, ended := r.retryable(resp, err)
@@ -292,23 +309,34 @@ var errReopenBody = errors.New("retryhttp: reopening the request body")
 // A response the rule retries but that arrived as the caller stopped
 // waiting is a give-up: ended is then the reason, the context's error.
 func (r *retrier) retryable(resp *http.Response, err error) (retry bool, ended error) {
+	retry, accepted, ended := r.judge(resp, err)
+	r.settle(resp, accepted)
+	return retry, ended
+}
+
+// judge reports whether an attempt's outcome calls for another attempt,
+// whether it is a response the Policy does not retry (an accept), and,
+// for a retryable response that arrived as the caller stopped waiting, the
+// reason of that give-up.
+func (r *retrier) judge(resp *http.Response, err error) (retry, accepted bool, ended error) {
 	if err != nil && r.bodyFailed() {
-		return false, nil
+		return false, false, nil
 	}
 	live := requestLive(r.req)
 	if err != nil && !live {
-		return false, nil // the caller's own cancellation, not the server's doing
+		return false, false, nil // the caller's own cancellation, not the server's doing
 	}
 	if r.t.Policy.retryable(resp, r.classifiable(err)) {
 		if !live {
-			return false, r.endReason(context.Canceled)
+			return false, false, r.endReason(context.Canceled)
 		}
-		return true, nil
+		return true, false, nil
 	}
 	if err == nil && resp != nil {
 		r.budget.deposit(r.req.URL)
+		return false, true, nil
 	}
-	return false, nil
+	return false, false, nil
 }
 
 // bodyFailed reports whether reading the request body of the latest attempt

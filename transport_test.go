@@ -377,8 +377,10 @@ func TestRetryAfterJitterSpreadsClients(t *testing.T) {
 	clock := retrytest.NewClock(t)
 	const clients = 200
 	srv := retrytest.NewServer(t).Otherwise(retrytest.Unavailable(10 * time.Second))
-	client, _ := newClient(t, retryhttp.Policy{Clock: clock, MaxAttempts: 2, Budget: retryhttp.UnlimitedBudget()})
 	for range clients {
+		// A client each: one Transport would hold its later requests
+		// until the reset the first 503 named.
+		client, _ := newClient(t, retryhttp.Policy{Clock: clock, MaxAttempts: 2, Budget: retryhttp.UnlimitedBudget()})
 		resp, _, err := do(t, client, newRequest(t, "GET", srv.URL, nil))
 		require.NoError(t, err)
 		require.Equal(t, 503, resp.StatusCode)

@@ -10,7 +10,7 @@
 //	go run . -only metastable,sim  # only the scenarios named (printed; RESULTS.md is left alone)
 //
 // Scenario names for -only: happy, outage, brief, herd, overload, forms,
-// metastable, sim.
+// metastable, sim, quota, throttle.
 package main
 
 import (
@@ -46,7 +46,7 @@ type config struct {
 	out            string
 }
 
-var scenarioNames = []string{"happy", "outage", "brief", "herd", "overload", "forms", "metastable", "sim"}
+var scenarioNames = []string{"happy", "outage", "brief", "herd", "overload", "forms", "metastable", "sim", "quota", "throttle"}
 
 // runs reports whether the scenario named is part of this run.
 func (c config) runs(name string) bool { return c.only == nil || c.only[name] }
@@ -163,10 +163,22 @@ func run(cfg config) error {
 	} else {
 		sideScenarios()
 	}
+	// Scenarios of their own files, reported after the others.
+	var extra string
+	var throttled *throttleReport
+	if cfg.runs("quota") {
+		step("spent quota")
+		extra += quotaMarkdown(quotaScenario())
+	}
+	if cfg.runs("throttle") {
+		step("adaptive throttling")
+		throttled = throttleScenario(cfg, step)
+		extra += throttled.markdown()
+	}
 	rep.took = time.Since(started)
 	step("done")
 
-	md := rep.markdown()
+	md := rep.markdown() + extra
 	fmt.Print(md)
 	if cfg.out == "" {
 		return nil
@@ -176,6 +188,11 @@ func run(cfg config) error {
 	}
 	if err := writePlots(cfg.out, &rep); err != nil {
 		return err
+	}
+	if throttled != nil {
+		if err := throttled.write(cfg.out); err != nil {
+			return err
+		}
 	}
 	if cfg.only != nil {
 		fmt.Fprintf(os.Stderr, "wrote the plots of this partial run in %s; RESULTS.md is written by full runs only\n", cfg.out)

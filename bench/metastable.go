@@ -243,7 +243,11 @@ func metaClientFor(lib string, limit time.Duration, nativeTimeout bool) (metaCli
 			failsafehttp.NewRetryPolicyBuilder().Build(), timeout.New[*http.Response](limit))}
 		setup = fmt.Sprintf("default retry policy around timeout.New(%v)", limit)
 	default:
-		panic("unknown contender " + lib)
+		mk, ok := extraMetaClients[lib]
+		if !ok {
+			panic("unknown contender " + lib)
+		}
+		c, setup = mk(base, limit)
 	}
 	do := func(ctx context.Context, url string) bool {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

@@ -24,6 +24,9 @@ const (
 	giveUpsName     = "retryhttp.give_ups"
 	waitName        = "retryhttp.wait.duration"
 	budgetName      = "retryhttp.budget.tokens"
+	holdsName       = "retryhttp.holds"
+	holdName        = "retryhttp.hold.duration"
+	holdReasonKey   = attribute.Key("retryhttp.hold.reason")
 	giveUpReasonKey = attribute.Key("retryhttp.give_up.reason")
 	budgetIDKey     = attribute.Key("retryhttp.budget.id")
 )
@@ -38,6 +41,8 @@ type instruments struct {
 	retries metric.Int64Counter
 	giveUps metric.Int64Counter
 	waits   metric.Float64Histogram
+	holds   metric.Int64Counter
+	held    metric.Float64Histogram
 }
 
 func newInstruments(meter metric.Meter) *instruments {
@@ -51,12 +56,19 @@ func newInstruments(meter metric.Meter) *instruments {
 		metric.WithUnit("s"),
 		metric.WithDescription("The wait chosen before each retry."),
 		metric.WithExplicitBucketBoundaries(waitBuckets...))
-	if err := errors.Join(err1, err2, err3); err != nil {
+	holds, err4 := meter.Int64Counter(holdsName,
+		metric.WithUnit("{request}"),
+		metric.WithDescription("Attempts held back before they were sent, because the destination's quota was spent, by the reason of the hold."))
+	held, err5 := meter.Float64Histogram(holdName,
+		metric.WithUnit("s"),
+		metric.WithDescription("How long each held attempt was held."),
+		metric.WithExplicitBucketBoundaries(waitBuckets...))
+	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
 		otel.Handle(err)
 	}
 	// The SDK returns a working instrument along with its error; a
 	// provider that returns none gets a no-op one.
-	inst := &instruments{retries: retries, giveUps: giveUps, waits: waits}
+	inst := &instruments{retries: retries, giveUps: giveUps, waits: waits, holds: holds, held: held}
 	if inst.retries == nil {
 		inst.retries = noop.Int64Counter{}
 	}
@@ -65,6 +77,12 @@ func newInstruments(meter metric.Meter) *instruments {
 	}
 	if inst.waits == nil {
 		inst.waits = noop.Float64Histogram{}
+	}
+	if inst.holds == nil {
+		inst.holds = noop.Int64Counter{}
+	}
+	if inst.held == nil {
+		inst.held = noop.Float64Histogram{}
 	}
 	return inst
 }
@@ -87,6 +105,19 @@ func (inst *instruments) onRetry(next func(retryhttp.RetryEvent)) func(retryhttp
 func (inst *instruments) onGiveUp(next func(retryhttp.GiveUpEvent)) func(retryhttp.GiveUpEvent) {
 	return func(ev retryhttp.GiveUpEvent) {
 		inst.giveUps.Add(requestContext(ev.Request), 1, metric.WithAttributes(giveUpReasonKey.String(reasonName(ev.Reason))))
+		if next != nil {
+			next(ev)
+		}
+	}
+}
+
+// onHold returns a Policy.OnHold that records the hold and then calls next,
+// if not nil.
+func (inst *instruments) onHold(next func(retryhttp.HoldEvent)) func(retryhttp.HoldEvent) {
+	return func(ev retryhttp.HoldEvent) {
+		ctx := requestContext(ev.Request)
+		inst.holds.Add(ctx, 1, metric.WithAttributes(holdReasonKey.String(ev.Reason.String())))
+		inst.held.Record(ctx, ev.Held.Seconds())
 		if next != nil {
 			next(ev)
 		}
@@ -162,6 +193,7 @@ var reasons = []struct {
 	{retryhttp.ErrBudgetEmpty, "budget_empty"},
 	{retryhttp.ErrBackoffStop, "backoff_stop"},
 	{retryhttp.ErrNotResendable, "not_resendable"},
+	{retryhttp.ErrThrottled, "throttled"},
 	{context.Canceled, "canceled"},
 	{context.DeadlineExceeded, "deadline_exceeded"},
 }

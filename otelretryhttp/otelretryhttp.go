@@ -34,6 +34,8 @@
 //	| retryhttp.retries       | Int64Counter             | {retry}   | http.response.status_code, or error.type          |
 //	| retryhttp.give_ups      | Int64Counter             | {give_up} | retryhttp.give_up.reason                          |
 //	| retryhttp.wait.duration | Float64Histogram         | s         | none                                              |
+//	| retryhttp.holds         | Int64Counter             | {request} | retryhttp.hold.reason                             |
+//	| retryhttp.hold.duration | Float64Histogram         | s         | none                                              |
 //	| retryhttp.budget.tokens | Float64ObservableGauge   | {token}   | url.scheme, server.address, server.port, retryhttp.budget.id |
 //
 // retryhttp.retries counts each retry when it is decided, before its wait
@@ -47,8 +49,9 @@
 // another attempt but that was returned anyway (when Policy.OnGiveUp is
 // called), by retryhttp.give_up.reason: "attempts_used_up",
 // "retry_after_too_long", "max_elapsed", "deadline", "budget_empty",
-// "backoff_stop" and "not_resendable" for the sentinels of package
-// retryhttp, "canceled" and "deadline_exceeded" for a context that ended a
+// "backoff_stop", "not_resendable" and "throttled" (a request that
+// Policy.Throttle rejected before sending anything) for the sentinels of
+// package retryhttp, "canceled" and "deadline_exceeded" for a context that ended a
 // wait, and "_OTHER" for a reason this version does not know. A retry that
 // retryhttp.retries counted can still end in a give-up, counted too: when
 // the request's context ends during its wait, or when the hooks took so
@@ -57,6 +60,14 @@
 // retryhttp.wait.duration records, for each retry, the wait that the
 // Transport chose before it (RetryEvent.Wait), in seconds, as the wait
 // begins; a wait cut short by the request's context is recorded whole.
+//
+// retryhttp.holds counts each attempt that a quota hold kept back before it
+// was sent (when Policy.OnHold is called, as the hold ends), by
+// retryhttp.hold.reason: "reset" when the destination's quota was spent
+// and the attempt waited for its reset, "quota" when it waited for the
+// server's next answer because the quota announced since the reset had been
+// let through. retryhttp.hold.duration records how long each was held
+// (HoldEvent.Held), in seconds.
 //
 // retryhttp.budget.tokens reports, for each destination (scheme, host and
 // port) that the Transport has sent to recently, the retry Budget's tokens
@@ -155,7 +166,7 @@ func WithName(name string) Option {
 // otelhttp Transport over base (http.DefaultTransport when nil), and that
 // records the metrics described in the package documentation.
 //
-// The hooks p.OnRetry and p.OnGiveUp, when set, are still called, each
+// The hooks p.OnRetry, p.OnGiveUp and p.OnHold, when set, are still called, each
 // after the event has been recorded. When p.Budget is nil, NewTransport sets
 // it to a new retryhttp.NewHostBudget(retryhttp.DefaultBudgetRatio,
 // retryhttp.DefaultBudgetBurst), the budget the Transport would otherwise
@@ -187,6 +198,7 @@ func NewTransport(base http.RoundTripper, p retryhttp.Policy, opts ...Option) ht
 	inst := newInstruments(meter)
 	p.OnRetry = inst.onRetry(p.OnRetry)
 	p.OnGiveUp = inst.onGiveUp(p.OnGiveUp)
+	p.OnHold = inst.onHold(p.OnHold)
 
 	var dests *destinations
 	if p.Validate() == nil && !isUnlimited(p.Budget) { // an invalid Policy sends nothing

@@ -613,10 +613,60 @@ func attrValue(attrs []attribute.KeyValue, key attribute.Key) attribute.Value {
 	return attribute.Value{}
 }
 
-// Two Transports made by NewTransport with the same MeterProvider, each with
-// its own default budget, send to the same destination. Each reports its own
-// point for that destination, so the drained budget of the failing client
-// does not disappear behind the full one.
+func TestHoldsAndTimeHeld(t *testing.T) {
+	h := newHarness(t)
+	srv := serve(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if n == 1 {
+			w.Header().Set("Retry-After", "20")
+			w.WriteHeader(http.StatusTooManyRequests)
+		}
+	})
+	clock := retrytest.NewClock(t)
+	var held []retryhttp.HoldEvent
+	client := h.client(retryhttp.Policy{Clock: clock, OnHold: func(ev retryhttp.HoldEvent) { held = append(held, ev) }})
+	// A POST is not retried: its 429 says the quota is spent for 20 s.
+	req, err := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader("{}"))
+	require.NoError(t, err)
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	closeResponse(resp)
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+
+	resp, err = get(t, context.Background(), client, srv.URL)
+	require.NoError(t, err)
+	closeResponse(resp)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+
+	require.Len(t, held, 1, "the caller's OnHold is still called")
+	ms := h.metrics(t)
+	assert.Equal(t, map[string]int64{"reset": 1}, counter(t, ms, "retryhttp.holds", "retryhttp.hold.reason"))
+	hist, ok := ms["retryhttp.hold.duration"].Data.(metricdata.Histogram[float64])
+	require.True(t, ok)
+	require.Len(t, hist.DataPoints, 1)
+	assert.EqualValues(t, 1, hist.DataPoints[0].Count)
+	assert.GreaterOrEqual(t, hist.DataPoints[0].Sum, 20.0, "the time held, in seconds")
+	assert.Equal(t, "s", ms["retryhttp.hold.duration"].Unit)
+}
+
+func TestThrottledGiveUps(t *testing.T) {
+	h := newHarness(t)
+	srv := serve(t, statuses("", 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503))
+	client := h.client(retryhttp.Policy{MaxAttempts: 1, Throttle: retryhttp.NewThrottle(1, time.Minute)})
+	throttled := 0
+	for range 40 {
+		resp, err := get(t, context.Background(), client, srv.URL)
+		if err != nil {
+			require.ErrorIs(t, err, retryhttp.ErrThrottled)
+			throttled++
+			continue
+		}
+		closeResponse(resp)
+	}
+	require.Positive(t, throttled, "a server that accepts nothing sees rejections")
+	ms := h.metrics(t)
+	assert.Equal(t, int64(throttled), counter(t, ms, "retryhttp.give_ups", "retryhttp.give_up.reason")["throttled"])
+}
+
 func TestBudgetGaugeOfTwoTransportsAtOneDestination(t *testing.T) {
 	h := newHarness(t)
 	srv := serve(t, func(_ int, w http.ResponseWriter, r *http.Request) {
@@ -649,10 +699,6 @@ func TestBudgetGaugeOfTwoTransportsAtOneDestination(t *testing.T) {
 		"one point per Transport at %s", srv.URL)
 }
 
-// NewTransport retries "as a retryhttp.Transport with Policy p does". otelhttp
-// wraps every response body, http.NoBody included; a 503 without a body still
-// costs no drain time, so a retry that fits MaxElapsed uninstrumented fits it
-// instrumented too.
 func TestEmptyBodyCostsNoDrainTimeUnderInstrumentation(t *testing.T) {
 	srv := serve(t, statuses("", http.StatusServiceUnavailable))
 	p := retryhttp.Policy{
@@ -677,7 +723,6 @@ func TestEmptyBodyCostsNoDrainTimeUnderInstrumentation(t *testing.T) {
 		"instrumented, the same retry is given up on (reason %v)", reason)
 }
 
-// budgetIDs returns the retryhttp.budget.id of each budget point at dest.
 func budgetIDs(t *testing.T, h *harness, dest attribute.Set) []string {
 	var ids []string
 	for _, p := range gauge(t, h.metrics(t)) {
@@ -704,10 +749,6 @@ func TestBudgetIDIsTheNameGiven(t *testing.T) {
 	assert.ElementsMatch(t, []string{"github-api", "payments"}, budgetIDs(t, h, destinationOf(t, srv.URL)))
 }
 
-// The default budget id names the budget by the order the process made its
-// Transports in, so a restarted process (here, this test run again in a
-// process of its own) reports the same ids: its series go on. Transports
-// that share a Budget share its id; budgets of their own get ids apart.
 func TestBudgetIDByDefaultIsStableAcrossRestarts(t *testing.T) {
 	if os.Getenv("OTELRETRYHTTP_PRINT_BUDGET_IDS") == "1" {
 		h := newHarness(t)

@@ -368,6 +368,9 @@ func fetch(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 			describeServerWait(ev.Response, ev.RetryAfterHeader, ev.RetryAfter, ev.HasRetryAfter),
 			ev.Wait.Round(time.Millisecond), o.budget.TokensFor(ev.Request.URL.Scheme+"://"+ev.Request.URL.Host))
 	}
+	policy.OnHold = func(ev retryhttp.HoldEvent) {
+		logf("attempt %d: %s\n", ev.Attempt, describeHold(ev))
+	}
 	policy.OnGiveUp = func(ev retryhttp.GiveUpEvent) { gaveUp = &ev }
 	base := &http.Transport{}
 	defer base.CloseIdleConnections()
@@ -460,6 +463,9 @@ func (o *options) giveUpReason(req *http.Request, ev *retryhttp.GiveUpEvent) str
 		reason = "the request was cancelled while waiting to retry"
 	case errors.Is(r, retryhttp.ErrBackoffStop):
 		reason = "the backoff schedule said stop"
+	case errors.Is(r, retryhttp.ErrThrottled):
+		// The rejection names the accept ratio that led to it.
+		reason = strings.TrimPrefix(fmt.Sprint(orDefault[error](ev.Err, r)), "retryhttp: ") + " (nothing sent)"
 	default:
 		reason = strings.TrimPrefix(fmt.Sprint(r), "retryhttp: ")
 	}
@@ -480,6 +486,25 @@ func serverAsked(ev *retryhttp.GiveUpEvent) string {
 		return ""
 	}
 	return "; the server asked for " + seconds(ev.RetryAfter)
+}
+
+// describeHold says why an attempt was held back before it was sent, and
+// for how long, as the retry lines say why and how long they wait.
+func describeHold(ev retryhttp.HoldEvent) string {
+	why := "held " + ev.Held.Round(time.Millisecond).String()
+	switch ev.Reason {
+	case retryhttp.HoldReset:
+		why += fmt.Sprintf(" for the quota's reset (%s said it was spent)", ev.Header)
+	case retryhttp.HoldQuota:
+		why += fmt.Sprintf(" for the server's next answer: the quota announced since the reset (%s) was let through", ev.Header)
+	}
+	switch {
+	case ev.Err == nil:
+		return why + "; sending"
+	case errors.Is(ev.Err, context.Canceled), errors.Is(ev.Err, context.DeadlineExceeded):
+		return why + "; cancelled: " + ev.Err.Error()
+	}
+	return why + "; not waiting longer: " + strings.TrimPrefix(ev.Err.Error(), "retryhttp: ")
 }
 
 // deadline names the deadline of the request.

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/b4dedce7/retryhttp"
 	"github.com/b4dedce7/retryhttp/retrytest"
 )
 
@@ -568,4 +569,18 @@ func TestHelp(t *testing.T) {
 	assert.Contains(t, stderr, "usage: retryget [flags] [URL]")
 	assert.Regexp(t, regexp.MustCompile(`-retry-on statuses`), stderr)
 	assert.Regexp(t, regexp.MustCompile(`-attempt-timeout duration\n\s+each attempt must produce its response headers within this time.*\(0: no limit\)`), stderr)
+}
+
+func TestHoldLineAndThrottledReason(t *testing.T) {
+	t.Parallel()
+	line := describeHold(retryhttp.HoldEvent{Attempt: 1, Held: 3200 * time.Millisecond, Reason: retryhttp.HoldReset, Header: "X-RateLimit-Reset"})
+	assert.Equal(t, "held 3.2s for the quota's reset (X-RateLimit-Reset said it was spent); sending", line)
+	line = describeHold(retryhttp.HoldEvent{Attempt: 2, Reason: retryhttp.HoldQuota, Header: "Retry-After", Err: retryhttp.ErrMaxElapsed})
+	assert.Contains(t, line, "not waiting longer: next retry would start past MaxElapsed")
+
+	o := &options{}
+	req := httptest.NewRequest("GET", "http://example.com/", nil)
+	rejection := fmt.Errorf("%w: http://example.com:80 accepted 1 of the last 40 requests", retryhttp.ErrThrottled)
+	reason := o.giveUpReason(req, &retryhttp.GiveUpEvent{Reason: retryhttp.ErrThrottled, Err: rejection})
+	assert.Equal(t, "throttled locally: http://example.com:80 accepted 1 of the last 40 requests (nothing sent)", reason)
 }

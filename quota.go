@@ -1,0 +1,674 @@
+package retryhttp
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Quota holds: a Transport does not send what a server has said it will
+// refuse. When a response says that its destination's quota is spent and
+// when it resets (an X-RateLimit-Remaining, X-Rate-Limit-Remaining or
+// RateLimit-Remaining of 0, or an IETF RateLimit policy with r=0, together
+// with the reset RateLimitWait reads; or a 429 or 503 with Retry-After), the
+// Transport remembers the reset for that destination. A request to it
+// before the reset is held until the reset plus the jitter of server-named
+// waits, when that fits its limits, and else sent as usual. Nothing has been
+// sent, so any method is held, a POST included.
+//
+// At the reset the hold lets through no more requests than the quota the
+// server announced for the fresh window (X-RateLimit-Limit,
+// X-Rate-Limit-Limit, RateLimit-Limit, or the q of RateLimit-Policy), or one
+// request when it announced none. The answers to those requests then say how
+// much quota is left (their Remaining); the hold lets through that many,
+// less those still in flight, and holds the rest until the next answer or
+// the next reset. When a server announces no quota at all (a 429 or 503 with
+// only Retry-After), each success after the reset lets two more requests
+// through, as a TCP slow start does, so that a recovering server is not met
+// by every held request at once. A window that served fewer requests than
+// announced (a quota shared with other clients, or announced wrong) makes
+// the next reset let through no more than that; and a window that served
+// all its announced quota, with answers that say nothing of what is left,
+// is taken as spent until a reset as far off as the last one, rather than
+// found spent by a refusal.
+//
+// A hold expires on its own: once its reset has passed by as long again as
+// the server asked to wait (at least a second), and no request waits on it,
+// its destination is forgotten and its requests take the happy path again,
+// which reads no more than a few header fields of each response.
+
+// maxHolds bounds the destinations a Transport holds at once; when more are
+// spent at once, the one that would expire first is forgotten.
+const maxHolds = 1024
+
+// holds are a Transport's quota holds, one per destination, in a map that is
+// replaced, never changed: a request looks its destination up without a lock
+// or an allocation, and finds nothing unless a server said its quota is
+// spent. The zero value holds nothing.
+type holds struct {
+	m    atomic.Pointer[map[uint64]*hold]
+	mu   sync.Mutex
+	seed uint64 // set under mu before the first map is stored
+}
+
+// hold is what a Transport knows of one destination's quota.
+type hold struct {
+	dest string // the canonical destination, to tell hash collisions apart
+
+	mu        sync.Mutex
+	reset     time.Time     // on the Clock: when the spent quota resets; zero while a window is open
+	keepUntil time.Time     // the hold expires, once idle, from then on
+	header    string        // the field that said the quota is spent
+	lastWait  time.Duration // from the latest spent answer until its reset
+	fresh     int           // requests to let through at the reset: the announced quota, or 1
+	announced bool          // fresh is the server's announced quota
+	left      int           // requests the open window may still let through
+	bounded   bool          // left comes from the server's counts, not from the slow start
+	lowest    int           // the lowest remaining count answered since the window opened; -1: none
+	inflight  int           // requests let through by the hold and not yet answered
+	opened    bool          // a window opened since the quota was last spent
+	served    int           // successes answered since the window opened
+	waiters   int           // requests waiting on the hold
+	changed   chan struct{}
+	gone      bool // taken out of the map
+}
+
+// find returns the hold of u's destination, or nil: on the happy path an
+// atomic load and a length check.
+func (hs *holds) find(u *url.URL) *hold {
+	mp := hs.m.Load()
+	if mp == nil || len(*mp) == 0 {
+		return nil
+	}
+	h := (*mp)[hashDestination(hs.seed, u)]
+	if h == nil || !sameDestination(h.dest, u) {
+		return nil
+	}
+	return h
+}
+
+// findOrAdd returns the hold of u's destination, adding one when there is
+// none; expired holds are dropped on the way.
+func (hs *holds) findOrAdd(u *url.URL, now time.Time) *hold {
+	if h := hs.find(u); h != nil {
+		return h
+	}
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if h := hs.find(u); h != nil {
+		return h
+	}
+	var old map[uint64]*hold
+	if mp := hs.m.Load(); mp != nil {
+		old = *mp
+	} else {
+		hs.seed = rand.Uint64()
+	}
+	next := make(map[uint64]*hold, len(old)+1)
+	full := len(old) >= maxHolds
+	for k, h := range old {
+		// A hold expired but not touched since is dropped when room is
+		// needed; until then it costs only its memory.
+		if !full || !h.retireIfExpired(now) {
+			next[k] = h
+		}
+	}
+	if len(next) >= maxHolds {
+		// Forget the quarter that would expire first, so that a burst of
+		// new destinations does not sort the map at every one.
+		type entry struct {
+			key   uint64
+			until time.Time
+		}
+		entries := make([]entry, 0, len(next))
+		for k, h := range next {
+			h.mu.Lock()
+			entries = append(entries, entry{k, h.keepUntil})
+			h.mu.Unlock()
+		}
+		slices.SortFunc(entries, func(a, b entry) int { return a.until.Compare(b.until) })
+		for _, e := range entries[:len(entries)/4+1] {
+			next[e.key].retire()
+			delete(next, e.key)
+		}
+	}
+	h := &hold{dest: canonicalDestination(u), lowest: -1}
+	next[hashDestination(hs.seed, u)] = h // a colliding destination takes the slot over
+	hs.m.Store(&next)
+	return h
+}
+
+// dropIfExpired forgets h once it has expired, so that its destination's
+// requests take the happy path again.
+func (hs *holds) dropIfExpired(h *hold, now time.Time) {
+	h.mu.Lock()
+	expired := h.expired(now)
+	h.mu.Unlock()
+	if !expired {
+		return
+	}
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if !h.retireIfExpired(now) {
+		return
+	}
+	old := *hs.m.Load()
+	next := make(map[uint64]*hold, len(old))
+	for k, v := range old {
+		if v != h {
+			next[k] = v
+		}
+	}
+	hs.m.Store(&next)
+}
+
+// expired reports whether h may be forgotten: its window is open, nobody
+// waits on it, and it has been kept long enough for the requests told of its
+// reset by a retry to come back. h.mu is held.
+func (h *hold) expired(now time.Time) bool {
+	return !h.gone && h.waiters == 0 && !h.spentAt(now) && !now.Before(h.keepUntil)
+}
+
+func (h *hold) retireIfExpired(now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.expired(now) {
+		return false
+	}
+	h.gone = true
+	h.broadcast()
+	return true
+}
+
+func (h *hold) retire() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.gone = true
+	h.broadcast()
+}
+
+// spentAt reports whether the quota is spent at now. h.mu is held.
+func (h *hold) spentAt(now time.Time) bool {
+	return !h.reset.IsZero() && now.Before(h.reset)
+}
+
+// broadcast wakes the requests waiting for an answer. h.mu is held.
+func (h *hold) broadcast() {
+	if h.changed != nil {
+		close(h.changed)
+		h.changed = nil
+	}
+}
+
+// open starts the window that follows a reset. h.mu is held.
+func (h *hold) open() {
+	h.reset = time.Time{}
+	h.left, h.bounded = h.fresh, h.announced
+	h.lowest = -1
+	h.opened, h.served = true, 0
+}
+
+// spend records that the quota is spent until now+wait, and the quota
+// announced for the fresh window, if any (limit > 0). h.mu is held.
+func (h *hold) spend(now time.Time, wait time.Duration, header string, limit int) {
+	reset := now.Add(wait)
+	if reset.After(h.reset) {
+		h.reset = reset
+	}
+	h.lastWait = wait
+	if keep := reset.Add(max(wait, time.Second)); keep.After(h.keepUntil) {
+		h.keepUntil = keep
+	}
+	h.header = header
+	switch {
+	case limit > 0:
+		h.fresh, h.announced = limit, true
+	case !h.announced:
+		h.fresh = 1
+	}
+	// What the window that just ended served is what the server really
+	// grants this Transport, when it is less than the announced quota: a
+	// quota shared with other clients, or announced wrong.
+	if h.opened && h.served > 0 && h.served < h.fresh {
+		h.fresh = h.served
+	}
+	h.left, h.bounded, h.lowest = 0, true, -1
+	h.opened = false
+	h.broadcast()
+}
+
+// answered records what an answer said of a window that is not spent: the
+// quota remaining (or -1 when it said nothing), and whether it was a
+// success. h.mu is held.
+func (h *hold) answered(now time.Time, remaining int, success bool) {
+	if h.spentAt(now) {
+		return // an answer from before the quota was spent
+	}
+	if !h.reset.IsZero() {
+		h.open()
+	}
+	switch {
+	case remaining >= 0:
+		// Answers may arrive out of order: the lowest count is the latest,
+		// unless nothing else is in flight. Requests in flight may have
+		// been counted already; counting them again errs on the safe side.
+		if h.lowest < 0 || remaining < h.lowest || h.inflight == 0 {
+			h.lowest = remaining
+		}
+		h.left, h.bounded = max(0, h.lowest-h.inflight), true
+	case success && !h.bounded:
+		h.left += 2 // slow start: the server named no quota
+	case success && h.announced && h.lowest < 0 && h.served >= h.fresh && h.lastWait > 0:
+		// The window served all its quota, and its answers said nothing of
+		// what is left: the quota is spent, though no answer says so.
+		// Rather than find out with a refusal, hold until a reset as far
+		// off as the last one was.
+		h.spend(now, h.lastWait, h.header, 0)
+		return
+	}
+	h.broadcast()
+}
+
+// quotaNews is what a response says about its destination's quota.
+type quotaNews struct {
+	spent     bool          // the quota is spent until wait from now
+	wait      time.Duration // until the reset
+	header    string        // the field that said so
+	limit     int           // the quota of a fresh window; 0 when not announced
+	remaining int           // the quota left, or -1 when not said
+}
+
+// mayTellQuota reports whether resp may carry news of its quota: a 429 or
+// 503, or a remaining count of zero, or an IETF RateLimit field. It reads a
+// few header fields by their canonical keys and allocates nothing, for
+// every response of the happy path.
+func mayTellQuota(resp *http.Response) bool {
+	if resp == nil {
+		return false
+	}
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		return true
+	}
+	h := resp.Header
+	if len(h) == 0 {
+		return false
+	}
+	for _, key := range [...]string{keyXRateLimitRemaining, keyXRateDashLimitRem, keyRateLimitRemaining} {
+		if v := h[key]; len(v) > 0 && len(v[0]) > 0 && (v[0][0] == '0' || v[0][0] == ' ' || v[0][0] == '\t') {
+			return true
+		}
+	}
+	return len(h[rateLimitFields[0].key]) > 0
+}
+
+// readQuota reads what resp says about its destination's quota.
+func readQuota(resp *http.Response, now time.Time) quotaNews {
+	news := quotaNews{remaining: -1}
+	if resp == nil {
+		return news
+	}
+	h := canonicalRateLimitHeader(resp.Header)
+	news.limit = announcedQuota(h)
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		if d, ok := RetryAfter(resp, now); ok {
+			news.spent, news.wait, news.header = true, d, "Retry-After"
+			return news
+		}
+	}
+	for _, key := range [...]string{keyXRateLimitRemaining, keyXRateDashLimitRem, keyRateLimitRemaining} {
+		if n, ok := wholeCount(h[key]); ok {
+			news.remaining = n
+			break
+		}
+	}
+	if values := h[rateLimitFields[0].key]; len(values) > 0 {
+		if items, ok := parseRateLimitField(values); ok && items.exhausted {
+			news.remaining = 0
+		}
+	}
+	if news.remaining == 0 {
+		if d, header, ok := rateLimitWait(resp, now); ok {
+			news.spent, news.wait, news.header = true, d, header
+		}
+	}
+	return news
+}
+
+// wholeCount reads a remaining-quota field as a whole number: a fraction is
+// rounded down, since a request takes a whole unit.
+func wholeCount(values []string) (int, bool) {
+	v, ok := singleValue(values)
+	if !ok {
+		return 0, false
+	}
+	n, ok := parseDecimalSeconds(v)
+	if !ok {
+		return 0, false
+	}
+	if n.saturated || n.sec > math.MaxInt32 {
+		return math.MaxInt32, true
+	}
+	return int(n.sec), true
+}
+
+// announcedQuota reads the quota a server announces for a fresh window:
+// X-RateLimit-Limit, X-Rate-Limit-Limit, RateLimit-Limit, or the q of the
+// first policy of an IETF RateLimit-Policy field. It returns 0 when none is
+// given.
+func announcedQuota(h http.Header) int {
+	for _, key := range [...]string{"X-Ratelimit-Limit", "X-Rate-Limit-Limit", "Ratelimit-Limit"} {
+		if v, ok := singleValue(h[key]); ok {
+			if n, err := strconv.Atoi(v); err == nil && n > 0 {
+				return n
+			}
+		}
+	}
+	if v, ok := singleValue(h["Ratelimit-Policy"]); ok {
+		return policyQuota(v)
+	}
+	return 0
+}
+
+// policyQuota returns the q parameter of the first policy of a
+// RateLimit-Policy field, such as `"default";q=100;w=60`, or 0.
+func policyQuota(v string) int {
+	for i := 0; i+2 < len(v); i++ {
+		if v[i] == ',' {
+			return 0
+		}
+		if v[i] == ';' && v[i+1] == 'q' && v[i+2] == '=' {
+			j := i + 3
+			n := 0
+			for ; j < len(v) && isDigit(v[j]) && n < math.MaxInt32/10; j++ {
+				n = n*10 + int(v[j]-'0')
+			}
+			if j == i+3 {
+				return 0
+			}
+			return n
+		}
+	}
+	return 0
+}
+
+// HoldReason says why a request was held.
+type HoldReason int
+
+const (
+	// HoldReset: the destination's quota was spent, and the request waited
+	// for its reset.
+	HoldReset HoldReason = iota + 1
+	// HoldQuota: the requests the server's quota allows had been let
+	// through, and the request waited for an answer that says how much is
+	// left, or that the quota is spent until a new reset.
+	HoldQuota
+)
+
+// String returns "reset" or "quota".
+func (r HoldReason) String() string {
+	switch r {
+	case HoldReset:
+		return "reset"
+	case HoldQuota:
+		return "quota"
+	}
+	return "HoldReason(" + strconv.Itoa(int(r)) + ")"
+}
+
+// HoldEvent describes a request that a quota hold kept from being sent for a
+// while; it is what Policy.OnHold receives, once per held attempt, when the
+// hold ends.
+type HoldEvent struct {
+	// Request is the caller's request. It must not be modified.
+	Request *http.Request
+	// Attempt is the number of the attempt that was held: 1 for a new
+	// request, more for a retry.
+	Attempt int
+	// Held is how long the request was held: on the Policy's Clock while
+	// it waited for a reset, in real time while it waited for an answer.
+	Held time.Duration
+	// Reason is why it was held last: HoldReset or HoldQuota.
+	Reason HoldReason
+	// Header names the header field of the response that said the quota
+	// was spent, such as "X-RateLimit-Reset" or "Retry-After" (the field
+	// RateLimitWait or RetryAfter read the reset from).
+	Header string
+	// Err is nil when the request is sent next, the context's error when
+	// the caller gave up during the hold, or the limit that the hold would
+	// have passed (ErrMaxElapsed, ErrDeadline, ErrRetryAfterTooLong): a
+	// first attempt is then sent as usual, and a retry is not made.
+	Err error
+}
+
+// holdAttempt passes attempt n of r.req through its destination's quota
+// hold, if there is one. It returns a reason when a retry's hold would pass
+// a limit (a first attempt is then sent as usual), and an error when the
+// request was cancelled while held.
+func (r *retrier) holdAttempt(n int) (reason, err error) {
+	h := r.t.holds.find(r.req.URL)
+	if h == nil {
+		return nil, nil
+	}
+	if r.start.IsZero() {
+		r.start = startTime(r.clock)
+	}
+	p := &r.t.Policy
+	var (
+		held, jitter time.Duration
+		jitterFor    time.Time
+		why          HoldReason
+		header       string
+	)
+	defer func() {
+		if why != 0 && p.OnHold != nil {
+			ev := HoldEvent{Request: r.req, Attempt: n, Held: held, Reason: why, Header: header, Err: err}
+			if ev.Err == nil {
+				ev.Err = reason
+			}
+			p.OnHold(ev)
+		}
+		if reason != nil && n == 1 {
+			reason = nil // sent as usual
+		}
+	}()
+	h.mu.Lock()
+	for !h.gone {
+		now := r.clock.Now()
+		lim := r.limits(now)
+		if h.spentAt(now) {
+			wait := h.reset.Sub(now)
+			if !jitterFor.Equal(h.reset) {
+				jitter, jitterFor = serverWaitJitter(wait, lim.room(wait)), h.reset
+			}
+			total := saturatingAdd(wait, jitter)
+			if wait > p.maxRetryAfter() {
+				reason = ErrRetryAfterTooLong
+			} else {
+				reason = lim.check(total)
+			}
+			if reason != nil {
+				h.mu.Unlock()
+				return reason, nil
+			}
+			why, header = HoldReset, h.header
+			h.waiters++
+			h.mu.Unlock()
+			started := time.Now()
+			err = r.sleepHeld(total)
+			if isVirtual(r.clock) {
+				held += total + time.Since(started)
+			} else {
+				held += time.Since(started)
+			}
+			h.mu.Lock()
+			h.waiters--
+			if err != nil {
+				h.mu.Unlock()
+				return nil, err
+			}
+			continue
+		}
+		if !h.reset.IsZero() {
+			h.open()
+		}
+		if h.left > 0 || h.inflight == 0 {
+			// Within the quota, or nobody will bring news: a probe.
+			h.left = max(h.left-1, 0)
+			h.inflight++
+			r.admitted = h
+			break
+		}
+		room := min(lim.elapsed, p.maxRetryAfter())
+		if lim.hasDeadline {
+			room = min(room, lim.deadline-jitterMargin)
+		}
+		if room <= 0 {
+			h.mu.Unlock()
+			if reason = lim.check(0); reason == nil {
+				reason = ErrDeadline
+			}
+			return reason, nil
+		}
+		why, header = HoldQuota, h.header
+		if h.changed == nil {
+			h.changed = make(chan struct{})
+		}
+		changed := h.changed
+		h.waiters++
+		h.mu.Unlock()
+		started := time.Now()
+		timedOut, werr := r.awaitAnswer(changed, room)
+		held += time.Since(started)
+		h.mu.Lock()
+		h.waiters--
+		if werr != nil {
+			h.mu.Unlock()
+			return nil, werr
+		}
+		if timedOut {
+			h.mu.Unlock()
+			return lim.check(room + 1), nil
+		}
+	}
+	h.mu.Unlock()
+	return nil, nil
+}
+
+// sleepHeld waits d on the Policy's Clock, or until the request is
+// cancelled.
+func (r *retrier) sleepHeld(d time.Duration) error {
+	ctx := r.req.Context()
+	//lint:ignore SA1019 net/http still honours the deprecated Cancel channel, so must a hold.
+	if cancel := r.req.Cancel; cancel != nil {
+		var stop context.CancelFunc
+		ctx, stop = withCancelChannel(ctx, cancel)
+		defer stop()
+	}
+	if err := r.clock.Sleep(ctx, d); err != nil {
+		return err
+	}
+	if !requestLive(r.req) {
+		if err := r.req.Context().Err(); err != nil {
+			return err
+		}
+		return context.Canceled
+	}
+	return nil
+}
+
+// awaitAnswer waits until changed is closed, room has passed in real time,
+// or the request is cancelled.
+func (r *retrier) awaitAnswer(changed <-chan struct{}, room time.Duration) (timedOut bool, err error) {
+	timer := time.NewTimer(room)
+	defer timer.Stop()
+	//lint:ignore SA1019 net/http still honours the deprecated Cancel channel, so must a hold.
+	cancel := r.req.Cancel
+	select {
+	case <-changed:
+		return false, nil
+	case <-timer.C:
+		return true, nil
+	case <-r.req.Context().Done():
+		return false, r.req.Context().Err()
+	case <-cancel:
+		return false, context.Canceled
+	}
+}
+
+// observeQuota records what resp, the answer to an attempt of r.req, says
+// about its destination's quota. It costs a few header lookups when the
+// destination has no hold and the response tells nothing of its quota.
+func (r *retrier) observeQuota(resp *http.Response, success bool) {
+	admitted := r.admitted
+	r.admitted = nil
+	h := admitted
+	if h == nil && !mayTellQuota(resp) {
+		if r.t.holds.m.Load() == nil {
+			return
+		}
+		if h = r.t.holds.find(r.req.URL); h == nil {
+			return
+		}
+	}
+	now := r.clock.Now()
+	news := readQuota(resp, now)
+	if h == nil {
+		if h = r.t.holds.find(r.req.URL); h == nil {
+			if !news.spent {
+				return
+			}
+			h = r.t.holds.findOrAdd(r.req.URL, now)
+		}
+	}
+	h.mu.Lock()
+	if admitted != nil {
+		h.inflight--
+	}
+	if success && !h.spentAt(now) {
+		h.served++
+	}
+	switch {
+	case news.spent:
+		h.spend(now, news.wait, news.header, news.limit)
+	case resp != nil:
+		h.answered(now, news.remaining, success)
+	default:
+		h.broadcast() // a request let through ended without an answer
+	}
+	h.mu.Unlock()
+	r.t.holds.dropIfExpired(h, now)
+}
+
+// pacedByHold reports whether the retry of a refusal is paced by its
+// destination's quota hold, which lets through no more than the quota the
+// server announced: such a retry adds no load the server has not offered to
+// serve, and takes no token from the Budget.
+func (r *retrier) pacedByHold(resp *http.Response) bool {
+	return resp != nil && r.t.holds.find(r.req.URL) != nil && rateLimitRefusal(resp.Header)
+}
+
+// hashDestination hashes u's canonical destination (see
+// canonicalDestination) with FNV-1a, seeded, without building the string.
+func hashDestination(seed uint64, u *url.URL) uint64 {
+	const prime = 1099511628211
+	x := uint64(14695981039346656037) ^ seed
+	write := func(s string) {
+		for i := 0; i < len(s); i++ {
+			x = (x ^ uint64(lower(s[i]))) * prime
+		}
+	}
+	scheme, host, port := destination(u)
+	write(scheme)
+	write("://")
+	write(host)
+	write(":")
+	write(port)
+	return x
+}

@@ -1,0 +1,478 @@
+package retryhttp_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/b4dedce7/retryhttp"
+	"github.com/b4dedce7/retryhttp/retrytest"
+)
+
+// quotaServer plays an API with a quota of limit requests per window,
+// whose window resets `reset` after the quota runs out, as GitHub's
+// (style "github": X-RateLimit-Reset as a Unix time in whole seconds, 403)
+// or Discord's (style "discord": X-RateLimit-Reset-After in milliseconds,
+// 429 with Retry-After) do. Every answer carries the limit and the quota
+// remaining. It counts, per window, the requests that arrived and those it
+// refused.
+type quotaServer struct {
+	limit int
+	reset time.Duration
+	style string
+	delay time.Duration // before each answer, after the quota is counted
+
+	mu       sync.Mutex
+	used     int
+	resetAt  time.Time // zero while quota remains
+	windows  []quotaWindow
+	refusals int
+	ok       int
+}
+
+type quotaWindow struct{ arrived, refused int }
+
+func newQuotaServer(t *testing.T, limit int, reset time.Duration, style string) (*quotaServer, *httptest.Server) {
+	q := &quotaServer{limit: limit, reset: reset, style: style, windows: []quotaWindow{{}}}
+	srv := httptest.NewServer(q)
+	t.Cleanup(srv.Close)
+	return q, srv
+}
+
+func (q *quotaServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	q.mu.Lock()
+	now := time.Now()
+	if !q.resetAt.IsZero() && !now.Before(q.resetAt) {
+		q.used, q.resetAt = 0, time.Time{}
+		q.windows = append(q.windows, quotaWindow{})
+	}
+	win := &q.windows[len(q.windows)-1]
+	win.arrived++
+	refused := q.used >= q.limit
+	if !refused {
+		q.used++
+		q.ok++
+		if q.used == q.limit {
+			q.resetAt = now.Add(q.reset)
+		}
+	} else {
+		win.refused++
+		q.refusals++
+	}
+	remaining, resetAt := q.limit-q.used, q.resetAt
+	q.mu.Unlock()
+	time.Sleep(q.delay)
+	if resetAt.IsZero() {
+		resetAt = now.Add(q.reset) // an estimate while quota remains, as GitHub's hourly window is
+	}
+	h := w.Header()
+	h.Set("Date", now.UTC().Format(http.TimeFormat))
+	if q.style == "terse" || q.style == "quiet" {
+		// Successes say nothing of the quota, and refusals are
+		// retrytest's GitHub answer: as it is, announcing 5000 ("terse"),
+		// or with the limit set right ("quiet").
+		if refused {
+			a := retrytest.RateLimited(time.Until(resetAt), retrytest.GitHub)
+			if q.style == "quiet" {
+				a = a.WithHeader("X-RateLimit-Limit", strconv.Itoa(q.limit))
+			}
+			for k, v := range a.Header {
+				h[k] = v
+			}
+			for k, v := range a.HeaderFunc(now) {
+				h[k] = v
+			}
+			w.WriteHeader(a.Status)
+			_, _ = io.WriteString(w, a.Body)
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+		return
+	}
+	h.Set("X-RateLimit-Limit", strconv.Itoa(q.limit))
+	h.Set("X-RateLimit-Remaining", strconv.Itoa(remaining))
+	status := http.StatusForbidden
+	switch q.style {
+	case "github":
+		sec := resetAt.Unix()
+		if resetAt.Nanosecond() > 0 {
+			sec++
+		}
+		h.Set("X-RateLimit-Reset", strconv.FormatInt(sec, 10))
+		h.Set("X-RateLimit-Used", strconv.Itoa(q.limit-remaining))
+	case "discord":
+		after := time.Until(resetAt)
+		h.Set("X-RateLimit-Reset-After", fmt.Sprintf("%.3f", math.Ceil(after.Seconds()*1000)/1000))
+		status = http.StatusTooManyRequests
+	}
+	if refused {
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, `{"message":"API rate limit exceeded"}`)
+		return
+	}
+	_, _ = io.WriteString(w, "ok")
+}
+
+func (q *quotaServer) stats() (windows []quotaWindow, ok, refusals int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return append([]quotaWindow(nil), q.windows...), q.ok, q.refusals
+}
+
+// runConcurrent sends n GETs at once through client and returns their
+// statuses and errors.
+func runConcurrent(t *testing.T, client *http.Client, url string, n int) (statuses []int, errs []error) {
+	statuses, errs = make([]int, n), make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := client.Get(url)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			statuses[i] = resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	return statuses, errs
+}
+
+// checkQuotaTarget checks the issue's target: every request ends 200, the
+// first window's refusals are those in flight when it ran out, and every
+// later window sees no more requests than the quota and no refusal.
+func checkQuotaTarget(t *testing.T, q *quotaServer, statuses []int, errs []error) {
+	t.Helper()
+	for i := range statuses {
+		require.NoError(t, errs[i], "request %d", i)
+		assert.Equal(t, http.StatusOK, statuses[i], "request %d", i)
+	}
+	windows, ok, refusals := q.stats()
+	t.Logf("windows (arrived, refused): %v; successes %d, refusals %d", windows, ok, refusals)
+	assert.Equal(t, len(statuses), ok)
+	for i, w := range windows[1:] {
+		assert.LessOrEqual(t, w.arrived, q.limit, "window %d let through more than the quota", i+1)
+		assert.Zero(t, w.refused, "window %d: sent into a spent quota", i+1)
+	}
+}
+
+// The issue's target: 30 concurrent GETs through one Transport with the
+// default Policy, against a GitHub-like API with a quota of 5 and a reset
+// 3 s after it runs out. It takes the five resets in real time.
+func TestQuotaHoldGitHubTarget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("plays five 3 s resets in real time")
+	}
+	t.Parallel()
+	q, srv := newQuotaServer(t, 5, 3*time.Second, "github")
+	client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t)}}
+	start := time.Now()
+	statuses, errs := runConcurrent(t, client, srv.URL, 30)
+	t.Logf("finished in %v", time.Since(start).Round(time.Millisecond))
+	checkQuotaTarget(t, q, statuses, errs)
+}
+
+// The same target against a short window, with Discord's fractional
+// X-RateLimit-Reset-After and a 429.
+func TestQuotaHoldShortWindow(t *testing.T) {
+	q, srv := newQuotaServer(t, 5, 300*time.Millisecond, "discord")
+	var mu sync.Mutex
+	var holds []retryhttp.HoldEvent
+	client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t), Policy: retryhttp.Policy{
+		OnHold: func(ev retryhttp.HoldEvent) {
+			mu.Lock()
+			holds = append(holds, ev)
+			mu.Unlock()
+		},
+	}}}
+	statuses, errs := runConcurrent(t, client, srv.URL, 30)
+	checkQuotaTarget(t, q, statuses, errs)
+	mu.Lock()
+	defer mu.Unlock()
+	require.NotEmpty(t, holds, "no request was held")
+	for _, ev := range holds {
+		assert.NoError(t, ev.Err)
+		assert.Positive(t, ev.Held)
+		assert.NotEmpty(t, ev.Header)
+		assert.Contains(t, []retryhttp.HoldReason{retryhttp.HoldReset, retryhttp.HoldQuota}, ev.Reason)
+	}
+}
+
+// A server whose successes carry no rate-limit fields and whose refusals
+// (retrytest's GitHub answer as it is) announce a quota larger than the
+// real one: the hold learns the real one from the window it let through,
+// and later resets let no more through, and one probe to find the quota
+// spent again.
+func TestQuotaHoldLearnsAQuotaAnnouncedWrong(t *testing.T) {
+	if testing.Short() {
+		t.Skip("plays five 1 s resets in real time")
+	}
+	t.Parallel()
+	q, srv := newQuotaServer(t, 5, time.Second, "terse")
+	client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t)}}
+	statuses, errs := runConcurrent(t, client, srv.URL, 30)
+	for i := range statuses {
+		require.NoError(t, errs[i], "request %d", i)
+		assert.Equal(t, http.StatusOK, statuses[i], "request %d", i)
+	}
+	windows, _, _ := q.stats()
+	t.Logf("windows (arrived, refused): %v", windows)
+	for i, w := range windows[2:] {
+		// Successes that say nothing leave one way to find the quota
+		// spent: one probe, refused.
+		assert.LessOrEqual(t, w.arrived, q.limit+1, "window %d let through more than it learnt", i+2)
+		assert.LessOrEqual(t, w.refused, 1, "window %d", i+2)
+	}
+}
+
+// Successes that say nothing of the quota, and refusals that announce it
+// right: a window that served its quota is taken as spent, and held as long
+// as the last reset was, with no refusal to find out.
+func TestQuotaHoldTakesAServedQuotaAsSpent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("plays five 1 s resets in real time")
+	}
+	t.Parallel()
+	q, srv := newQuotaServer(t, 5, time.Second, "quiet")
+	client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t)}}
+	statuses, errs := runConcurrent(t, client, srv.URL, 30)
+	checkQuotaTarget(t, q, statuses, errs)
+}
+
+// Answers that take a while: requests let through at a reset are still in
+// flight when the next held ones wake, and must not be more than the quota.
+func TestQuotaHoldLetsThroughNoMoreThanTheQuotaAtAReset(t *testing.T) {
+	q, srv := newQuotaServer(t, 5, 500*time.Millisecond, "discord")
+	q.delay = 300 * time.Millisecond
+	client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t)}}
+	statuses, errs := runConcurrent(t, client, srv.URL, 30)
+	checkQuotaTarget(t, q, statuses, errs)
+}
+
+// spentThenOK returns a Server on clock whose first answer says, as
+// GitHub does, that the quota is spent for reset, and whose later answers
+// are 200.
+func spentThenOK(t *testing.T, clock *retrytest.Clock, reset time.Duration) *retrytest.Server {
+	return retrytest.NewServer(t, retrytest.RateLimited(reset, retrytest.GitHub)).
+		Otherwise(retrytest.OK("ok")).UseClock(clock)
+}
+
+// spend sends a POST, which is not retried, so that its 403 tells the
+// Transport of the spent quota and comes back as it is.
+func spend(t *testing.T, client *http.Client, url string) {
+	t.Helper()
+	resp, err := client.Post(url, "text/plain", strings.NewReader("x"))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+}
+
+func TestQuotaHoldWaitsUntilTheReset(t *testing.T) {
+	var events []retryhttp.HoldEvent
+	client, clock := newClient(t, retryhttp.Policy{OnHold: func(ev retryhttp.HoldEvent) { events = append(events, ev) }})
+	srv := spentThenOK(t, clock, 20*time.Second)
+	spend(t, client, srv.URL)
+	require.Empty(t, clock.Waits())
+
+	resp, body, err := do(t, client, mustRequest(t, http.MethodGet, srv.URL))
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "ok", body)
+	waits := clock.Waits()
+	require.Len(t, waits, 1, "one hold, no retry")
+	// The reset, read against Date, may be up to a second later; the
+	// jitter adds up to max(wait/5, 1 s).
+	assert.GreaterOrEqual(t, waits[0], 20*time.Second)
+	assert.Less(t, waits[0], 21*time.Second+5*time.Second)
+	reqs := srv.Requests()
+	require.Len(t, reqs, 2)
+	assert.GreaterOrEqual(t, reqs[1].Time.Sub(reqs[0].Time), 20*time.Second, "sent before the reset")
+
+	require.Len(t, events, 1)
+	assert.Equal(t, 1, events[0].Attempt)
+	assert.Equal(t, retryhttp.HoldReset, events[0].Reason)
+	assert.Equal(t, "X-RateLimit-Reset", events[0].Header)
+	assert.InDelta(t, waits[0], events[0].Held, float64(100*time.Millisecond), "Held")
+	assert.NoError(t, events[0].Err)
+}
+
+func mustRequest(t *testing.T, method, url string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	require.NoError(t, err)
+	return req
+}
+
+func TestQuotaHoldNeverWaitsPastItsLimits(t *testing.T) {
+	tests := []struct {
+		name   string
+		policy retryhttp.Policy
+		ctx    func() (context.Context, context.CancelFunc)
+		reason error
+	}{
+		{"MaxRetryAfter", retryhttp.Policy{MaxRetryAfter: 10 * time.Second}, nil, retryhttp.ErrRetryAfterTooLong},
+		{"MaxElapsed", retryhttp.Policy{MaxElapsed: 15 * time.Second}, nil, retryhttp.ErrMaxElapsed},
+		{"deadline", retryhttp.Policy{}, func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 10*time.Second)
+		}, retryhttp.ErrDeadline},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var events []retryhttp.HoldEvent
+			tt.policy.OnHold = func(ev retryhttp.HoldEvent) { events = append(events, ev) }
+			tt.policy.MaxAttempts = 1
+			client, clock := newClient(t, tt.policy)
+			srv := spentThenOK(t, clock, 20*time.Second)
+			spend(t, client, srv.URL)
+
+			req := mustRequest(t, http.MethodGet, srv.URL)
+			if tt.ctx != nil {
+				ctx, cancel := tt.ctx()
+				defer cancel()
+				req = req.WithContext(ctx)
+			}
+			resp, _, err := do(t, client, req)
+			require.NoError(t, err)
+			assert.Equal(t, http.StatusOK, resp.StatusCode, "sent as usual: the server's answer")
+			assert.Empty(t, clock.Waits(), "a hold that does not fit is not waited for")
+			assert.Empty(t, events, "no hold, no event")
+		})
+	}
+}
+
+func TestQuotaHoldsAPostAndNeverRetriesIt(t *testing.T) {
+	clock := retrytest.NewClock(t)
+	srv := retrytest.NewServer(t,
+		retrytest.RateLimited(20*time.Second, retrytest.GitHub),
+		retrytest.RateLimited(20*time.Second, retrytest.GitHub),
+	).UseClock(clock)
+	var gaveUp []retryhttp.GiveUpEvent
+	client, _ := newClient(t, retryhttp.Policy{Clock: clock, OnGiveUp: func(ev retryhttp.GiveUpEvent) { gaveUp = append(gaveUp, ev) }})
+	spend(t, client, srv.URL)
+
+	resp, err := client.Post(srv.URL, "text/plain", strings.NewReader("body"))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode, "the server's answer, as it came")
+	reqs := srv.Requests()
+	require.Len(t, reqs, 2, "held once, sent once, never retried")
+	assert.Equal(t, "body", string(reqs[1].Body))
+	assert.GreaterOrEqual(t, reqs[1].Time.Sub(reqs[0].Time), 20*time.Second, "held until the reset")
+	require.Len(t, gaveUp, 2)
+	assert.ErrorIs(t, gaveUp[1].Reason, retryhttp.ErrNotResendable)
+}
+
+func TestQuotaHoldsOfDestinationsAreIndependent(t *testing.T) {
+	client, clock := newClient(t, retryhttp.Policy{})
+	spent := spentThenOK(t, clock, 20*time.Second)
+	other := retrytest.NewServer(t).Otherwise(retrytest.OK("other")).UseClock(clock)
+	spend(t, client, spent.URL)
+
+	resp, body, err := do(t, client, mustRequest(t, http.MethodGet, other.URL))
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "other", body)
+	assert.Empty(t, clock.Waits(), "another destination is not held")
+
+	// The same host on another port is another destination; the same one
+	// spelt with a capital letter is not.
+	upper := strings.Replace(spent.URL, "http://", "HTTP://", 1)
+	_, _, err = do(t, client, mustRequest(t, http.MethodGet, upper))
+	require.NoError(t, err)
+	assert.Len(t, clock.Waits(), 1, "the spent destination is held, however spelt")
+}
+
+func TestQuotaHoldCancelledByTheCaller(t *testing.T) {
+	var events []retryhttp.HoldEvent
+	var gaveUp []retryhttp.GiveUpEvent
+	clock := retrytest.NewClock(t)
+	srv := spentThenOK(t, clock, 20*time.Second)
+	client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t), Policy: retryhttp.Policy{
+		Clock:    blockingClock{clock},
+		OnHold:   func(ev retryhttp.HoldEvent) { events = append(events, ev) },
+		OnGiveUp: func(ev retryhttp.GiveUpEvent) { gaveUp = append(gaveUp, ev) },
+	}}}
+	spend(t, client, srv.URL)
+	gaveUp = nil
+
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(20*time.Millisecond, cancel)
+	req := mustRequest(t, http.MethodGet, srv.URL).WithContext(ctx)
+	_, err := client.Do(req)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.Canceled)
+	var gu *retryhttp.GiveUpError
+	require.ErrorAs(t, err, &gu)
+	assert.Zero(t, gu.Attempts)
+	assert.Len(t, srv.Requests(), 1, "nothing sent")
+	require.Len(t, events, 1)
+	assert.ErrorIs(t, events[0].Err, context.Canceled)
+	require.Len(t, gaveUp, 1)
+}
+
+// blockingClock reads the time of a fake clock but waits in real time
+// until its context ends, to cut a hold short.
+type blockingClock struct{ *retrytest.Clock }
+
+func (c blockingClock) Sleep(ctx context.Context, d time.Duration) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (blockingClock) Virtual() bool { return false }
+
+var _ = errors.Is
+
+// rateLimitedTransport answers 200 with the rate-limit fields GitHub sends
+// on every response while quota remains.
+type rateLimitedTransport struct{ header http.Header }
+
+func (t rateLimitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: http.StatusOK, Header: t.header, Body: http.NoBody, Request: req}, nil
+}
+
+// BenchmarkOverheadRateLimitFields is BenchmarkOverhead for a success that
+// carries GitHub's rate-limit fields with quota left: the Transport looks a
+// few of them up for news of a spent quota, without an allocation or a lock.
+func BenchmarkOverheadRateLimitFields(b *testing.B) {
+	req, err := http.NewRequest(http.MethodGet, "http://127.0.0.1/", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := http.Header{}
+	for k, v := range map[string]string{
+		"Content-Type": "application/json", "Date": "Fri, 04 Dec 2026 16:00:00 GMT",
+		"X-Ratelimit-Limit": "5000", "X-Ratelimit-Remaining": "4999", "X-Ratelimit-Used": "1",
+		"X-Ratelimit-Reset": "1796400000", "X-Ratelimit-Resource": "core",
+	} {
+		h.Set(k, v)
+	}
+	base := rateLimitedTransport{header: h}
+	runImpls(b, []impl{
+		{"impl=bare", base},
+		{"impl=retryhttp", &retryhttp.Transport{Base: base}},
+	}, func(b *testing.B, rt http.RoundTripper) {
+		for b.Loop() {
+			if _, err := rt.RoundTrip(req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

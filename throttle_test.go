@@ -1,0 +1,285 @@
+package retryhttp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// script returns a random source that plays draws in order.
+func script(draws ...float64) func() float64 {
+	i := 0
+	return func() float64 {
+		d := draws[i%len(draws)]
+		i++
+		return d
+	}
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	require.NoError(t, err)
+	return u
+}
+
+func TestThrottleProbabilityMatchesTheFormulaOnAScriptedSequence(t *testing.T) {
+	const k = 2.0
+	th := NewThrottle(k, time.Minute)
+	require.NoError(t, th.validate())
+	u := mustURL(t, "https://api.example.com/x")
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	// Each step: a new request (admitted or not by the draw), then, when
+	// admitted, its outcome: accepted or not. Retries add a request.
+	type step struct {
+		draw     float64
+		accepted bool
+		retries  int
+	}
+	steps := []step{
+		{0.5, true, 0}, {0.5, true, 0}, {0.5, false, 2}, {0.01, false, 1}, {0.99, false, 3},
+		{0.2, false, 0}, {0.3, false, 0}, {0.1, true, 0}, {0.05, false, 2}, {0.6, false, 0},
+		{0.9, false, 0}, {0.4, false, 1}, {0.45, true, 0}, {0.35, false, 0}, {0.02, false, 0},
+	}
+	var requests, accepts, rejections int64
+	for i, s := range steps {
+		want := math.Min(math.Max(0, (float64(requests)-k*float64(accepts))/float64(requests+1)), MaxThrottleRejection)
+		assert.InDelta(t, want, th.Probability("https://api.example.com:443", now), 1e-12, "step %d", i)
+		th.random = script(s.draw)
+		err := th.admit(u, now)
+		if s.draw < want {
+			require.Error(t, err, "step %d: a draw of %v under %v rejects", i, s.draw, want)
+			assert.ErrorIs(t, err, ErrThrottled)
+			assert.Contains(t, err.Error(), fmt.Sprintf("accept ratio %.2f", float64(accepts)/float64(requests)))
+			rejections++ // not sent: not counted
+			continue
+		}
+		require.NoError(t, err, "step %d: a draw of %v at or over %v admits", i, s.draw, want)
+		th.record(u, now, s.accepted)
+		requests++
+		if s.accepted {
+			accepts++
+		}
+		for range s.retries {
+			th.record(u, now, false)
+			requests++
+		}
+		now = now.Add(time.Second)
+	}
+	assert.Positive(t, rejections, "the script rejects some")
+	// Past the window, every count has left it.
+	assert.Zero(t, th.Probability("https://api.example.com", now.Add(time.Minute+6*time.Second)))
+}
+
+func TestThrottleFloorKeepsProbing(t *testing.T) {
+	th := NewThrottle(2, time.Minute)
+	u := mustURL(t, "http://down.example")
+	now := time.Now()
+	for range 1000 {
+		th.random = script(0.999)
+		if th.admit(u, now) == nil {
+			th.record(u, now, false) // refused
+		}
+	}
+	assert.Equal(t, MaxThrottleRejection, th.Probability("http://down.example", now), "never 100%")
+	sent := 0
+	th.random = script(0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85, 0.95)
+	for range 100 {
+		if th.admit(u, now) == nil {
+			sent++
+		}
+	}
+	assert.Equal(t, 10, sent, "one in ten probes")
+}
+
+func TestThrottleMemoryIsBoundedFor10000Destinations(t *testing.T) {
+	th := NewThrottle(2, time.Minute)
+	now := time.Now()
+	for i := range 10_000 {
+		u := mustURL(t, fmt.Sprintf("https://host%d.example", i))
+		require.NoError(t, th.admit(u, now))
+		th.record(u, now, true)
+	}
+	assert.LessOrEqual(t, th.destinations(), MaxThrottleDestinations)
+	// The latest destinations are kept, the oldest forgotten.
+	assert.Positive(t, th.Probability("https://host9999.example", now)+1)
+	assert.NotNil(t, th.find(mustURL(t, "https://host9999.example")))
+	assert.Nil(t, th.find(mustURL(t, "https://host0.example")))
+}
+
+func TestQuotaHoldMemoryIsBoundedFor10000Destinations(t *testing.T) {
+	var hs holds
+	now := time.Now()
+	for i := range 10_000 {
+		h := hs.findOrAdd(mustURL(t, fmt.Sprintf("https://host%d.example", i)), now)
+		h.mu.Lock()
+		h.spend(now, time.Hour, "X-RateLimit-Reset", 5)
+		h.mu.Unlock()
+	}
+	assert.LessOrEqual(t, len(*hs.m.Load()), maxHolds)
+
+	// Holds expire on their own once idle past their reset, as long again
+	// as the wait.
+	later := now.Add(3 * time.Hour)
+	u := mustURL(t, "https://fresh.example")
+	h := hs.findOrAdd(u, later)
+	assert.LessOrEqual(t, len(*hs.m.Load()), maxHolds)
+	h.mu.Lock()
+	h.spend(later, time.Minute, "Retry-After", 0)
+	h.mu.Unlock()
+	hs.dropIfExpired(h, later.Add(time.Minute))
+	assert.Same(t, h, hs.find(u), "kept after its reset, for the requests told of it")
+	hs.dropIfExpired(h, later.Add(2*time.Minute))
+	assert.Nil(t, hs.find(u), "expired")
+}
+
+func TestNewThrottleValidatesItsArguments(t *testing.T) {
+	tests := []struct {
+		k      float64
+		window time.Duration
+		want   string
+	}{
+		{0.5, time.Minute, "k 0.5 must be a finite number of at least 1"},
+		{math.NaN(), time.Minute, "k NaN"},
+		{math.Inf(1), time.Minute, "k +Inf"},
+		{2, 0, "window 0s must be positive"},
+		{2, -time.Second, "window -1s must be positive"},
+	}
+	for _, tt := range tests {
+		p := Policy{Throttle: NewThrottle(tt.k, tt.window)}
+		err := p.Validate()
+		require.Error(t, err, "k %v window %v", tt.k, tt.window)
+		assert.Contains(t, err.Error(), "invalid Policy.Throttle")
+		assert.Contains(t, err.Error(), tt.want)
+	}
+	p := Policy{Throttle: &Throttle{}}
+	assert.ErrorContains(t, p.Validate(), "the zero Throttle")
+	p = Policy{Throttle: NewThrottle(1, time.Millisecond)}
+	assert.NoError(t, p.Validate())
+}
+
+func TestThrottleThroughATransport(t *testing.T) {
+	var healthy atomic.Bool
+	var arrived atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived.Add(1)
+		if !healthy.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable) // retryable, and no hold: no Retry-After
+		}
+	}))
+	defer srv.Close()
+	base := &http.Transport{}
+	defer base.CloseIdleConnections()
+	clock := &realTimeAt{}
+	th := NewThrottle(2, 10*time.Second)
+	th.random = script(0) // the most eager: rejects whenever p > 0
+	var giveUps []GiveUpEvent
+	tr := &Transport{Base: base, Policy: Policy{
+		MaxAttempts: 1, Throttle: th, Clock: clock,
+		OnGiveUp: func(ev GiveUpEvent) { giveUps = append(giveUps, ev) },
+	}}
+	client := &http.Client{Transport: tr}
+	get := func() (*http.Response, error) {
+		resp, err := client.Get(srv.URL)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		return resp, err
+	}
+
+	// Healthy: nothing is rejected however many requests.
+	healthy.Store(true)
+	for range 200 {
+		_, err := get()
+		require.NoError(t, err, "a healthy server sees no rejection")
+	}
+	assert.EqualValues(t, 200, arrived.Load())
+
+	// Overloaded: rejections come, without touching the network.
+	clock.advance(20 * time.Second)
+	healthy.Store(false)
+	giveUps = nil
+	rejected := 0
+	for range 100 {
+		before := arrived.Load()
+		_, err := get()
+		if errors.Is(err, ErrThrottled) {
+			rejected++
+			assert.Equal(t, before, arrived.Load(), "a rejection sends nothing")
+			assert.Contains(t, err.Error(), "accept ratio")
+			var gu *GiveUpError
+			require.ErrorAs(t, err, &gu)
+			assert.Zero(t, gu.Attempts)
+			assert.Contains(t, err.Error(), "retryhttp: throttled locally: ")
+		}
+	}
+	assert.Greater(t, rejected, 50, "most are rejected while nothing is accepted")
+	assert.Less(t, rejected, 100, "never all: the floor probes")
+	throttled := 0
+	for _, ev := range giveUps {
+		if ev.Reason == ErrThrottled {
+			throttled++
+			assert.Zero(t, ev.Attempts)
+			assert.ErrorIs(t, ev.Err, ErrThrottled)
+		}
+	}
+	assert.Equal(t, rejected, throttled, "OnGiveUp with its own reason for every rejection")
+
+	// Recovered: once the window has passed, rejections are gone.
+	healthy.Store(true)
+	clock.advance(11 * time.Second)
+	for range 50 {
+		_, err := get()
+		require.NoError(t, err)
+	}
+}
+
+// realTimeAt is a Clock whose time can be moved forward, that waits in
+// real time.
+type realTimeAt struct{ offset atomic.Int64 }
+
+func (c *realTimeAt) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *realTimeAt) advance(d time.Duration) { c.offset.Add(int64(d)) }
+func (c *realTimeAt) Sleep(ctx context.Context, d time.Duration) error {
+	return realClock{}.Sleep(ctx, d)
+}
+
+func TestThrottleRejectsRetriesToo(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	base := &http.Transport{}
+	defer base.CloseIdleConnections()
+	th := NewThrottle(2, time.Minute)
+	th.random = script(0.4) // admits while p <= 0.4
+	var giveUps []GiveUpEvent
+	tr := &Transport{Base: base, Policy: Policy{
+		Throttle: th, Clock: &realTimeAt{}, Budget: UnlimitedBudget(),
+		Backoff:  func() backoff.BackOff { return &backoff.ZeroBackOff{} },
+		OnGiveUp: func(ev GiveUpEvent) { giveUps = append(giveUps, ev) },
+	}}
+	req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+	require.NoError(t, err)
+	resp, err := tr.RoundTrip(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "the last response, as it came")
+	require.Len(t, giveUps, 1)
+	// After one refusal p = 1/2 > 0.4: the first retry is rejected.
+	assert.Same(t, ErrThrottled, giveUps[0].Reason)
+	assert.Equal(t, 1, giveUps[0].Attempts)
+}
