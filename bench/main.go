@@ -1,6 +1,6 @@
-// Command bench measures retryhttp side by side with go-retryablehttp and
-// failsafe-go's failsafehttp, each with its own defaults, and the bare
-// transport as the floor, in one run on one machine, against servers on
+// Command bench measures retryhttp side by side with go-retryablehttp,
+// failsafe-go's failsafehttp and resty v3, each with its own defaults, and the
+// bare transport as the floor, in one run on one machine, against servers on
 // loopback. It prints a markdown report and writes it, with plots, to
 // results/.
 //

@@ -21,6 +21,7 @@ var libColors = map[string]color.Color{
 	"retryhttp":        color.RGBA{R: 0, G: 114, B: 178, A: 255},
 	"go-retryablehttp": color.RGBA{R: 213, G: 94, B: 0, A: 255},
 	"failsafehttp":     color.RGBA{R: 0, G: 158, B: 115, A: 255},
+	"resty":            color.RGBA{R: 204, G: 121, B: 167, A: 255},
 }
 
 // writePlots writes herd.svg/png (retry arrivals over time in the herd) and
