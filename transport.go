@@ -48,6 +48,9 @@ type Transport struct {
 
 	budgetOnce sync.Once
 	ownBudget  *Budget
+
+	latencyOnce sync.Once
+	latency     *latencies // the adaptive hedge delay's samples
 }
 
 // Limits on the part of a discarded response body read to keep its
@@ -133,6 +136,8 @@ type retrier struct {
 	// its own, to set free a discarded body stuck in a Read.
 	abandon context.CancelCauseFunc
 	sched   schedule
+	sent    int // attempts sent so far, hedges included
+	hedges  int // hedges sent so far
 }
 
 // retry runs the retries of r.req, whose first attempt ended in resp or err
@@ -140,7 +145,8 @@ type retrier struct {
 func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) {
 	p := &r.t.Policy
 	ctx := r.req.Context()
-	for attempt := 1; ; attempt++ {
+	for {
+		attempt := r.sent
 		d := r.decide(attempt, resp)
 		if d.reason == errNilBackoff {
 			discard(ctx, resp, r.abandon)
@@ -182,7 +188,7 @@ func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) 
 		}
 		if !r.retryable(resp, err) {
 			if err != nil && !r.bodyFailed() {
-				err = fmt.Errorf("retryhttp: failed after %s: %w", plural(attempt+1, "attempt"), err)
+				err = fmt.Errorf("retryhttp: failed after %s: %w", plural(r.sent, "attempt"), err)
 			}
 			return resp, err
 		}
@@ -259,12 +265,22 @@ func (r *retrier) reportGiveUp(attempts int, resp *http.Response, err, reason er
 	return &GiveUpError{Attempts: attempts, Reason: reason, Err: err}
 }
 
-// send makes attempt n of r.req. The first attempt sends the caller's
+// send makes attempt n of r.req, hedged when the Policy says so and the
+// request may be resent (see hedge.go).
+func (r *retrier) send(n int, resendable bool) (*http.Response, error) {
+	r.sent = n
+	if resendable && r.t.Policy.Hedge != nil {
+		return r.hedgedSend(n)
+	}
+	return r.sendOne(n, resendable)
+}
+
+// sendOne makes attempt n of r.req. The first attempt sends the caller's
 // request itself unless it needs a timeout of its own, or a recorder of its
 // body's errors (only a request that may be resent has a use for one);
 // every later one sends a clone from GetBody that carries its attempt
 // number.
-func (r *retrier) send(n int, resendable bool) (*http.Response, error) {
+func (r *retrier) sendOne(n int, resendable bool) (*http.Response, error) {
 	p := &r.t.Policy
 	req := r.req
 	r.abandon = nil
