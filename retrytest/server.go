@@ -3,7 +3,10 @@
 // fake Clock that lets a test play long Retry-After waits without sleeping.
 // Besides plain answers (OK, Reply, Unavailable, TooManyRequests, Drop), it
 // has RateLimited, which refuses a request over a rate limit as GitHub,
-// Discord, X or the IETF drafts do, with reset times on the Server's clock.
+// Discord, X or the IETF drafts do, with reset times on the Server's clock,
+// and Answer.WithSlow, which holds an answer back until the Server's clock
+// (fake or real) has moved, to script the slow attempt that a hedged
+// request (retryhttp.Hedge) cuts short.
 //
 //	clock := retrytest.NewClock(t)
 //	srv := retrytest.NewServer(t,
