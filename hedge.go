@@ -40,9 +40,11 @@ type Hedge struct {
 	// port), measured in real time. An adaptive Transport sends no hedge
 	// to a destination until it has 20 samples of it: until then it does
 	// not know what slow is, and a hedge is extra load on the server. An
-	// attempt cancelled because another won counts as a sample of the time
-	// it had run, a lower bound of its own, so that hedges that win do not
-	// pull the estimate down.
+	// attempt cancelled because a later one won counts as a sample of the
+	// time it had run, a lower bound of its own, so that hedges that win do
+	// not pull the estimate down. On a Clock other than the real one, such as
+	// retrytest's fake clock, the delay is waited for with Clock.Sleep, so
+	// it moves a fake clock and shows in its Waits.
 	Delay time.Duration
 
 	// Max is the number of hedges a request may send, over all its
@@ -229,8 +231,10 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 	now := time.Now()
 	for res := range inFlight {
 		res.release(errHedgeLost)
-		if adaptive {
-			lat.add(now.Sub(res.sent)) // censored: it took at least this long
+		if adaptive && res.sent.Before(winner.sent) {
+			// Censored: it took at least this long, longer than the
+			// winner. One sent after the winner tells nothing.
+			lat.add(now.Sub(res.sent))
 		}
 	}
 	// Results sent before the race was over and not read: losers too.
