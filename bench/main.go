@@ -10,7 +10,8 @@
 //	go run . -only metastable,sim  # only the scenarios named (printed; RESULTS.md is left alone)
 //
 // Scenario names for -only: happy, outage, brief, herd, overload, forms,
-// metastable, sim.
+// metastable, sim, and the hedging scenarios tail, slow and
+// metastable-hedge.
 package main
 
 import (
@@ -42,11 +43,12 @@ type config struct {
 	meta           metaParams
 	metaConcurrent bool // run the contenders of the metastable scenario at once
 	sim            simConfig
+	hedge          hedgeParams
 	only           map[string]bool // nil: every scenario
 	out            string
 }
 
-var scenarioNames = []string{"happy", "outage", "brief", "herd", "overload", "forms", "metastable", "sim"}
+var scenarioNames = []string{"happy", "outage", "brief", "herd", "overload", "forms", "metastable", "sim", "tail", "slow", "metastable-hedge"}
 
 // runs reports whether the scenario named is part of this run.
 func (c config) runs(name string) bool { return c.only == nil || c.only[name] }
@@ -57,7 +59,7 @@ func main() {
 		benchTime: "1s", benchRounds: 3, pairs: 25, concurrentPuts: 100, outageClients: 100,
 		briefRequests: 200, outage: 3 * time.Second, herdClients: 200,
 		overloadRPS: 400, overloadFor: 5 * time.Second,
-		meta: metaFullParams(), sim: simFullConfig(),
+		meta: metaFullParams(), sim: simFullConfig(), hedge: hedgeFullParams(),
 	}
 	var only string
 	var simOnly bool
@@ -89,6 +91,8 @@ func main() {
 		cfg.meta.warmup, cfg.meta.trigger, cfg.meta.after, cfg.meta.grace = 3*time.Second, 3*time.Second, 9*time.Second, 2*time.Second
 		cfg.metaConcurrent = true
 		cfg.sim = simQuickConfig()
+		cfg.hedge.tailFor = 5 * time.Second
+		cfg.hedge.before, cfg.hedge.slowFor, cfg.hedge.after = time.Second, 3*time.Second, time.Second
 	}
 	if err := flag.Set("test.benchtime", cfg.benchTime); err != nil {
 		fail(err)
@@ -135,8 +139,24 @@ func run(cfg config) error {
 			rep.sim = runSim(cfg.sim, cfg.meta, step)
 		}
 	}
+	// The hedging scenarios: each runs its contenders at once.
+	hedgeScenarios := func() {
+		if cfg.runs("tail") {
+			step("hedging: heavy tail")
+			rep.tail = heavyTail(cfg.hedge)
+		}
+		if cfg.runs("slow") {
+			step("hedging: everything slow")
+			rep.slow = everythingSlow(cfg.hedge)
+		}
+		if cfg.runs("metastable-hedge") {
+			step("hedging: metastable failure")
+			rep.metaHedge = metastableHedged(cfg.meta, cfg.metaConcurrent)
+		}
+	}
 	if cfg.quick {
 		side.Go(sideScenarios)
+		side.Go(hedgeScenarios)
 	}
 	if cfg.runs("outage") {
 		step("total outage")
@@ -162,6 +182,7 @@ func run(cfg config) error {
 		side.Wait()
 	} else {
 		sideScenarios()
+		hedgeScenarios()
 	}
 	rep.took = time.Since(started)
 	step("done")

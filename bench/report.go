@@ -21,6 +21,9 @@ type report struct {
 	meta       []metaResult
 	metaNative bool // the core enforced Policy.AttemptTimeout
 	sim        *simReport
+	tail       []hedgeResult // hedging: a heavy tail
+	slow       []hedgeResult // hedging: everything slow
+	metaHedge  []metaResult  // the metastable scenario with hedging on
 }
 
 // The design targets for retryhttp that the run checks.
@@ -117,6 +120,8 @@ func (r *report) markdown() string {
 		r.designsMarkdown(p)
 	}
 
+	r.hedgeMarkdown(p)
+
 	p("\n## Targets for retryhttp\n\n")
 	for _, line := range r.targets() {
 		p("- %s\n", line)
@@ -188,6 +193,7 @@ func (r *report) targets() []string {
 		check(ours.maxLoadRatio <= targetLoadRatio, "metastable failure: load at most ×%.2f the bare transport's in any 1 s window from the trigger on (target ≤ ×%.1f)", ours.maxLoadRatio, targetLoadRatio)
 		check(ours.retriesFromTrigger > 0, "metastable failure: %d retries made from the trigger on (attempt timeouts are retried, not dropped)", ours.retriesFromTrigger)
 	}
+	r.hedgeTargets(check)
 	return lines
 }
 
