@@ -91,8 +91,8 @@ func main() {
 		cfg.meta.warmup, cfg.meta.trigger, cfg.meta.after, cfg.meta.grace = 3*time.Second, 3*time.Second, 9*time.Second, 2*time.Second
 		cfg.metaConcurrent = true
 		cfg.sim = simQuickConfig()
-		cfg.hedge.tailFor = 5 * time.Second
-		cfg.hedge.before, cfg.hedge.slowFor, cfg.hedge.after = time.Second, 3*time.Second, time.Second
+		cfg.hedge.rate, cfg.hedge.tailFor = 50, 4*time.Second
+		cfg.hedge.before, cfg.hedge.slowFor, cfg.hedge.after = time.Second, 2*time.Second, time.Second
 	}
 	if err := flag.Set("test.benchtime", cfg.benchTime); err != nil {
 		fail(err)
@@ -155,8 +155,9 @@ func run(cfg config) error {
 		}
 	}
 	if cfg.quick {
-		side.Go(sideScenarios)
-		side.Go(hedgeScenarios)
+		// One after the other, so that the two metastable runs do not
+		// overlap.
+		side.Go(func() { sideScenarios(); hedgeScenarios() })
 	}
 	if cfg.runs("outage") {
 		step("total outage")
