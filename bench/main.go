@@ -125,22 +125,28 @@ func run(cfg config) error {
 		step("happy path")
 		rep.happy = happyPath(cfg)
 	}
-	// -quick runs the metastable scenario and the simulation alongside the
-	// scenarios that mostly wait (the outages, the herd, the overload and
-	// the forms), to stay under a minute; the full run runs each alone.
+	// -quick runs the metastable scenarios, the simulation and the hedging
+	// scenarios alongside those that mostly wait (the outages, the herd,
+	// the overload and the forms), to stay near a minute; the full run runs
+	// each alone.
 	var side sync.WaitGroup
-	sideScenarios := func() {
+	metastables := func() {
 		if cfg.runs("metastable") {
 			step("metastable failure")
 			rep.meta, rep.metaNative = metastable(cfg.meta, cfg.metaConcurrent)
 		}
+		if cfg.runs("metastable-hedge") {
+			step("hedging: metastable failure")
+			rep.metaHedge = metastableHedged(cfg.meta, cfg.metaConcurrent)
+		}
+	}
+	// The simulation, and the hedging scenarios that run each contender
+	// against its own server at once.
+	others := func() {
 		if cfg.runs("sim") {
 			step("fleet simulation")
 			rep.sim = runSim(cfg.sim, cfg.meta, step)
 		}
-	}
-	// The hedging scenarios: each runs its contenders at once.
-	hedgeScenarios := func() {
 		if cfg.runs("tail") {
 			step("hedging: heavy tail")
 			rep.tail = heavyTail(cfg.hedge)
@@ -149,15 +155,12 @@ func run(cfg config) error {
 			step("hedging: everything slow")
 			rep.slow = everythingSlow(cfg.hedge)
 		}
-		if cfg.runs("metastable-hedge") {
-			step("hedging: metastable failure")
-			rep.metaHedge = metastableHedged(cfg.meta, cfg.metaConcurrent)
-		}
 	}
 	if cfg.quick {
-		// One after the other, so that the two metastable runs do not
-		// overlap.
-		side.Go(func() { sideScenarios(); hedgeScenarios() })
+		// The two metastable runs one after the other, so that they do
+		// not overlap.
+		side.Go(metastables)
+		side.Go(others)
 	}
 	if cfg.runs("outage") {
 		step("total outage")
@@ -182,8 +185,8 @@ func run(cfg config) error {
 	if cfg.quick {
 		side.Wait()
 	} else {
-		sideScenarios()
-		hedgeScenarios()
+		metastables()
+		others()
 	}
 	rep.took = time.Since(started)
 	step("done")
