@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -242,10 +241,6 @@ func everythingSlow(p hedgeParams) []hedgeResult {
 	return results
 }
 
-// hedgeLibIndex orders results as hedgers are.
-func hedgeLibIndex(name string) int {
-	return slices.IndexFunc(hedgers, func(h hedger) bool { return h.name == name })
-}
 
 // ---- 11. Metastable failure with hedging on ----
 
