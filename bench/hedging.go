@@ -241,7 +241,6 @@ func everythingSlow(p hedgeParams) []hedgeResult {
 	return results
 }
 
-
 // ---- 11. Metastable failure with hedging on ----
 
 // metaHedgeDelay is the fixed hedge delay of the metastable scenario's
