@@ -375,13 +375,14 @@ type latencies struct {
 	seed uint64
 }
 
-// latencyRing holds one destination's last hedgeWindow samples and their
-// 95th percentile.
+// latencyRing holds one destination's last hedgeWindow samples, in the
+// order they came and sorted, and their 95th percentile.
 type latencyRing struct {
 	mu      sync.Mutex
 	dest    string
-	samples [hedgeWindow]time.Duration
-	n       int // samples recorded, up to hedgeWindow
+	samples [hedgeWindow]time.Duration // a ring, oldest at next once full
+	sorted  [hedgeWindow]time.Duration // the same samples, in order
+	n       int                        // samples held, up to hedgeWindow
 	next    int
 	p95     time.Duration
 	lastUse atomic.Int64
@@ -446,17 +447,23 @@ func (l *latencies) hash(u *url.URL) uint64 {
 func (lr *latencyRing) add(d time.Duration) {
 	lr.mu.Lock()
 	defer lr.mu.Unlock()
+	// The sorted copy is kept by moving at most a window's worth of
+	// samples, not by sorting: the oldest sample leaves, the new one
+	// enters at its place.
+	if lr.n == hedgeWindow {
+		i, _ := slices.BinarySearch(lr.sorted[:lr.n], lr.samples[lr.next])
+		copy(lr.sorted[i:], lr.sorted[i+1:lr.n])
+		lr.n--
+	}
 	lr.samples[lr.next] = d
 	lr.next = (lr.next + 1) % hedgeWindow
-	lr.n = min(lr.n+1, hedgeWindow)
-	if lr.n < hedgeWarmup {
-		return
+	j, _ := slices.BinarySearch(lr.sorted[:lr.n], d)
+	copy(lr.sorted[j+1:lr.n+1], lr.sorted[j:lr.n])
+	lr.sorted[j] = d
+	lr.n++
+	if lr.n >= hedgeWarmup {
+		lr.p95 = lr.sorted[(95*lr.n+99)/100-1] // the smallest sample at or above 95% of them
 	}
-	var sorted [hedgeWindow]time.Duration
-	s := sorted[:lr.n]
-	copy(s, lr.samples[:lr.n])
-	slices.Sort(s)
-	lr.p95 = s[(95*lr.n+99)/100-1] // the smallest sample at or above 95% of them
 }
 
 // estimate returns the 95th percentile of the samples, and whether there

@@ -3,6 +3,7 @@ package retryhttp
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"testing"
 	"time"
 
@@ -98,4 +99,22 @@ func TestLatenciesBoundedMemory(t *testing.T) {
 	tr.latencyFor(same, true).add(time.Second)
 	again, _ := url.Parse("http://x.example/")
 	assert.Equal(t, 1, tr.latencyFor(again, true).n, "the same destination, however spelled")
+}
+
+func TestLatencyRingMatchesASort(t *testing.T) {
+	var lr latencyRing
+	var all []time.Duration
+	for i := range 1000 {
+		d := time.Duration((i*7919)%613) * time.Microsecond
+		lr.add(d)
+		all = append(all, d)
+		window := append([]time.Duration(nil), all[max(0, len(all)-hedgeWindow):]...)
+		slices.Sort(window)
+		require.Equal(t, window, lr.sorted[:lr.n], "after %d samples", i+1)
+		if len(window) >= hedgeWarmup {
+			p95, warm := lr.estimate()
+			require.True(t, warm)
+			require.Equal(t, window[(95*len(window)+99)/100-1], p95)
+		}
+	}
 }
