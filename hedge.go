@@ -280,12 +280,10 @@ func (r *retrier) launch(rc *race, n int, hedge bool) (*raceResult, error) {
 		ctx = context.WithValue(ctx, hedgeKey{}, true)
 	}
 	ctx, ac := startAttempt(ctx, p.AttemptTimeout)
-	var attemptReq *http.Request
-	if n > 1 || hedge {
-		attemptReq = req.Clone(ctx)
-	} else {
-		attemptReq = req.WithContext(ctx)
-	}
+	// A clone for every attempt, the first too: attempts run at once, and a
+	// Base that changed one's header must not race with the cloning of the
+	// next.
+	attemptReq := req.Clone(ctx)
 	res := &raceResult{n: n, release: ac.release}
 	if req.Body != nil && req.Body != http.NoBody {
 		if n > 1 || hedge {

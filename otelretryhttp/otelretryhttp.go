@@ -147,8 +147,8 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 // otelhttp Transport over base (http.DefaultTransport when nil), and that
 // records the metrics described in the package documentation.
 //
-// The hooks p.OnRetry and p.OnGiveUp, when set, are still called, each
-// after the event has been recorded. When p.Budget is nil, NewTransport sets
+// The hooks p.OnRetry, p.OnGiveUp and p.OnHedge, when set, are still
+// called, each after the event has been recorded. When p.Budget is nil, NewTransport sets
 // it to a new retryhttp.NewHostBudget(retryhttp.DefaultBudgetRatio,
 // retryhttp.DefaultBudgetBurst), the budget the Transport would otherwise
 // make for itself, so that the budget gauge can observe it.
