@@ -508,3 +508,56 @@ func BenchmarkOverheadHedge(b *testing.B) {
 		}
 	})
 }
+
+// headerScribbler changes every request's header before sending it, as a
+// Base that breaks the RoundTripper contract would.
+type headerScribbler struct{ base http.RoundTripper }
+
+func (h headerScribbler) RoundTrip(req *http.Request) (*http.Response, error) {
+	req.Header.Set("X-Scribbled", strconv.Itoa(retryhttp.Attempt(req.Context())))
+	return h.base.RoundTrip(req)
+}
+
+func TestHedgeKeepsTheRequestContract(t *testing.T) {
+	srv := retrytest.NewServer(t,
+		retrytest.OK("first").WithSlow(time.Hour), retrytest.Unavailable(0),
+		retrytest.OK("hedge"), retrytest.OK("late").WithSlow(time.Hour))
+	var bodies []*closeTracker
+	var mu sync.Mutex
+	open := func() *closeTracker {
+		mu.Lock()
+		defer mu.Unlock()
+		b := &closeTracker{Reader: strings.NewReader("payload")}
+		bodies = append(bodies, b)
+		return b
+	}
+	req := newRequest(t, http.MethodPut, srv.URL+"/a?b=c", open())
+	req.GetBody = func() (io.ReadCloser, error) { return open(), nil }
+	req.Header.Set("X-Trace", "1")
+	body, ctx, url, header := req.Body, req.Context(), *req.URL, req.Header.Clone()
+
+	client := &http.Client{Transport: &retryhttp.Transport{
+		Base: headerScribbler{inOrder{base: newBase(t), seen: srv.Count}},
+		Policy: retryhttp.Policy{
+			Clock: retrytest.NewClock(t), Budget: retryhttp.UnlimitedBudget(), Hedge: &retryhttp.Hedge{Delay: time.Millisecond, Max: 2},
+		},
+	}}
+	resp, got, err := do(t, client, req)
+	require.NoError(t, err)
+	assert.Equal(t, "hedge", got)
+	assert.Equal(t, 3, retryhttp.Attempt(resp.Request.Context()), "the second hedge won")
+	assert.Equal(t, header, req.Header, "the caller's header is untouched")
+	assert.Equal(t, url, *req.URL)
+	assert.True(t, body == req.Body)
+	assert.Equal(t, ctx, req.Context())
+	for _, r := range srv.Requests() {
+		assert.Equal(t, "payload", string(r.Body))
+		assert.Equal(t, "1", r.Header.Get("X-Trace"))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, bodies, 3, "the caller's body and one from GetBody for each hedge")
+	for i, b := range bodies {
+		assert.Eventually(t, b.closed.Load, 5*time.Second, time.Millisecond, "body %d closed", i)
+	}
+}
