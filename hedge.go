@@ -29,7 +29,9 @@ import (
 // passed is not sent. When every attempt of a race ends in an outcome
 // Policy.Retryable retries (a 503 from each, say), the race's outcome goes
 // to the retries as a single attempt's would, and the next retry may be
-// hedged in turn while Max allows.
+// hedged in turn while Max allows. Policy.Retryable is asked about each
+// attempt's outcome as it comes in, and about the winner's once more when
+// the race is over.
 //
 // The zero Hedge hedges once per request, after the adaptive delay.
 type Hedge struct {

@@ -72,7 +72,9 @@ const (
 // with its own context or a body wrapper), and each retry a clone whose body
 // comes from req.GetBody and whose context carries its attempt number (see
 // Attempt). A request that may not be sent twice (see Policy.Idempotent)
-// gets exactly one attempt.
+// gets exactly one attempt. With Policy.Hedge set, an attempt of a request
+// that may be resent can race hedged copies of it, each an attempt of its
+// own (see Hedge).
 //
 // When the retries end (see the Err sentinels for every reason), RoundTrip
 // returns at once, without sleeping, the last response whole and unread with
