@@ -33,7 +33,9 @@ import (
 // attempt's outcome as it comes in, and about the winner's once more when
 // the race is over.
 //
-// The zero Hedge hedges once per request, after the adaptive delay.
+// The zero Hedge hedges once per request, after the adaptive delay. A
+// Hedge is read, never written, by the Transports that use it; each
+// Transport keeps its own adaptive estimate, safe for concurrent use.
 type Hedge struct {
 	// Delay is how long an attempt may go without response headers before
 	// a hedge is sent, and then again before each further hedge. 0 means
@@ -54,8 +56,8 @@ type Hedge struct {
 	Max int
 }
 
-// HedgeEvent describes a hedge about to be sent; it is what Policy.OnHedge
-// receives.
+// HedgeEvent describes a hedge that has just been sent; it is what
+// Policy.OnHedge receives.
 type HedgeEvent struct {
 	// Request is the caller's request. It must not be modified.
 	Request *http.Request
