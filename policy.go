@@ -164,6 +164,18 @@ type Policy struct {
 	// nothing. One Throttle may be shared by several Policies.
 	Throttle *Throttle
 
+	// Hedge, if not nil, turns on hedged requests: a copy of a request
+	// that may be resent is sent when an attempt has had no response
+	// headers for a delay, and the first answer wins; see Hedge. Hedges
+	// count as attempts and take their tokens from Budget. nil, the
+	// default, sends no hedge.
+	Hedge *Hedge
+
+	// OnHedge, if not nil, is called once for each hedge, just after it is
+	// sent, on the goroutine of the RoundTrip call. Which attempt won shows
+	// in the final response: Hedged(resp.Request.Context()).
+	OnHedge func(HedgeEvent)
+
 	// Clock supplies the current time and the waits between attempts. nil
 	// means the real clock. A fake clock (see package retrytest) lets tests
 	// play long Retry-After waits without sleeping. The request context's
@@ -186,6 +198,8 @@ func (p *Policy) Validate() error {
 		return fmt.Errorf("retryhttp: invalid Policy.MaxRetryAfter %v: must not be negative", p.MaxRetryAfter)
 	case p.AttemptTimeout < 0:
 		return fmt.Errorf("retryhttp: invalid Policy.AttemptTimeout %v: must not be negative", p.AttemptTimeout)
+	case p.Hedge != nil && p.Hedge.validate() != nil:
+		return p.Hedge.validate()
 	case p.Budget != nil:
 		if err := p.Budget.validate(); err != nil {
 			return fmt.Errorf("retryhttp: invalid Policy.Budget: %w", err)

@@ -53,6 +53,9 @@ type Transport struct {
 	budgetOnce sync.Once
 	ownBudget  *Budget
 	holds      holds // quota holds per destination; see quota.go
+
+	latencyOnce sync.Once
+	latency     *latencies // the adaptive hedge delay's samples
 }
 
 // Limits on the part of a discarded response body read to keep its
@@ -75,7 +78,9 @@ const (
 // comes from req.GetBody and whose context carries its attempt number (see
 // Attempt). A request that may not be sent twice (see Policy.Idempotent)
 // gets exactly one attempt, unless that attempt failed in a way that proves
-// the request never reached the server and its body can be replayed.
+// the request never reached the server and its body can be replayed. With
+// Policy.Hedge set, an attempt of a request that may be resent can race
+// hedged copies of it, each an attempt of its own (see Hedge).
 //
 // When the retries end (see the Err sentinels for every reason), RoundTrip
 // returns at once, without sleeping, the last response whole and unread with
@@ -115,7 +120,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := r.send(1)
 	retry, ended := r.retryable(resp, err)
 	if ended != nil {
-		return r.giveUp(1, resp, err, ended, serverWaitAt(resp, r.clock.Now()))
+		return r.giveUp(r.sent, resp, err, ended, serverWaitAt(resp, r.clock.Now()))
 	}
 	if !retry {
 		return resp, err
@@ -189,6 +194,8 @@ type retrier struct {
 	// admitted is the quota hold that let the latest attempt through, to
 	// be told of its answer.
 	admitted *hold
+	sent     int // attempts sent so far, hedges included
+	hedges   int // hedges sent so far
 }
 
 // traceConn returns ctx, with a trace that records in r.gotConn whether the
@@ -212,7 +219,8 @@ func (r *retrier) traceConn(ctx context.Context) context.Context {
 func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) {
 	p := &r.t.Policy
 	ctx := r.req.Context()
-	for attempt := 1; ; attempt++ {
+	for {
+		attempt := r.sent
 		d := r.decide(attempt, resp)
 		if d.reason == errNilBackoff {
 			discard(ctx, resp, r.abandon)
@@ -263,7 +271,7 @@ func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) 
 		}
 		retry, ended := r.retryable(resp, err)
 		if ended != nil {
-			return r.giveUp(attempt+1, resp, err, ended, serverWaitAt(resp, r.clock.Now()))
+			return r.giveUp(r.sent, resp, err, ended, serverWaitAt(resp, r.clock.Now()))
 		}
 		if !retry {
 			if resp != nil && resp.Request == nil {
@@ -272,12 +280,12 @@ func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) 
 				resp.Request = r.last
 			}
 			if err != nil && !r.bodyFailed() {
-				err = fmt.Errorf("retryhttp: failed after %s: %w", plural(attempt+1, "attempt"), err)
+				err = fmt.Errorf("retryhttp: failed after %s: %w", plural(r.sent, "attempt"), err)
 			}
 			return resp, err
 		}
 		if !r.mayRetry(err) {
-			return r.giveUp(attempt+1, resp, err, r.notResendable, serverWaitAt(resp, r.clock.Now()))
+			return r.giveUp(r.sent, resp, err, r.notResendable, serverWaitAt(resp, r.clock.Now()))
 		}
 	}
 }
@@ -395,14 +403,24 @@ func (r *retrier) reportGiveUp(attempts int, resp *http.Response, err, reason er
 	return &GiveUpError{Attempts: attempts, Reason: reason, Err: err}
 }
 
-// send makes attempt n of r.req. The first attempt sends the caller's
+// send makes attempt n of r.req, hedged when the Policy says so and the
+// request may be resent (see hedge.go).
+func (r *retrier) send(n int) (*http.Response, error) {
+	r.sent = n
+	if r.notResendable == nil && r.t.Policy.Hedge != nil {
+		return r.hedgedSend(n)
+	}
+	return r.sendOne(n)
+}
+
+// sendOne makes attempt n of r.req. The first attempt sends the caller's
 // request itself unless it needs a timeout of its own, or a recorder of its
 // body's errors (every request with a body: an error of the caller's body
 // ends the request, whatever the request); every later one sends a clone
 // from GetBody that carries its attempt number. An error from reading the
 // body is returned as it is, before anything else can make it an attempt
 // timeout or a transport error.
-func (r *retrier) send(n int) (*http.Response, error) {
+func (r *retrier) sendOne(n int) (*http.Response, error) {
 	p := &r.t.Policy
 	req := r.req
 	r.abandon = nil

@@ -33,6 +33,9 @@ var libraries = []library{
 	{"failsafehttp", "github.com/failsafe-go/failsafe-go", func(base http.RoundTripper) http.RoundTripper {
 		return failsafehttp.NewRoundTripper(base, failsafehttp.NewRetryPolicyBuilder().Build())
 	}},
+	{"resty", "resty.dev/v3", func(base http.RoundTripper) http.RoundTripper {
+		return restyTransport{newResty(base)}
+	}},
 }
 
 // retryingLibraries are the contenders that retry: all but the bare

@@ -1,6 +1,6 @@
-// Command bench measures retryhttp side by side with go-retryablehttp and
-// failsafe-go's failsafehttp, each with its own defaults, and the bare
-// transport as the floor, in one run on one machine, against servers on
+// Command bench measures retryhttp side by side with go-retryablehttp,
+// failsafe-go's failsafehttp and resty v3, each with its own defaults, and the
+// bare transport as the floor, in one run on one machine, against servers on
 // loopback. It prints a markdown report and writes it, with plots, to
 // results/.
 //
@@ -10,7 +10,8 @@
 //	go run . -only metastable,sim  # only the scenarios named (printed; RESULTS.md is left alone)
 //
 // Scenario names for -only: happy, outage, brief, herd, overload, forms,
-// metastable, sim, quota, throttle.
+// metastable, sim, quota, throttle, and the hedging scenarios tail, slow
+// and metastable-hedge.
 package main
 
 import (
@@ -42,11 +43,12 @@ type config struct {
 	meta           metaParams
 	metaConcurrent bool // run the contenders of the metastable scenario at once
 	sim            simConfig
+	hedge          hedgeParams
 	only           map[string]bool // nil: every scenario
 	out            string
 }
 
-var scenarioNames = []string{"happy", "outage", "brief", "herd", "overload", "forms", "metastable", "sim", "quota", "throttle"}
+var scenarioNames = []string{"happy", "outage", "brief", "herd", "overload", "forms", "metastable", "sim", "quota", "throttle", "tail", "slow", "metastable-hedge"}
 
 // runs reports whether the scenario named is part of this run.
 func (c config) runs(name string) bool { return c.only == nil || c.only[name] }
@@ -57,7 +59,7 @@ func main() {
 		benchTime: "1s", benchRounds: 3, pairs: 25, concurrentPuts: 100, outageClients: 100,
 		briefRequests: 200, outage: 3 * time.Second, herdClients: 200,
 		overloadRPS: 400, overloadFor: 5 * time.Second,
-		meta: metaFullParams(), sim: simFullConfig(),
+		meta: metaFullParams(), sim: simFullConfig(), hedge: hedgeFullParams(),
 	}
 	var only string
 	var simOnly bool
@@ -89,6 +91,8 @@ func main() {
 		cfg.meta.warmup, cfg.meta.trigger, cfg.meta.after, cfg.meta.grace = 3*time.Second, 3*time.Second, 9*time.Second, 2*time.Second
 		cfg.metaConcurrent = true
 		cfg.sim = simQuickConfig()
+		cfg.hedge.rate, cfg.hedge.tailFor = 50, 4*time.Second
+		cfg.hedge.before, cfg.hedge.slowFor, cfg.hedge.after = time.Second, 2*time.Second, time.Second
 	}
 	if err := flag.Set("test.benchtime", cfg.benchTime); err != nil {
 		fail(err)
@@ -121,22 +125,42 @@ func run(cfg config) error {
 		step("happy path")
 		rep.happy = happyPath(cfg)
 	}
-	// -quick runs the metastable scenario and the simulation alongside the
-	// scenarios that mostly wait (the outages, the herd, the overload and
-	// the forms), to stay under a minute; the full run runs each alone.
+	// -quick runs the metastable scenarios, the simulation and the hedging
+	// scenarios alongside those that mostly wait (the outages, the herd,
+	// the overload and the forms), to stay near a minute; the full run runs
+	// each alone.
 	var side sync.WaitGroup
-	sideScenarios := func() {
+	metastables := func() {
 		if cfg.runs("metastable") {
 			step("metastable failure")
 			rep.meta, rep.metaNative = metastable(cfg.meta, cfg.metaConcurrent)
 		}
+		if cfg.runs("metastable-hedge") {
+			step("hedging: metastable failure")
+			rep.metaHedge = metastableHedged(cfg.meta, cfg.metaConcurrent)
+		}
+	}
+	// The simulation, and the hedging scenarios that run each contender
+	// against its own server at once.
+	others := func() {
 		if cfg.runs("sim") {
 			step("fleet simulation")
 			rep.sim = runSim(cfg.sim, cfg.meta, step)
 		}
+		if cfg.runs("tail") {
+			step("hedging: heavy tail")
+			rep.tail = heavyTail(cfg.hedge)
+		}
+		if cfg.runs("slow") {
+			step("hedging: everything slow")
+			rep.slow = everythingSlow(cfg.hedge)
+		}
 	}
 	if cfg.quick {
-		side.Go(sideScenarios)
+		// The two metastable runs one after the other, so that they do
+		// not overlap.
+		side.Go(metastables)
+		side.Go(others)
 	}
 	if cfg.runs("outage") {
 		step("total outage")
@@ -161,7 +185,8 @@ func run(cfg config) error {
 	if cfg.quick {
 		side.Wait()
 	} else {
-		sideScenarios()
+		metastables()
+		others()
 	}
 	// Scenarios of their own files, reported after the others.
 	var extra string

@@ -242,6 +242,11 @@ func metaClientFor(lib string, limit time.Duration, nativeTimeout bool) (metaCli
 		c = &http.Client{Transport: failsafehttp.NewRoundTripper(base,
 			failsafehttp.NewRetryPolicyBuilder().Build(), timeout.New[*http.Response](limit))}
 		setup = fmt.Sprintf("default retry policy around timeout.New(%v)", limit)
+	case "retryhttp hedged, adaptive", "retryhttp hedged, fixed":
+		c, setup = metaHedgedClient(lib, base, limit)
+	case "resty":
+		c = &http.Client{Transport: restyWithTimeout(base, limit)}
+		setup = fmt.Sprintf("SetRetryCount(%d), 429 and 5xx retry conditions, SetTimeout(%v) (per attempt)", restyRetries, limit)
 	default:
 		mk, ok := extraMetaClients[lib]
 		if !ok {

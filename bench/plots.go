@@ -21,6 +21,14 @@ var libColors = map[string]color.Color{
 	"retryhttp":        color.RGBA{R: 0, G: 114, B: 178, A: 255},
 	"go-retryablehttp": color.RGBA{R: 213, G: 94, B: 0, A: 255},
 	"failsafehttp":     color.RGBA{R: 0, G: 158, B: 115, A: 255},
+	"resty":            color.RGBA{R: 204, G: 121, B: 167, A: 255},
+	// The hedging scenarios' contenders.
+	"retryhttp, fixed":           color.RGBA{R: 0, G: 114, B: 178, A: 255},
+	"retryhttp, adaptive":        color.RGBA{R: 86, G: 180, B: 233, A: 255},
+	"retryhttp hedged, fixed":    color.RGBA{R: 0, G: 60, B: 120, A: 255},
+	"retryhttp hedged, adaptive": color.RGBA{R: 86, G: 180, B: 233, A: 255},
+	"failsafehttp, fixed":        color.RGBA{R: 0, G: 158, B: 115, A: 255},
+	"failsafehttp, p95":          color.RGBA{R: 120, G: 200, B: 160, A: 255},
 }
 
 // writePlots writes herd.svg/png (retry arrivals over time in the herd) and
@@ -28,6 +36,9 @@ var libColors = map[string]color.Color{
 // overload).
 func writePlots(dir string, r *report) error {
 	if err := writeMetaPlots(dir, r); err != nil {
+		return err
+	}
+	if err := writeHedgePlots(dir, r); err != nil {
 		return err
 	}
 	if len(r.herd) == 0 || len(r.outage) == 0 || len(r.overload) == 0 {

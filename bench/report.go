@@ -21,6 +21,9 @@ type report struct {
 	meta       []metaResult
 	metaNative bool // the core enforced Policy.AttemptTimeout
 	sim        *simReport
+	tail       []hedgeResult // hedging: a heavy tail
+	slow       []hedgeResult // hedging: everything slow
+	metaHedge  []metaResult  // the metastable scenario with hedging on
 }
 
 // The design targets for retryhttp that the run checks.
@@ -121,19 +124,14 @@ func (r *report) markdown() string {
 	for _, line := range r.targets() {
 		p("- %s\n", line)
 	}
+	r.hedgeMarkdown(p)
 	return b.String()
 }
 
 // targets checks retryhttp's design targets against the run.
 func (r *report) targets() []string {
 	var lines []string
-	check := func(ok bool, format string, a ...any) {
-		mark := "met"
-		if !ok {
-			mark = "MISSED"
-		}
-		lines = append(lines, fmt.Sprintf("**%s**: %s", mark, fmt.Sprintf(format, a...)))
-	}
+	check := checker(&lines)
 	if len(r.happy) > 1 {
 		bare, ours := r.happy[0], r.happy[1]
 		check(1+ours.ownNs/bare.getNs <= targetTimeRatio, "time: own cost %.0f ns per request, ×%.4f of a bare loopback GET (target ≤ ×%.2f). "+
@@ -189,6 +187,17 @@ func (r *report) targets() []string {
 		check(ours.retriesFromTrigger > 0, "metastable failure: %d retries made from the trigger on (attempt timeouts are retried, not dropped)", ours.retriesFromTrigger)
 	}
 	return lines
+}
+
+// checker returns a function that adds a target's verdict to lines.
+func checker(lines *[]string) func(ok bool, format string, a ...any) {
+	return func(ok bool, format string, a ...any) {
+		mark := "met"
+		if !ok {
+			mark = "MISSED"
+		}
+		*lines = append(*lines, fmt.Sprintf("**%s**: %s", mark, fmt.Sprintf(format, a...)))
+	}
 }
 
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

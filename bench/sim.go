@@ -320,6 +320,23 @@ var simClients = []simClient{
 			}
 		}
 	}},
+	// resty v3.0.0-rc.4 as the bench sets it up: SetRetryCount(3) (4
+	// attempts), every error and every 429 and 5xx retried, waits of
+	// min(2 s, 100 ms × 2^n)/2 plus as much again at random before retry n
+	// (Retry-After, which this server never sends, aside).
+	{name: "resty", model: true, make: func(s *sim) func(ctx context.Context) bool {
+		return func(ctx context.Context) bool {
+			c := callOf(ctx)
+			for n := 1; ; n++ {
+				st := c.attempt()
+				if st == http.StatusOK || (st != 0 && st < 500 && st != http.StatusTooManyRequests) || n == 1+restyRetries {
+					return st == http.StatusOK
+				}
+				half := min(2*time.Second, 100*time.Millisecond<<n) / 2
+				c.sleep(half + time.Duration(rand.Int64N(int64(half))))
+			}
+		}
+	}},
 }
 
 // ---- servers ----

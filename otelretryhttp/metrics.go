@@ -27,6 +27,8 @@ const (
 	holdsName       = "retryhttp.holds"
 	holdName        = "retryhttp.hold.duration"
 	holdReasonKey   = attribute.Key("retryhttp.hold.reason")
+	hedgesName      = "retryhttp.hedges"
+	hedgesWonName   = "retryhttp.hedges.won"
 	giveUpReasonKey = attribute.Key("retryhttp.give_up.reason")
 	budgetIDKey     = attribute.Key("retryhttp.budget.id")
 )
@@ -38,11 +40,13 @@ var waitBuckets = []float64{0, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 
 
 // instruments are the synchronous instruments that the Policy's hooks feed.
 type instruments struct {
-	retries metric.Int64Counter
-	giveUps metric.Int64Counter
-	waits   metric.Float64Histogram
-	holds   metric.Int64Counter
-	held    metric.Float64Histogram
+	retries   metric.Int64Counter
+	giveUps   metric.Int64Counter
+	waits     metric.Float64Histogram
+	holds     metric.Int64Counter
+	held      metric.Float64Histogram
+	hedges    metric.Int64Counter
+	hedgesWon metric.Int64Counter
 }
 
 func newInstruments(meter metric.Meter) *instruments {
@@ -63,12 +67,24 @@ func newInstruments(meter metric.Meter) *instruments {
 		metric.WithUnit("s"),
 		metric.WithDescription("How long each held attempt was held."),
 		metric.WithExplicitBucketBoundaries(waitBuckets...))
-	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
+	hedges, err6 := meter.Int64Counter(hedgesName,
+		metric.WithUnit("{hedge}"),
+		metric.WithDescription("Hedged attempts sent: copies of a request sent because an earlier attempt had no response headers after the hedge delay."))
+	hedgesWon, err7 := meter.Int64Counter(hedgesWonName,
+		metric.WithUnit("{hedge}"),
+		metric.WithDescription("Requests whose response came from a hedged attempt."))
+	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7); err != nil {
 		otel.Handle(err)
 	}
 	// The SDK returns a working instrument along with its error; a
 	// provider that returns none gets a no-op one.
-	inst := &instruments{retries: retries, giveUps: giveUps, waits: waits, holds: holds, held: held}
+	inst := &instruments{retries: retries, giveUps: giveUps, waits: waits, holds: holds, held: held, hedges: hedges, hedgesWon: hedgesWon}
+	if inst.hedges == nil {
+		inst.hedges = noop.Int64Counter{}
+	}
+	if inst.hedgesWon == nil {
+		inst.hedgesWon = noop.Int64Counter{}
+	}
 	if inst.retries == nil {
 		inst.retries = noop.Int64Counter{}
 	}
@@ -121,6 +137,24 @@ func (inst *instruments) onHold(next func(retryhttp.HoldEvent)) func(retryhttp.H
 		if next != nil {
 			next(ev)
 		}
+	}
+}
+
+// onHedge returns a Policy.OnHedge that counts the hedge and then calls
+// next, if not nil.
+func (inst *instruments) onHedge(next func(retryhttp.HedgeEvent)) func(retryhttp.HedgeEvent) {
+	return func(ev retryhttp.HedgeEvent) {
+		inst.hedges.Add(requestContext(ev.Request), 1)
+		if next != nil {
+			next(ev)
+		}
+	}
+}
+
+// countWin counts a response that came from a hedged attempt.
+func (inst *instruments) countWin(req *http.Request, resp *http.Response) {
+	if resp != nil && resp.Request != nil && retryhttp.Hedged(resp.Request.Context()) {
+		inst.hedgesWon.Add(requestContext(req), 1)
 	}
 }
 

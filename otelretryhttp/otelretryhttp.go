@@ -1,7 +1,7 @@
 // Package otelretryhttp instruments a retrying retryhttp.Transport with
 // OpenTelemetry: a CLIENT span for every attempt, made by otelhttp, that
 // carries http.request.resend_count on every resend, and metrics of the
-// retries, the give-ups, the waits and the retry budget.
+// retries, the give-ups, the waits, the retry budget and the hedges.
 //
 //	client := &http.Client{Transport: otelretryhttp.NewTransport(nil, retryhttp.Policy{})}
 //
@@ -37,6 +37,8 @@
 //	| retryhttp.holds         | Int64Counter             | {request} | retryhttp.hold.reason                             |
 //	| retryhttp.hold.duration | Float64Histogram         | s         | none                                              |
 //	| retryhttp.budget.tokens | Float64ObservableGauge   | {token}   | url.scheme, server.address, server.port, retryhttp.budget.id |
+//	| retryhttp.hedges        | Int64Counter             | {hedge}   | none                                              |
+//	| retryhttp.hedges.won    | Int64Counter             | {hedge}   | none                                              |
 //
 // retryhttp.retries counts each retry when it is decided, before its wait
 // (when Policy.OnRetry is called), by the outcome of the attempt that
@@ -85,6 +87,12 @@
 // same points. The name is stable across restarts, so a restart continues
 // the same series.
 //
+// retryhttp.hedges counts the hedged attempts sent (when Policy.OnHedge is
+// called; see retryhttp.Hedge), and retryhttp.hedges.won the requests whose
+// response came from a hedged attempt. A hedged attempt's span is like any
+// other attempt's, with http.request.resend_count, and carries
+// retryhttp.hedge = true.
+//
 // otelhttp records its own metrics, such as http.client.request.duration,
 // for every attempt, with the same MeterProvider.
 //
@@ -106,6 +114,7 @@ import (
 	"github.com/b4dedce7/retryhttp"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
@@ -114,6 +123,9 @@ import (
 // ScopeName is the instrumentation scope name of the Meter that holds the
 // retryhttp.* instruments.
 const ScopeName = "github.com/b4dedce7/retryhttp/otelretryhttp"
+
+// hedgeKey marks the span of a hedged attempt.
+const hedgeKey = attribute.Key("retryhttp.hedge")
 
 // An Option configures NewTransport.
 type Option interface {
@@ -166,8 +178,8 @@ func WithName(name string) Option {
 // otelhttp Transport over base (http.DefaultTransport when nil), and that
 // records the metrics described in the package documentation.
 //
-// The hooks p.OnRetry, p.OnGiveUp and p.OnHold, when set, are still called, each
-// after the event has been recorded. When p.Budget is nil, NewTransport sets
+// The hooks p.OnRetry, p.OnGiveUp, p.OnHold and p.OnHedge, when set, are
+// still called, each after the event has been recorded. When p.Budget is nil, NewTransport sets
 // it to a new retryhttp.NewHostBudget(retryhttp.DefaultBudgetRatio,
 // retryhttp.DefaultBudgetBurst), the budget the Transport would otherwise
 // make for itself, so that the budget gauge can observe it.
@@ -199,6 +211,7 @@ func NewTransport(base http.RoundTripper, p retryhttp.Policy, opts ...Option) ht
 	p.OnRetry = inst.onRetry(p.OnRetry)
 	p.OnGiveUp = inst.onGiveUp(p.OnGiveUp)
 	p.OnHold = inst.onHold(p.OnHold)
+	p.OnHedge = inst.onHedge(p.OnHedge)
 
 	var dests *destinations
 	if p.Validate() == nil && !isUnlimited(p.Budget) { // an invalid Policy sends nothing
@@ -221,6 +234,7 @@ func NewTransport(base http.RoundTripper, p retryhttp.Policy, opts ...Option) ht
 		},
 		base:  base,
 		dests: dests,
+		inst:  inst,
 	}
 }
 
@@ -231,6 +245,7 @@ type transport struct {
 	retry *retryhttp.Transport
 	base  http.RoundTripper
 	dests *destinations // nil when the budget is unlimited or the Policy invalid
+	inst  *instruments
 }
 
 // RoundTrip notes the request's destination for the budget gauge and sends
@@ -239,7 +254,11 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.dests != nil && req.URL != nil {
 		t.dests.touch(req.URL)
 	}
-	return t.retry.RoundTrip(req)
+	resp, err := t.retry.RoundTrip(req)
+	if t.retry.Policy.Hedge != nil {
+		t.inst.countWin(req, resp)
+	}
+	return resp, err
 }
 
 // CloseIdleConnections closes the idle connections of the base transport, if
@@ -260,12 +279,16 @@ type attemptLayer struct {
 }
 
 // RoundTrip sets http.request.resend_count to retryhttp.Attempt − 1 on the
-// span in req's context for every attempt after the first, and sends req
-// through the base.
+// span in req's context for every attempt after the first, and
+// retryhttp.hedge = true for a hedged attempt, and sends req through the
+// base.
 func (l attemptLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 	if n := retryhttp.Attempt(req.Context()); n > 1 {
 		if span := trace.SpanFromContext(req.Context()); span.IsRecording() {
 			span.SetAttributes(semconv.HTTPRequestResendCount(n - 1))
+			if retryhttp.Hedged(req.Context()) {
+				span.SetAttributes(hedgeKey.Bool(true))
+			}
 		}
 	}
 	return l.base.RoundTrip(req)

@@ -28,6 +28,7 @@ type Clock struct {
 	waits []time.Duration
 	owner string
 	ended bool
+	moved chan struct{} // closed, and replaced, whenever the time moves
 }
 
 // NewClock returns a Clock that reads the current real time rounded down to
@@ -71,9 +72,41 @@ func (c *Clock) Sleep(ctx context.Context, d time.Duration) error {
 	}
 	c.waits = append(c.waits, d)
 	if d > 0 {
-		c.now = c.now.Add(d)
+		c.move(d)
 	}
 	return nil
+}
+
+// move moves the clock forward by d and wakes whatever waits for a time on
+// it; c.mu is held.
+func (c *Clock) move(d time.Duration) {
+	c.now = c.now.Add(d)
+	if c.moved != nil {
+		close(c.moved)
+		c.moved = nil
+	}
+}
+
+// waitUntil returns once the clock reads t or later, or when ctx is done,
+// with ctx's error.
+func (c *Clock) waitUntil(ctx context.Context, t time.Time) error {
+	for {
+		c.mu.Lock()
+		if !c.now.Before(t) {
+			c.mu.Unlock()
+			return nil
+		}
+		if c.moved == nil {
+			c.moved = make(chan struct{})
+		}
+		moved := c.moved
+		c.mu.Unlock()
+		select {
+		case <-moved:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // Advance moves the clock forward by d, as time passing outside any wait
@@ -84,7 +117,7 @@ func (c *Clock) Advance(d time.Duration) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+	c.move(d)
 }
 
 // Virtual reports true: the Clock moves only when waited on or advanced, so

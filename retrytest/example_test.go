@@ -125,3 +125,45 @@ func ExampleRateLimited() {
 	// 403 Forbidden remaining: 0 reset in: 1m30s true
 	// 429 Too Many Requests remaining: 0 reset in: 1.5s true
 }
+
+// Test hedging in virtual time: the first request to arrive is held until
+// the fake clock has moved a minute, the Transport waits its hedge delay
+// on the same clock and sends a copy, which gets the fast answer and wins;
+// the slow one is cancelled without ever being answered. (On the fake clock
+// the hedge is sent at once in real time, so either copy may arrive first:
+// the answer is the fast one either way.)
+func ExampleAnswer_WithSlow() {
+	clock := retrytest.NewClock(nil)
+	srv := retrytest.NewServer(nil,
+		retrytest.OK("slow").WithSlow(time.Minute),
+		retrytest.OK("fast"),
+	).UseClock(clock)
+	defer srv.Close()
+
+	var hedges []retryhttp.HedgeEvent
+	client := &http.Client{Transport: &retryhttp.Transport{Policy: retryhttp.Policy{
+		Clock:   clock,
+		Hedge:   &retryhttp.Hedge{Delay: 200 * time.Millisecond},
+		OnHedge: func(ev retryhttp.HedgeEvent) { hedges = append(hedges, ev) },
+	}}}
+	started := time.Now()
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+
+	fmt.Println(resp.Status, string(body))
+	fmt.Println("requests:", srv.Count())
+	fmt.Println("hedges:", len(hedges), "after", hedges[0].Delay)
+	fmt.Println("virtual waits:", clock.Waits())
+	fmt.Println("in real time under a second:", time.Since(started) < time.Second)
+	// Output:
+	// 200 OK fast
+	// requests: 2
+	// hedges: 1 after 200ms
+	// virtual waits: [200ms]
+	// in real time under a second: true
+}

@@ -350,3 +350,57 @@ func mustRequest(t *testing.T, method, url string) *http.Request {
 	require.NoError(t, err)
 	return req
 }
+
+func TestSlowAnswerOnTheFakeClock(t *testing.T) {
+	clock := retrytest.NewClock(t)
+	srv := retrytest.NewServer(t, retrytest.OK("slow").WithSlow(time.Minute)).UseClock(clock)
+	done := make(chan string, 1)
+	go func() {
+		_, body := get(t, client(t), srv.URL)
+		done <- body
+	}()
+	require.Eventually(t, func() bool { return srv.Count() == 1 }, 5*time.Second, time.Millisecond)
+	clock.Advance(59 * time.Second)
+	select {
+	case body := <-done:
+		t.Fatalf("answered %q before the clock moved a minute", body)
+	case <-time.After(20 * time.Millisecond):
+	}
+	require.NoError(t, clock.Sleep(context.Background(), time.Second)) // a wait moves it too
+	select {
+	case body := <-done:
+		assert.Equal(t, "slow", body)
+	case <-time.After(5 * time.Second):
+		t.Fatal("not answered once the clock had moved a minute")
+	}
+}
+
+func TestSlowAnswerHonoursCancellation(t *testing.T) {
+	srv := retrytest.NewServer(t, retrytest.OK("never").WithSlow(time.Hour)).UseClock(retrytest.NewClock(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	require.NoError(t, err)
+	_, err = client(t).Do(req)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+func TestSlowAnswerInRealTime(t *testing.T) {
+	srv := retrytest.NewServer(t, retrytest.OK("late").WithSlow(50*time.Millisecond))
+	start := time.Now()
+	_, body := get(t, client(t), srv.URL)
+	assert.Equal(t, "late", body)
+	assert.GreaterOrEqual(t, time.Since(start), 50*time.Millisecond)
+}
+
+func TestSlowAnswerAndAHedge(t *testing.T) {
+	clock := retrytest.NewClock(t)
+	srv := retrytest.NewServer(t, retrytest.OK("slow").WithSlow(time.Minute), retrytest.OK("fast")).UseClock(clock)
+	c := &http.Client{Transport: &retryhttp.Transport{Base: client(t).Transport, Policy: retryhttp.Policy{
+		Clock: clock, Hedge: &retryhttp.Hedge{Delay: 200 * time.Millisecond},
+	}}}
+	_, body := get(t, c, srv.URL)
+	assert.Equal(t, "fast", body)
+	assert.Equal(t, 2, srv.Count())
+	assert.Equal(t, []time.Duration{200 * time.Millisecond}, clock.Waits())
+}

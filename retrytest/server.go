@@ -3,7 +3,10 @@
 // fake Clock that lets a test play long Retry-After waits without sleeping.
 // Besides plain answers (OK, Reply, Unavailable, TooManyRequests, Drop), it
 // has RateLimited, which refuses a request over a rate limit as GitHub,
-// Discord, X or the IETF drafts do, with reset times on the Server's clock.
+// Discord, X or the IETF drafts do, with reset times on the Server's clock,
+// and Answer.WithSlow, which holds an answer back until the Server's clock
+// (fake or real) has moved, to script the slow attempt that a hedged
+// request (retryhttp.Hedge) cuts short.
 //
 //	clock := retrytest.NewClock(t)
 //	srv := retrytest.NewServer(t,
@@ -68,6 +71,15 @@ type Answer struct {
 	// Delay holds the answer back by this much real time, or until the
 	// request is cancelled.
 	Delay time.Duration
+	// Slow holds the answer back until the Server's clock reads this much
+	// after the request arrived, or until the request is cancelled: real
+	// time without UseClock, and on a fake Clock until the Clock has moved
+	// that far, by Advance or by a Transport waiting on it. It scripts the
+	// slow attempt of a hedging test: a Transport whose Policy.Clock is the
+	// same Clock waits its hedge delay on it, so an answer Slow by more than
+	// the delay is still held when the hedge is sent, and, when the hedge
+	// wins, is cancelled without ever being answered, all in virtual time.
+	Slow time.Duration
 	// Drop closes the connection (HTTP/1) or resets the stream (HTTP/2)
 	// after reading the request, without answering. Note that net/http's
 	// Transport itself resends an idempotent request once when a reused
@@ -115,6 +127,13 @@ func (a Answer) WithHeader(key, value string) Answer {
 // WithDelay returns a copy of a that is held back by d of real time.
 func (a Answer) WithDelay(d time.Duration) Answer {
 	a.Delay = d
+	return a
+}
+
+// WithSlow returns a copy of a that is held back until the Server's clock
+// has moved d past the request's arrival (see Answer.Slow).
+func (a Answer) WithSlow(d time.Duration) Answer {
+	a.Slow = d
 	return a
 }
 
@@ -269,6 +288,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if a.Slow > 0 && !s.holdUntil(r, now.Add(a.Slow)) {
+		return
+	}
 	if a.Drop {
 		panic(http.ErrAbortHandler) // net/http closes the connection or resets the stream
 	}
@@ -303,6 +325,25 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, a.Body)
+}
+
+// holdUntil waits until the Server's clock reads t, and reports false if
+// the request was cancelled first.
+func (s *Server) holdUntil(r *http.Request, t time.Time) bool {
+	s.mu.Lock()
+	clock := s.clock
+	s.mu.Unlock()
+	if clock != nil {
+		return clock.waitUntil(r.Context(), t) == nil
+	}
+	timer := time.NewTimer(time.Until(t))
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
 }
 
 // ceilSeconds rounds d up to a whole number of seconds.

@@ -17,6 +17,12 @@
 // server), -timeout (the whole request, waits included) and -attempt-timeout
 // (each attempt must produce its response headers within this time; 0, the
 // default, means no limit). Durations need a unit: 5s, 1m30s, 500ms.
+// -hedge DELAY sends a hedged copy of a request that may be resent when an
+// attempt has had no response headers for DELAY, and takes the first answer;
+// -hedge auto uses the adaptive delay, the recent 95th percentile of the
+// host's time to headers, which needs 20 answers from the host before it
+// hedges, so a single fetch sends no hedge with it. A hedge counts as an
+// attempt and spends from the budget.
 // -retry-on lists the statuses retried, separated by commas; it accepts only
 // statuses a retry could mend: 403 (retried only when the server marks it as
 // a rate-limit refusal), 408, 425, 429, and 500 to 599 except 501, 505, 506,
@@ -121,6 +127,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.policy.MaxElapsed, "max-elapsed", 0, "no retry starts later than this after the first attempt (0: default, 30s)")
 	fs.DurationVar(&o.policy.MaxRetryAfter, "max-retry-after", 0, "the longest wait accepted from the server's Retry-After or rate-limit header (0: default, 30s)")
 	fs.DurationVar(&o.policy.AttemptTimeout, "attempt-timeout", 0, "each attempt must produce its response headers within this time, or is abandoned and retried (0: no limit)")
+	hedge := fs.String("hedge", "", "send a hedged copy when an attempt has had no response headers for this `delay`, or \"auto\" for the adaptive delay (default: no hedging)")
 	retryOn := fs.String("retry-on", "403,429,503", "comma-separated `statuses` to retry (a 403 only when the server marks it as a rate-limit refusal); accepted: "+mendableStatuses)
 	fs.StringVar(&o.method, "X", "", "request `method` (default GET, or POST with -d)")
 	headers := &headerFlags{h: o.header}
@@ -150,6 +157,13 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("-attempt-timeout %v: must not be negative", o.policy.AttemptTimeout)
 	case o.timeout < 0:
 		return nil, fmt.Errorf("-timeout %v: must not be negative", o.timeout)
+	}
+	if flagSet(fs, "hedge") {
+		h, err := parseHedge(*hedge)
+		if err != nil {
+			return nil, err
+		}
+		o.policy.Hedge = h
 	}
 	if fs.NArg() > 1 {
 		return nil, fmt.Errorf("one URL at most, got %d arguments", fs.NArg())
@@ -197,6 +211,21 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
+}
+
+// parseHedge reads -hedge: "auto", or a positive duration.
+func parseHedge(s string) (*retryhttp.Hedge, error) {
+	if strings.EqualFold(strings.TrimSpace(s), "auto") {
+		return &retryhttp.Hedge{}, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return nil, fmt.Errorf("-hedge %q: not a duration such as 150ms, nor auto", s)
+	}
+	if d <= 0 {
+		return nil, fmt.Errorf("-hedge %v: must be positive, or auto for the adaptive delay", d)
+	}
+	return &retryhttp.Hedge{Delay: d}, nil
 }
 
 // parseStatuses reads -retry-on: a comma-separated list of statuses that a
@@ -372,6 +401,17 @@ func fetch(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 		logf("attempt %d: %s\n", ev.Attempt, describeHold(ev))
 	}
 	policy.OnGiveUp = func(ev retryhttp.GiveUpEvent) { gaveUp = &ev }
+	hedged := 0 // the number of the latest hedge sent
+	policy.OnHedge = func(ev retryhttp.HedgeEvent) {
+		hedged = ev.Attempt
+		how := ""
+		if ev.Adaptive {
+			how = " (adaptive: the host's recent p95)"
+		}
+		logf("attempt %d: no response headers after %v%s; hedging with attempt %d; budget %.1f tokens left\n",
+			ev.Attempt-1, ev.Delay.Round(time.Microsecond), how, ev.Attempt,
+			o.budget.TokensFor(ev.Request.URL.Scheme+"://"+ev.Request.URL.Host))
+	}
 	base := &http.Transport{}
 	defer base.CloseIdleConnections()
 	client := &http.Client{Transport: &retryhttp.Transport{Base: base, Policy: policy}}
@@ -379,7 +419,7 @@ func fetch(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 	started := time.Now()
 	resp, err := client.Do(req)
 	elapsed := time.Since(started).Round(time.Millisecond)
-	attempts := retries + 1
+	attempts := max(retries+1, hedged)
 	why := ""
 	if gaveUp != nil {
 		attempts = gaveUp.Attempts
@@ -407,7 +447,16 @@ func fetch(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	defer resp.Body.Close()
-	logf("attempt %d: %s\n", attempts, outcome(resp, nil))
+	answered, hedge := attempts, ""
+	if resp.Request != nil && policy.Hedge != nil {
+		answered = retryhttp.Attempt(resp.Request.Context())
+		if retryhttp.Hedged(resp.Request.Context()) {
+			hedge = " (the hedge answered first)"
+		} else if hedged >= answered {
+			hedge = " (answered before its hedge)"
+		}
+	}
+	logf("attempt %d: %s%s\n", answered, outcome(resp, nil), hedge)
 	if why != "" {
 		logf("%s\n", why)
 	}

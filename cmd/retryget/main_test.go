@@ -549,6 +549,9 @@ func TestBadUsage(t *testing.T) {
 		{"negative timeout", []string{"-timeout", "-1s"}, "-timeout -1s: must not be negative"},
 		{"bad attempt timeout", []string{"-attempt-timeout", "soon"}, `invalid value "soon" for flag -attempt-timeout`},
 		{"bad method", []string{"-X", "BAD METHOD", "http://127.0.0.1:1/"}, `invalid method "BAD METHOD"`},
+		{"bad hedge", []string{"-hedge", "soon"}, `-hedge "soon": not a duration such as 150ms, nor auto`},
+		{"zero hedge", []string{"-hedge", "0s"}, "-hedge 0s: must be positive, or auto for the adaptive delay"},
+		{"negative hedge", []string{"-hedge", "-1s"}, "-hedge -1s: must be positive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -569,6 +572,56 @@ func TestHelp(t *testing.T) {
 	assert.Contains(t, stderr, "usage: retryget [flags] [URL]")
 	assert.Regexp(t, regexp.MustCompile(`-retry-on statuses`), stderr)
 	assert.Regexp(t, regexp.MustCompile(`-attempt-timeout duration\n\s+each attempt must produce its response headers within this time.*\(0: no limit\)`), stderr)
+	assert.Regexp(t, regexp.MustCompile(`-hedge delay\n\s+send a hedged copy when an attempt has had no response headers for this delay, or "auto"`), stderr)
+}
+
+func TestHedge(t *testing.T) {
+	t.Parallel()
+	srv := retrytest.NewServer(t, retrytest.OK("slow").WithDelay(time.Minute), retrytest.OK("fast"))
+	code, stdout, stderr := runCmd(t, "-hedge", "100ms", srv.URL)
+
+	assert.Equal(t, exitOK, code, stderr)
+	assert.Equal(t, "fast", stdout)
+	assert.Equal(t, 2, srv.Count())
+	assert.Regexp(t, `(?m)^attempt 1: no response headers after 100ms; hedging with attempt 2; budget [\d.]+ tokens left$`, stderr)
+	assert.Contains(t, stderr, "attempt 2: 200 OK (the hedge answered first)\n")
+	assert.Regexp(t, `(?m)^200 OK after 2 attempts in `, stderr)
+	assert.Empty(t, giveUpLines(stderr))
+}
+
+func TestHedgeAnsweredBeforeItsHedge(t *testing.T) {
+	t.Parallel()
+	srv := retrytest.NewServer(t, retrytest.OK("first").WithDelay(300*time.Millisecond), retrytest.OK("hedge").WithDelay(time.Minute))
+	code, stdout, stderr := runCmd(t, "-hedge", "50ms", srv.URL)
+
+	assert.Equal(t, exitOK, code, stderr)
+	assert.Equal(t, "first", stdout)
+	assert.Contains(t, stderr, "hedging with attempt 2")
+	assert.Contains(t, stderr, "attempt 1: 200 OK (answered before its hedge)\n")
+	assert.Regexp(t, `(?m)^200 OK after 2 attempts in `, stderr)
+}
+
+func TestHedgeAuto(t *testing.T) {
+	t.Parallel()
+	// The adaptive delay needs 20 answers from the host: one fetch warms it
+	// up and sends no hedge.
+	srv := retrytest.NewServer(t, retrytest.OK("only").WithDelay(100*time.Millisecond)).Otherwise(retrytest.OK("hedge"))
+	code, stdout, stderr := runCmd(t, "-hedge", "auto", srv.URL)
+	assert.Equal(t, exitOK, code, stderr)
+	assert.Equal(t, "only", stdout)
+	assert.Equal(t, 1, srv.Count())
+	assert.NotContains(t, stderr, "hedging")
+	assert.Contains(t, stderr, "attempt 1: 200 OK\n")
+}
+
+func TestHedgeNotForAPostWithoutKey(t *testing.T) {
+	t.Parallel()
+	srv := retrytest.NewServer(t, retrytest.OK("once").WithDelay(200*time.Millisecond)).Otherwise(retrytest.OK("twice"))
+	code, stdout, stderr := runCmd(t, "-hedge", "10ms", "-d", "x", srv.URL)
+	assert.Equal(t, exitOK, code, stderr)
+	assert.Equal(t, "once", stdout)
+	assert.Equal(t, 1, srv.Count())
+	assert.NotContains(t, stderr, "hedging")
 }
 
 func TestHoldLineAndThrottledReason(t *testing.T) {

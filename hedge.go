@@ -1,0 +1,499 @@
+package retryhttp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Hedge turns on hedged requests: when an attempt has produced no response
+// headers after a delay, a copy of the request is sent alongside it, the
+// first answer that is not retryable wins, and the other attempts are
+// cancelled. Hedging cuts the tail of latency that retries cannot reach: an
+// attempt that is merely slow, not failed. Set it in Policy.Hedge; a nil
+// *Hedge, the default, sends no hedge.
+//
+// Only a request that may be resent, by the same rules as a retry (see
+// Policy.Idempotent), is hedged. A hedge is an attempt: it carries its own
+// attempt number (see Attempt; Hedged tells it is a hedge), it counts
+// towards Policy.MaxAttempts, so that MaxAttempts bounds the copies of a
+// request the server can see however they came to be sent, and it takes a
+// token from the Policy's retry Budget like a retry. A hedge that finds no
+// token, no attempt left, the caller's context done or Policy.MaxElapsed
+// passed is not sent. When every attempt of a race ends in an outcome
+// Policy.Retryable retries (a 503 from each, say), the race's outcome goes
+// to the retries as a single attempt's would, and the next retry may be
+// hedged in turn while Max allows. Policy.Retryable is asked about each
+// attempt's outcome as it comes in, and about the winner's once more when
+// the race is over.
+//
+// The zero Hedge hedges once per request, after the adaptive delay. A
+// Hedge is read, never written, by the Transports that use it; each
+// Transport keeps its own adaptive estimate, safe for concurrent use.
+type Hedge struct {
+	// Delay is how long an attempt may go without response headers before
+	// a hedge is sent, and then again before each further hedge. 0 means
+	// adaptive: the 95th percentile of the time to response headers of the
+	// last 128 attempts to the request's destination (its scheme, host and
+	// port), measured in real time. An adaptive Transport sends no hedge
+	// to a destination until it has 20 samples of it: until then it does
+	// not know what slow is, and a hedge is extra load on the server. An
+	// attempt cancelled because a later one won counts as a sample of the
+	// time it had run, a lower bound of its own, so that hedges that win do
+	// not pull the estimate down. On a Clock other than the real one, such as
+	// retrytest's fake clock, the delay is waited for with Clock.Sleep, so
+	// it moves a fake clock and shows in its Waits.
+	Delay time.Duration
+
+	// Max is the number of hedges a request may send, over all its
+	// attempts. 0 means 1.
+	Max int
+}
+
+// HedgeEvent describes a hedge that has just been sent; it is what
+// Policy.OnHedge receives.
+type HedgeEvent struct {
+	// Request is the caller's request. It must not be modified.
+	Request *http.Request
+	// Attempt is the hedge's attempt number (see Attempt): it follows the
+	// attempts sent before it, hedges included.
+	Attempt int
+	// Delay is how long the Transport waited for response headers, since
+	// the attempt before this one was sent, before sending the hedge.
+	Delay time.Duration
+	// Adaptive reports whether Delay came from the adaptive estimate (a
+	// Hedge.Delay of 0) rather than Hedge.Delay.
+	Adaptive bool
+}
+
+// Hedged reports whether the request with context ctx is a hedged attempt:
+// a copy sent because an earlier attempt was slow. A Base transport can
+// read it from req.Context(), and a caller from resp.Request.Context() of
+// the final response, to tell whether a hedge won.
+func Hedged(ctx context.Context) bool {
+	h, _ := ctx.Value(hedgeKey{}).(bool)
+	return h
+}
+
+// hedgeKey is the context key that marks a hedged attempt.
+type hedgeKey struct{}
+
+// The adaptive delay's estimator.
+const (
+	hedgeWindow = 128 // samples kept per destination
+	hedgeWarmup = 20  // samples needed before the adaptive delay hedges
+	// maxHedgeDestinations bounds the destinations whose latency is kept;
+	// beyond it the least recently used is forgotten and starts a new
+	// warm-up when next seen.
+	maxHedgeDestinations = 1024
+)
+
+// errHedgeLost is the cause of cancelling an attempt that lost a race.
+var errHedgeLost = errors.New("retryhttp: another attempt answered first")
+
+func (h *Hedge) validate() error {
+	switch {
+	case h.Delay < 0:
+		return fmt.Errorf("retryhttp: invalid Policy.Hedge.Delay %v: must not be negative (0 means adaptive)", h.Delay)
+	case h.Max < 0:
+		return fmt.Errorf("retryhttp: invalid Policy.Hedge.Max %d: must not be negative (0 means 1)", h.Max)
+	}
+	return nil
+}
+
+func (h *Hedge) max() int {
+	if h.Max == 0 {
+		return 1
+	}
+	return h.Max
+}
+
+// raceResult is the outcome of one attempt of a race.
+type raceResult struct {
+	n       int // attempt number
+	resp    *http.Response
+	err     error
+	req     *http.Request           // as it went to Base
+	body    *recordingBody          // nil for a request without a body
+	release context.CancelCauseFunc // cancels the attempt's context
+	sent    time.Time               // real time, for the latency estimate
+	took    time.Duration
+}
+
+// race carries the attempts of one race.
+type race struct {
+	mu      sync.Mutex
+	over    bool // a winner is chosen: late results are discarded where they land
+	results chan *raceResult
+}
+
+// hedgedSend makes attempt n of r.req, racing it against up to the
+// remaining hedges, and returns the winning outcome; r.sent becomes the
+// number of attempts sent so far, hedges included.
+func (r *retrier) hedgedSend(n int) (*http.Response, error) {
+	p := &r.t.Policy
+	h := p.Hedge
+	lat := r.t.latencyFor(r.req.URL, h.Delay == 0)
+	delay, adaptive := h.Delay, h.Delay == 0
+	left := min(h.max()-r.hedges, p.maxAttempts()-n)
+	if adaptive {
+		var warm bool
+		if delay, warm = lat.estimate(); !warm {
+			left = 0
+		}
+	}
+	if left <= 0 {
+		// Nothing to race: one attempt as without hedging, timed for the
+		// estimate.
+		start := time.Now()
+		resp, err := r.sendOne(n)
+		if adaptive && resp != nil {
+			lat.add(time.Since(start))
+		}
+		return resp, err
+	}
+	ctx := r.req.Context()
+	done := ctx.Done()
+	rc := &race{results: make(chan *raceResult, max(left, 0)+1)}
+	inFlight := map[*raceResult]bool{}
+	launch := func(k int, hedge bool) error {
+		res, err := r.launch(rc, k, hedge)
+		if err == nil {
+			inFlight[res] = true
+		}
+		return err
+	}
+	if err := launch(n, false); err != nil {
+		r.sent = n
+		return nil, err
+	}
+	sent := n
+	var timer hedgeTimer
+	timer.start(ctx, r.clock, delay)
+	defer timer.stop()
+	var kept, winner *raceResult
+	for winner == nil {
+		select {
+		case res := <-rc.results:
+			delete(inFlight, res)
+			if adaptive && res.resp != nil {
+				lat.add(res.took)
+			}
+			if r.raceFinal(res) {
+				winner = res
+				break
+			}
+			if kept == nil || res.resp != nil || kept.resp == nil {
+				// The latest outcome, a response before an error: a
+				// response may name the wait.
+				kept, res = res, kept
+			}
+			if res != nil {
+				closeLoser(res)
+			}
+			if len(inFlight) == 0 {
+				winner = kept
+			}
+		case <-timer.c:
+			if left == 0 || !requestLive(r.req) || r.limits(r.clock.Now()).check(0) != nil || !r.budget.withdraw(r.req.URL) {
+				left = 0
+				break
+			}
+			if launch(sent+1, true) != nil {
+				// GetBody failed: the hedge is not sent, and the retries
+				// will meet the error if they need the body.
+				r.budget.refund(r.req.URL)
+				left = 0
+				break
+			}
+			sent++
+			r.hedges++
+			if p.OnHedge != nil {
+				p.OnHedge(HedgeEvent{Request: r.req, Attempt: sent, Delay: delay, Adaptive: adaptive})
+			}
+			if left--; left > 0 {
+				timer.start(ctx, r.clock, delay)
+			}
+		case <-done:
+			// No hedge after the caller is gone; the attempts end on their
+			// own, their contexts being the caller's children.
+			left, done = 0, nil
+			timer.stop()
+		}
+	}
+	rc.mu.Lock()
+	rc.over = true
+	rc.mu.Unlock()
+	if kept != nil && kept != winner {
+		closeLoser(kept)
+	}
+	now := time.Now()
+	for res := range inFlight {
+		res.release(errHedgeLost)
+		if adaptive && res.sent.Before(winner.sent) {
+			// Censored: it took at least this long, longer than the
+			// winner. One sent after the winner tells nothing.
+			lat.add(now.Sub(res.sent))
+		}
+	}
+	// Results sent before the race was over and not read: losers too.
+	for {
+		select {
+		case res := <-rc.results:
+			if res != winner {
+				closeLoser(res)
+			}
+			continue
+		default:
+		}
+		break
+	}
+	r.sent = sent
+	r.bodyErr = winner.body
+	r.last = winner.req
+	r.abandon = winner.release
+	return winner.resp, winner.err
+}
+
+// raceFinal reports whether an attempt's outcome ends the race: one the
+// Policy does not retry, an error from reading the caller's body, or the
+// caller's own cancellation.
+func (r *retrier) raceFinal(res *raceResult) bool {
+	if res.err != nil && (res.bodyError() != nil || !requestLive(r.req)) {
+		return true
+	}
+	var err error
+	if res.err != nil {
+		err = markPeerText(r.t.base(), res.req, res.err)
+	}
+	return !r.t.Policy.retryable(res.resp, err)
+}
+
+// launch sends attempt n of r.req on a goroutine of its own, with a context
+// of its own that carries its attempt number, and reports its outcome to
+// rc. The first attempt of a request sends the caller's body; every other
+// one a fresh body from GetBody.
+func (r *retrier) launch(rc *race, n int, hedge bool) (*raceResult, error) {
+	p := &r.t.Policy
+	req := r.req
+	ctx := req.Context()
+	if n > 1 {
+		ctx = context.WithValue(ctx, attemptKey{}, n)
+	}
+	if hedge {
+		ctx = context.WithValue(ctx, hedgeKey{}, true)
+	}
+	ctx, ac := startAttempt(ctx, p.AttemptTimeout)
+	// A clone for every attempt, the first too: attempts run at once, and a
+	// Base that changed one's header must not race with the cloning of the
+	// next.
+	attemptReq := req.Clone(ctx)
+	res := &raceResult{n: n, release: ac.release}
+	if req.Body != nil && req.Body != http.NoBody {
+		if n > 1 || hedge {
+			body, err := req.GetBody()
+			if err != nil {
+				ac.abandon()
+				return nil, fmt.Errorf("%w for attempt %d: %w", errReopenBody, n, err)
+			}
+			attemptReq.Body = body
+		}
+		res.body = &recordingBody{body: attemptReq.Body}
+		attemptReq.Body = res.body
+		res.body.wrapGetBody(attemptReq)
+	}
+	res.req = attemptReq
+	base := r.t.base()
+	callerCtx := req.Context()
+	res.sent = time.Now()
+	go func() {
+		resp, err := base.RoundTrip(attemptReq)
+		res.took = time.Since(res.sent)
+		if bodyErr := res.bodyError(); err != nil && bodyErr != nil {
+			ac.abandon()
+			res.resp, res.err = nil, callerBodyError(err, bodyErr)
+		} else {
+			res.resp, res.err = ac.finish(callerCtx, resp, err)
+		}
+		rc.mu.Lock()
+		over := rc.over
+		if !over {
+			rc.results <- res // never blocks: room for every attempt
+		}
+		rc.mu.Unlock()
+		if over {
+			closeLoser(res)
+		}
+	}()
+	return res, nil
+}
+
+// closeLoser discards the outcome of an attempt whose answer is not
+// returned: its body is closed unread, which costs an HTTP/1 connection
+// but never delays the winner, and its context is released.
+func closeLoser(res *raceResult) {
+	if res.resp != nil && res.resp.Body != nil {
+		res.resp.Body.Close()
+	}
+	res.release(errHedgeLost)
+}
+
+// hedgeTimer fires after the hedge delay, on the real clock with a timer,
+// and on any other Clock by sleeping on it in a goroutine, so that a fake
+// clock (see package retrytest) plays the delay in virtual time.
+type hedgeTimer struct {
+	c      <-chan struct{}
+	t      *time.Timer
+	cancel context.CancelFunc
+}
+
+func (h *hedgeTimer) start(ctx context.Context, clock Clock, d time.Duration) {
+	h.stop()
+	c := make(chan struct{}, 1)
+	h.c = c
+	if _, real := clock.(realClock); real {
+		h.t = time.AfterFunc(d, func() { c <- struct{}{} })
+		return
+	}
+	ctx, h.cancel = context.WithCancel(ctx)
+	go func() {
+		if clock.Sleep(ctx, d) == nil {
+			c <- struct{}{}
+		}
+	}()
+}
+
+func (h *hedgeTimer) stop() {
+	if h.t != nil {
+		h.t.Stop()
+		h.t = nil
+	}
+	if h.cancel != nil {
+		h.cancel()
+		h.cancel = nil
+	}
+	h.c = nil
+}
+
+// latencies holds the recent times to response headers per destination,
+// for the adaptive hedge delay.
+type latencies struct {
+	mu   sync.RWMutex
+	m    map[uint64]*latencyRing
+	uses atomic.Int64 // counts lookups, to find the least recently used
+	seed uint64
+}
+
+// latencyRing holds one destination's last hedgeWindow samples, in the
+// order they came and sorted, and their 95th percentile.
+type latencyRing struct {
+	mu      sync.Mutex
+	dest    string
+	samples [hedgeWindow]time.Duration // a ring, oldest at next once full
+	sorted  [hedgeWindow]time.Duration // the same samples, in order
+	n       int                        // samples held, up to hedgeWindow
+	next    int
+	p95     time.Duration
+	lastUse atomic.Int64
+}
+
+// latencyFor returns the latency ring of u's destination, or nil when the
+// delay is fixed.
+func (t *Transport) latencyFor(u *url.URL, adaptive bool) *latencyRing {
+	if !adaptive {
+		return nil
+	}
+	t.latencyOnce.Do(func() { t.latency = &latencies{m: map[uint64]*latencyRing{}, seed: uint64(time.Now().UnixNano())} })
+	return t.latency.ring(u)
+}
+
+func (l *latencies) ring(u *url.URL) *latencyRing {
+	key := l.hash(u)
+	use := l.uses.Add(1)
+	l.mu.RLock()
+	lr := l.m[key]
+	l.mu.RUnlock()
+	if lr != nil && sameDestination(lr.dest, u) {
+		lr.lastUse.Store(use)
+		return lr
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if lr := l.m[key]; lr != nil && sameDestination(lr.dest, u) {
+		lr.lastUse.Store(use)
+		return lr
+	}
+	for len(l.m) >= maxHedgeDestinations {
+		var oldestKey uint64
+		oldest := int64(1<<63 - 1)
+		for k, v := range l.m {
+			if t := v.lastUse.Load(); t < oldest {
+				oldestKey, oldest = k, t
+			}
+		}
+		delete(l.m, oldestKey)
+	}
+	lr = &latencyRing{dest: canonicalDestination(u)}
+	lr.lastUse.Store(use)
+	l.m[key] = lr // a colliding destination takes the slot over
+	return lr
+}
+
+// hash hashes u's destination with FNV-1a, seeded, case-insensitively.
+func (l *latencies) hash(u *url.URL) uint64 {
+	const prime = 1099511628211
+	x := uint64(14695981039346656037) ^ l.seed
+	scheme, host, port := destination(u)
+	for _, s := range [...]string{scheme, "://", host, ":", port} {
+		for i := 0; i < len(s); i++ {
+			x = (x ^ uint64(lower(s[i]))) * prime
+		}
+	}
+	return x
+}
+
+// add records one time to response headers.
+func (lr *latencyRing) add(d time.Duration) {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	// The sorted copy is kept by moving at most a window's worth of
+	// samples, not by sorting: the oldest sample leaves, the new one
+	// enters at its place.
+	if lr.n == hedgeWindow {
+		i, _ := slices.BinarySearch(lr.sorted[:lr.n], lr.samples[lr.next])
+		copy(lr.sorted[i:], lr.sorted[i+1:lr.n])
+		lr.n--
+	}
+	lr.samples[lr.next] = d
+	lr.next = (lr.next + 1) % hedgeWindow
+	j, _ := slices.BinarySearch(lr.sorted[:lr.n], d)
+	copy(lr.sorted[j+1:lr.n+1], lr.sorted[j:lr.n])
+	lr.sorted[j] = d
+	lr.n++
+	if lr.n >= hedgeWarmup {
+		lr.p95 = lr.sorted[(95*lr.n+99)/100-1] // the smallest sample at or above 95% of them
+	}
+}
+
+// estimate returns the 95th percentile of the samples, and whether there
+// are enough of them to hedge on.
+func (lr *latencyRing) estimate() (time.Duration, bool) {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	return lr.p95, lr.n >= hedgeWarmup
+}
+
+// bodyError returns the error from reading the caller's body in this
+// attempt, or nil.
+func (res *raceResult) bodyError() error {
+	if res.body == nil {
+		return nil
+	}
+	return res.body.get()
+}

@@ -1,0 +1,563 @@
+package retryhttp_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/b4dedce7/retryhttp"
+	"github.com/b4dedce7/retryhttp/retrytest"
+)
+
+// inOrder forwards attempt n to the server only once the server has seen
+// n−1 requests, so that a script's answers go to the attempts in their
+// order even on a fake clock, where a hedge is sent at once in real time
+// and could overtake the attempt it hedges.
+type inOrder struct {
+	base http.RoundTripper
+	seen func() int
+}
+
+func (o inOrder) RoundTrip(req *http.Request) (*http.Response, error) {
+	for o.seen() < retryhttp.Attempt(req.Context())-1 && req.Context().Err() == nil {
+		time.Sleep(100 * time.Microsecond)
+	}
+	return o.base.RoundTrip(req)
+}
+
+// hedgeEvents collects the HedgeEvents of a Policy.
+type hedgeEvents struct {
+	mu     sync.Mutex
+	events []retryhttp.HedgeEvent
+}
+
+func (h *hedgeEvents) record(ev retryhttp.HedgeEvent) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.events = append(h.events, ev)
+}
+
+func (h *hedgeEvents) all() []retryhttp.HedgeEvent {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]retryhttp.HedgeEvent(nil), h.events...)
+}
+
+// hedgingClient returns a client that hedges with p over a fresh base that
+// delivers attempts to srv in order, on a fake clock unless p has one, and
+// the events it reports.
+func hedgingClient(t *testing.T, srv *retrytest.Server, p retryhttp.Policy) (*http.Client, *retrytest.Clock, *hedgeEvents) {
+	var clock *retrytest.Clock
+	if p.Clock == nil {
+		clock = retrytest.NewClock(t)
+		p.Clock = clock
+	}
+	events := &hedgeEvents{}
+	p.OnHedge = events.record
+	base := inOrder{base: newBase(t), seen: srv.Count}
+	return &http.Client{Transport: &retryhttp.Transport{Base: base, Policy: p}}, clock, events
+}
+
+func TestHedgeFirstAnswerWins(t *testing.T) {
+	tests := []struct {
+		name        string
+		script      []retrytest.Answer
+		wantBody    string
+		wantAttempt int
+	}{
+		{
+			name:     "the hedge answers first",
+			script:   []retrytest.Answer{retrytest.OK("first").WithSlow(time.Hour), retrytest.OK("hedge")},
+			wantBody: "hedge", wantAttempt: 2,
+		},
+		{
+			name:     "the first attempt answers first",
+			script:   []retrytest.Answer{retrytest.OK("first").WithDelay(30 * time.Millisecond), retrytest.OK("hedge").WithSlow(time.Hour)},
+			wantBody: "first", wantAttempt: 1,
+		},
+		{
+			// A 404 is an answer: not retried, so it wins as a 200 would.
+			name:     "a final status other than 200 wins too",
+			script:   []retrytest.Answer{retrytest.OK("first").WithSlow(time.Hour), retrytest.Reply(http.StatusNotFound, "gone")},
+			wantBody: "gone", wantAttempt: 2,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := retrytest.NewServer(t, tt.script...)
+			client, clock, events := hedgingClient(t, srv, retryhttp.Policy{Hedge: &retryhttp.Hedge{Delay: 100 * time.Millisecond}})
+			srv.UseClock(clock)
+
+			resp, body, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+			require.NoError(t, err)
+			assert.Equal(t, tt.wantBody, body)
+			assert.Equal(t, tt.wantAttempt, retryhttp.Attempt(resp.Request.Context()), "the attempt the answer came from")
+			assert.Equal(t, tt.wantAttempt == 2, retryhttp.Hedged(resp.Request.Context()))
+			assert.Equal(t, 2, srv.Count())
+			if ev := events.all(); assert.Len(t, ev, 1) {
+				assert.Equal(t, 2, ev[0].Attempt)
+				assert.Equal(t, 100*time.Millisecond, ev[0].Delay)
+				assert.False(t, ev[0].Adaptive)
+			}
+			assert.Equal(t, []time.Duration{100 * time.Millisecond}, clock.Waits(), "the hedge delay, on the fake clock")
+		})
+	}
+}
+
+func TestHedgeLosersAreCancelledAndClosed(t *testing.T) {
+	var n atomic.Int32
+	loserGone := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			<-r.Context().Done() // the first attempt never answers: it must be cancelled
+			close(loserGone)
+			return
+		}
+		_, _ = io.WriteString(w, "hedge")
+	}))
+	t.Cleanup(srv.Close)
+	rec := &closeRecorder{base: inOrder{base: newBase(t), seen: func() int { return int(n.Load()) }}}
+	client := &http.Client{Transport: &retryhttp.Transport{Base: rec, Policy: retryhttp.Policy{
+		Clock: retrytest.NewClock(t), Hedge: &retryhttp.Hedge{Delay: time.Second},
+	}}}
+
+	_, body, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+	require.NoError(t, err)
+	assert.Equal(t, "hedge", body)
+	select {
+	case <-loserGone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the losing attempt was not cancelled")
+	}
+	assert.Equal(t, 1, rec.responses(), "the loser never produced a response")
+	assert.Equal(t, 1, rec.closed())
+}
+
+func TestHedgeLoserAnsweringLateIsClosedUnread(t *testing.T) {
+	var n atomic.Int32
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			<-release // answers only after the hedge has won
+			_, _ = io.WriteString(w, strings.Repeat("late", 1000))
+			return
+		}
+		_, _ = io.WriteString(w, "hedge")
+	}))
+	t.Cleanup(srv.Close)
+	// The loser's attempt context is cancelled when the hedge wins, so a
+	// Base that ignores its context is what lets its answer arrive late.
+	late := &ignoringContext{base: newBase(t)}
+	rec := &closeRecorder{base: inOrder{base: late, seen: func() int { return int(n.Load()) }}}
+	client := &http.Client{Transport: &retryhttp.Transport{Base: rec, Policy: retryhttp.Policy{
+		Clock: retrytest.NewClock(t), Hedge: &retryhttp.Hedge{Delay: time.Second},
+	}}}
+
+	_, body, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+	require.NoError(t, err)
+	assert.Equal(t, "hedge", body)
+	close(release)
+	assert.Eventually(t, func() bool { return rec.responses() == 2 && rec.closed() == 2 }, 5*time.Second, time.Millisecond,
+		"the late loser's body is closed")
+	for _, b := range rec.bodies {
+		if b.read.Load() > int64(len("hedge")) {
+			t.Errorf("a loser's body was read: %d bytes", b.read.Load())
+		}
+	}
+}
+
+// ignoringContext sends each request without its context, as a Base that
+// does not honour cancellation would.
+type ignoringContext struct{ base http.RoundTripper }
+
+func (i *ignoringContext) RoundTrip(req *http.Request) (*http.Response, error) {
+	return i.base.RoundTrip(req.WithContext(context.WithoutCancel(req.Context())))
+}
+
+func TestHedgeWinnerBodyStaysReadable(t *testing.T) {
+	for _, attemptTimeout := range []time.Duration{0, 5 * time.Second} {
+		t.Run("AttemptTimeout="+attemptTimeout.String(), func(t *testing.T) {
+			var n atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if n.Add(1) == 1 {
+					<-r.Context().Done()
+					return
+				}
+				_, _ = io.WriteString(w, "head ")
+				w.(http.Flusher).Flush()
+				time.Sleep(20 * time.Millisecond) // the rest comes after RoundTrip has returned
+				_, _ = io.WriteString(w, "tail")
+			}))
+			t.Cleanup(srv.Close)
+			client := &http.Client{Transport: &retryhttp.Transport{
+				Base: inOrder{base: newBase(t), seen: func() int { return int(n.Load()) }},
+				Policy: retryhttp.Policy{
+					Clock: retrytest.NewClock(t), AttemptTimeout: attemptTimeout, Hedge: &retryhttp.Hedge{Delay: time.Second},
+				},
+			}}
+			_, body, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+			require.NoError(t, err)
+			assert.Equal(t, "head tail", body)
+		})
+	}
+}
+
+func TestHedgeOnlyRequestsThatMayBeResent(t *testing.T) {
+	tests := []struct {
+		name   string
+		req    func(t *testing.T, url string) *http.Request
+		hedged bool
+	}{
+		{"GET", func(t *testing.T, url string) *http.Request { return newRequest(t, http.MethodGet, url, nil) }, true},
+		{"PUT with a replayable body", func(t *testing.T, url string) *http.Request {
+			return newRequest(t, http.MethodPut, url, strings.NewReader("data"))
+		}, true},
+		{"POST without an Idempotency-Key", func(t *testing.T, url string) *http.Request {
+			return newRequest(t, http.MethodPost, url, strings.NewReader("data"))
+		}, false},
+		{"POST with an Idempotency-Key", func(t *testing.T, url string) *http.Request {
+			req := newRequest(t, http.MethodPost, url, strings.NewReader("data"))
+			req.Header.Set("Idempotency-Key", "k1")
+			return req
+		}, true},
+		{"PUT whose body cannot be replayed", func(t *testing.T, url string) *http.Request {
+			req := newRequest(t, http.MethodPut, url, io.NopCloser(strings.NewReader("data")))
+			require.Nil(t, req.GetBody)
+			return req
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// The first answer comes after 50 ms of real time; on the fake
+			// clock a hedge, if allowed, is sent at once.
+			srv := retrytest.NewServer(t, retrytest.OK("first").WithDelay(50*time.Millisecond)).Otherwise(retrytest.OK("hedge").WithDelay(time.Second))
+			client, _, events := hedgingClient(t, srv, retryhttp.Policy{Hedge: &retryhttp.Hedge{Delay: time.Millisecond}})
+			_, body, err := do(t, client, tt.req(t, srv.URL))
+			require.NoError(t, err)
+			assert.Equal(t, "first", body)
+			want := 1
+			if tt.hedged {
+				want = 2
+			}
+			assert.Equal(t, want, srv.Count())
+			assert.Len(t, events.all(), want-1)
+			for _, r := range srv.Requests() {
+				if tt.req(t, srv.URL).Body != nil {
+					assert.Equal(t, "data", string(r.Body), "every copy carries the whole body")
+				}
+			}
+		})
+	}
+}
+
+func TestHedgeNeedsABudgetToken(t *testing.T) {
+	srv := retrytest.NewServer(t, retrytest.OK("first").WithDelay(50*time.Millisecond)).Otherwise(retrytest.OK("hedge"))
+	client, _, events := hedgingClient(t, srv, retryhttp.Policy{
+		Budget: retryhttp.NewBudget(0, 0), Hedge: &retryhttp.Hedge{Delay: time.Millisecond, Max: 3},
+	})
+	_, body, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+	require.NoError(t, err)
+	assert.Equal(t, "first", body)
+	assert.Equal(t, 1, srv.Count(), "no hedge without a token")
+	assert.Empty(t, events.all())
+}
+
+func TestHedgeSpendsTheRetryBudget(t *testing.T) {
+	srv := retrytest.NewServer(t, retrytest.OK("first").WithSlow(time.Hour)).Otherwise(retrytest.OK("hedge"))
+	one := retryhttp.NewBudget(0, 1) // holds one token, earns none
+	require.NoError(t, (&retryhttp.Policy{Budget: one}).Validate())
+	client, _, events := hedgingClient(t, srv, retryhttp.Policy{Budget: one, Hedge: &retryhttp.Hedge{Delay: time.Millisecond}})
+	_, body, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+	require.NoError(t, err)
+	assert.Equal(t, "hedge", body)
+	assert.Len(t, events.all(), 1)
+	assert.Zero(t, one.Tokens(), "the hedge took the budget's one token")
+}
+
+func TestHedgeCountsAsAnAttempt(t *testing.T) {
+	slow503 := retrytest.Unavailable(0).WithDelay(30 * time.Millisecond)
+	t.Run("a race of 503s is retried within MaxAttempts", func(t *testing.T) {
+		srv := retrytest.NewServer(t, slow503, slow503, retrytest.OK("third"))
+		var retries []retryhttp.RetryEvent
+		client, _, events := hedgingClient(t, srv, retryhttp.Policy{
+			MaxAttempts: 3, Budget: retryhttp.UnlimitedBudget(), Hedge: &retryhttp.Hedge{Delay: time.Millisecond},
+			OnRetry: func(ev retryhttp.RetryEvent) { retries = append(retries, ev) },
+		})
+		resp, body, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+		require.NoError(t, err)
+		assert.Equal(t, "third", body)
+		assert.Equal(t, 3, srv.Count())
+		assert.Equal(t, 3, retryhttp.Attempt(resp.Request.Context()), "the retry after a hedge is attempt 3")
+		assert.Len(t, events.all(), 1, "Max 1: the retry is not hedged again")
+		if assert.Len(t, retries, 1) {
+			assert.Equal(t, 2, retries[0].Attempt, "the race used attempts 1 and 2")
+			assert.Equal(t, http.StatusServiceUnavailable, retries[0].Response.StatusCode)
+		}
+	})
+	t.Run("MaxAttempts bounds hedges and retries together", func(t *testing.T) {
+		srv := retrytest.NewServer(t, slow503, slow503).Otherwise(retrytest.OK("never"))
+		var giveUps []retryhttp.GiveUpEvent
+		client, _, _ := hedgingClient(t, srv, retryhttp.Policy{
+			MaxAttempts: 2, Budget: retryhttp.UnlimitedBudget(), Hedge: &retryhttp.Hedge{Delay: time.Millisecond, Max: 5},
+			OnGiveUp: func(ev retryhttp.GiveUpEvent) { giveUps = append(giveUps, ev) },
+		})
+		resp, _, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		assert.Equal(t, 2, srv.Count())
+		if assert.Len(t, giveUps, 1) {
+			assert.Equal(t, 2, giveUps[0].Attempts)
+			assert.ErrorIs(t, giveUps[0].Reason, retryhttp.ErrAttemptsUsedUp)
+		}
+	})
+	t.Run("MaxAttempts 1 sends no hedge", func(t *testing.T) {
+		srv := retrytest.NewServer(t, retrytest.OK("first").WithDelay(30*time.Millisecond)).Otherwise(retrytest.OK("hedge"))
+		client, _, events := hedgingClient(t, srv, retryhttp.Policy{MaxAttempts: 1, Hedge: &retryhttp.Hedge{Delay: time.Millisecond}})
+		_, body, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+		require.NoError(t, err)
+		assert.Equal(t, "first", body)
+		assert.Equal(t, 1, srv.Count())
+		assert.Empty(t, events.all())
+	})
+	t.Run("Max hedges per request", func(t *testing.T) {
+		srv := retrytest.NewServer(t,
+			retrytest.OK("1").WithSlow(time.Hour), retrytest.OK("2").WithSlow(time.Hour), retrytest.OK("3").WithSlow(time.Hour),
+			retrytest.OK("4"))
+		client, clock, events := hedgingClient(t, srv, retryhttp.Policy{Budget: retryhttp.UnlimitedBudget(), Hedge: &retryhttp.Hedge{Delay: time.Second, Max: 3}})
+		resp, body, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+		require.NoError(t, err)
+		assert.Equal(t, "4", body)
+		assert.Equal(t, 4, retryhttp.Attempt(resp.Request.Context()))
+		assert.Len(t, events.all(), 3)
+		assert.Equal(t, []time.Duration{time.Second, time.Second, time.Second}, clock.Waits(), "a delay before each hedge")
+	})
+}
+
+func TestHedgeNeverAfterTheContextIsDone(t *testing.T) {
+	srv := retrytest.NewServer(t).Otherwise(retrytest.OK("never").WithDelay(10 * time.Second))
+	clock := &gateClock{release: make(chan struct{}), sleeping: make(chan struct{}, 1)}
+	client, _, events := hedgingClient(t, srv, retryhttp.Policy{Clock: clock, Hedge: &retryhttp.Hedge{Delay: time.Second}})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	<-clock.sleeping // the hedge delay has begun
+	require.Eventually(t, func() bool { return srv.Count() == 1 }, 5*time.Second, time.Millisecond)
+	cancel()
+	close(clock.release) // a clock that ignores the context ends the delay anyway
+	err := <-errc
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, 1, srv.Count())
+	assert.Empty(t, events.all())
+}
+
+// gateClock is a Clock whose Sleep ignores its context and returns only
+// when release is closed.
+type gateClock struct {
+	release  chan struct{}
+	sleeping chan struct{}
+}
+
+func (c *gateClock) Now() time.Time { return time.Unix(1e9, 0) }
+func (c *gateClock) Sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case c.sleeping <- struct{}{}:
+	default:
+	}
+	<-c.release
+	return nil
+}
+
+func TestHedgeAdaptiveDelay(t *testing.T) {
+	// The server answers at once, but the first attempt of a request
+	// marked X-Hang hangs until cancelled.
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		if r.Header.Get("X-Hang") != "" && r.Header.Get("X-Attempt") == "1" {
+			<-r.Context().Done()
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	t.Cleanup(srv.Close)
+	events := &hedgeEvents{}
+	client := &http.Client{Transport: &retryhttp.Transport{
+		Base: attemptHeader{newBase(t)},
+		Policy: retryhttp.Policy{
+			Budget: retryhttp.UnlimitedBudget(), Hedge: &retryhttp.Hedge{}, OnHedge: events.record,
+		},
+	}}
+	for i := range 20 {
+		_, _, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+		require.NoError(t, err)
+		require.Equal(t, i+1, int(n.Load()), "no hedge during the warm-up")
+	}
+	require.Empty(t, events.all())
+	for range 10 {
+		_, _, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+		require.NoError(t, err)
+	}
+	before := len(events.all()) // about 5% of fast answers come after their p95
+	hang := newRequest(t, http.MethodGet, srv.URL, nil)
+	hang.Header.Set("X-Hang", "1")
+	resp, body, err := do(t, client, hang)
+	require.NoError(t, err)
+	assert.Equal(t, "ok", body)
+	assert.True(t, retryhttp.Hedged(resp.Request.Context()), "the hang was cut by a hedge")
+	if ev := events.all(); assert.Len(t, ev, before+1) {
+		last := ev[len(ev)-1]
+		assert.True(t, last.Adaptive)
+		assert.Positive(t, last.Delay)
+		assert.Less(t, last.Delay, time.Second, "the p95 of fast answers")
+	}
+}
+
+// attemptHeader tells the server each attempt's number in X-Attempt.
+type attemptHeader struct{ base http.RoundTripper }
+
+func (a attemptHeader) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	req.Header.Set("X-Attempt", strconv.Itoa(retryhttp.Attempt(req.Context())))
+	return a.base.RoundTrip(req)
+}
+
+func TestHedgeAdaptiveWarmUpSendsNoHedge(t *testing.T) {
+	srv := retrytest.NewServer(t, retrytest.OK("first").WithDelay(50*time.Millisecond)).Otherwise(retrytest.OK("hedge"))
+	client, _, events := hedgingClient(t, srv, retryhttp.Policy{Budget: retryhttp.UnlimitedBudget(), Hedge: &retryhttp.Hedge{}})
+	_, body, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+	require.NoError(t, err)
+	assert.Equal(t, "first", body)
+	assert.Equal(t, 1, srv.Count())
+	assert.Empty(t, events.all())
+}
+
+func TestHedgeBodyErrorEndsTheRequest(t *testing.T) {
+	srv := retrytest.NewServer(t).Otherwise(retrytest.OK("unexpected"))
+	broken := errors.New("disk on fire")
+	req := newRequest(t, http.MethodPut, srv.URL, &failingReader{err: broken})
+	req.ContentLength = 100
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(&failingReader{err: broken}), nil }
+	client, _, _ := hedgingClient(t, srv, retryhttp.Policy{Budget: retryhttp.UnlimitedBudget(), Hedge: &retryhttp.Hedge{Delay: time.Millisecond}})
+	_, err := client.Do(req)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, broken)
+}
+
+// failingReader returns a few bytes, then err.
+type failingReader struct {
+	err  error
+	done bool
+}
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if f.done {
+		return 0, f.err
+	}
+	f.done = true
+	return copy(p, "part"), nil
+}
+
+func TestHedgeValidate(t *testing.T) {
+	for _, h := range []retryhttp.Hedge{{Delay: -time.Second}, {Max: -1}} {
+		err := (&retryhttp.Policy{Hedge: &h}).Validate()
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "Policy.Hedge.")
+		assert.Contains(t, err.Error(), "negative")
+	}
+	assert.NoError(t, (&retryhttp.Policy{Hedge: &retryhttp.Hedge{}}).Validate())
+}
+
+// BenchmarkOverheadHedge measures what hedging adds to a request whose
+// first attempt answers at once: the attempt runs on a goroutine of its
+// own with a context of its own while the delay's timer waits, and, with
+// the adaptive delay, its time to headers is recorded.
+func BenchmarkOverheadHedge(b *testing.B) {
+	req, err := http.NewRequest(http.MethodGet, "http://127.0.0.1/", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	runImpls(b, []impl{
+		{"impl=retryhttp", &retryhttp.Transport{Base: cannedTransport{}}},
+		{"impl=hedge-fixed", &retryhttp.Transport{Base: cannedTransport{}, Policy: retryhttp.Policy{Hedge: &retryhttp.Hedge{Delay: time.Second}}}},
+		{"impl=hedge-adaptive", &retryhttp.Transport{Base: cannedTransport{}, Policy: retryhttp.Policy{Hedge: &retryhttp.Hedge{}}}},
+	}, func(b *testing.B, rt http.RoundTripper) {
+		for b.Loop() {
+			resp, err := rt.RoundTrip(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+	})
+}
+
+// headerScribbler changes every request's header before sending it, as a
+// Base that breaks the RoundTripper contract would.
+type headerScribbler struct{ base http.RoundTripper }
+
+func (h headerScribbler) RoundTrip(req *http.Request) (*http.Response, error) {
+	req.Header.Set("X-Scribbled", strconv.Itoa(retryhttp.Attempt(req.Context())))
+	return h.base.RoundTrip(req)
+}
+
+func TestHedgeKeepsTheRequestContract(t *testing.T) {
+	srv := retrytest.NewServer(t,
+		retrytest.OK("first").WithSlow(time.Hour), retrytest.Unavailable(0),
+		retrytest.OK("hedge"), retrytest.OK("late").WithSlow(time.Hour))
+	var bodies []*closeTracker
+	var mu sync.Mutex
+	open := func() *closeTracker {
+		mu.Lock()
+		defer mu.Unlock()
+		b := &closeTracker{Reader: strings.NewReader("payload")}
+		bodies = append(bodies, b)
+		return b
+	}
+	req := newRequest(t, http.MethodPut, srv.URL+"/a?b=c", open())
+	req.GetBody = func() (io.ReadCloser, error) { return open(), nil }
+	req.Header.Set("X-Trace", "1")
+	body, ctx, url, header := req.Body, req.Context(), *req.URL, req.Header.Clone()
+
+	client := &http.Client{Transport: &retryhttp.Transport{
+		Base: headerScribbler{inOrder{base: newBase(t), seen: srv.Count}},
+		Policy: retryhttp.Policy{
+			Clock: retrytest.NewClock(t), Budget: retryhttp.UnlimitedBudget(), Hedge: &retryhttp.Hedge{Delay: time.Millisecond, Max: 2},
+		},
+	}}
+	resp, got, err := do(t, client, req)
+	require.NoError(t, err)
+	assert.Equal(t, "hedge", got)
+	assert.Equal(t, 3, retryhttp.Attempt(resp.Request.Context()), "the second hedge won")
+	assert.Equal(t, header, req.Header, "the caller's header is untouched")
+	assert.Equal(t, url, *req.URL)
+	assert.True(t, body == req.Body)
+	assert.Equal(t, ctx, req.Context())
+	for _, r := range srv.Requests() {
+		assert.Equal(t, "payload", string(r.Body))
+		assert.Equal(t, "1", r.Header.Get("X-Trace"))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, bodies, 3, "the caller's body and one from GetBody for each hedge")
+	for i, b := range bodies {
+		assert.Eventually(t, b.closed.Load, 5*time.Second, time.Millisecond, "body %d closed", i)
+	}
+}
