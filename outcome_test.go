@@ -60,7 +60,7 @@ func TestEveryGiveUpOnAResponseSaysWhy(t *testing.T) {
 		{"attempts used up", retryhttp.Policy{MaxAttempts: 3}, "GET", retrytest.Unavailable(2 * time.Second), 0, retryhttp.ErrAttemptsUsedUp, 3, 2 * time.Second},
 		{"MaxAttempts 1", retryhttp.Policy{MaxAttempts: 1}, "GET", retrytest.Unavailable(0), 0, retryhttp.ErrAttemptsUsedUp, 1, 0},
 		{"Retry-After over the cap", retryhttp.Policy{MaxRetryAfter: time.Minute}, "GET", retrytest.Unavailable(time.Hour), 0, retryhttp.ErrRetryAfterTooLong, 1, time.Hour},
-		{"budget empty", retryhttp.Policy{Budget: retryhttp.NewBudget(0, 0)}, "GET", retrytest.Unavailable(time.Second), 0, retryhttp.ErrBudgetEmpty, 1, time.Second},
+		{"budget empty", retryhttp.Policy{Budget: retryhttp.NewBudget(0, 0)}, "GET", retrytest.Unavailable(0), 0, retryhttp.ErrBudgetEmpty, 1, 0},
 		{"POST", retryhttp.Policy{}, "POST", retrytest.Unavailable(time.Second), 0, retryhttp.ErrNotResendable, 1, time.Second},
 		{"MaxElapsed", retryhttp.Policy{MaxElapsed: 10 * time.Second}, "GET", retrytest.Unavailable(20 * time.Second), 0, retryhttp.ErrMaxElapsed, 1, 20 * time.Second},
 		{"deadline", retryhttp.Policy{}, "GET", retrytest.Unavailable(5 * time.Second), time.Second, retryhttp.ErrDeadline, 1, 5 * time.Second},

@@ -23,10 +23,14 @@ const (
 	// Policy.MaxRetryAfter is 0.
 	DefaultMaxRetryAfter = 30 * time.Second
 	// DefaultBudgetRatio and DefaultBudgetBurst configure the Budget that a
-	// Transport makes for itself when Policy.Budget is nil: a retry may be
-	// made for every ten successes, with ten in hand to start with.
+	// Transport makes for itself when Policy.Budget is nil,
+	// NewHostBudget(DefaultBudgetRatio, DefaultBudgetBurst): a blind retry
+	// may be made for every ten successes of the last BudgetWindow, and
+	// three in all by a destination that has not answered with a success
+	// yet: every retry the first request of a fresh process may make under
+	// DefaultMaxAttempts.
 	DefaultBudgetRatio = 0.1
-	DefaultBudgetBurst = 10
+	DefaultBudgetBurst = 3
 )
 
 // The default backoff schedule, used when no Retry-After applies: exponential
@@ -80,13 +84,15 @@ type Policy struct {
 	// retry, doubling up to 4 s, each wait randomised by ±50%.
 	Backoff func() backoff.BackOff
 
-	// Budget limits retries across every request that shares it; see
-	// Budget. nil means a per-destination budget of the Transport's own,
-	// made on first use with NewHostBudget(DefaultBudgetRatio,
-	// DefaultBudgetBurst), so that a dead host cannot spend the retries of
-	// a healthy one. Set the same *Budget on several Transports to share
-	// it, NewBudget for one bucket across all destinations, or
-	// UnlimitedBudget() to turn budgeting off.
+	// Budget limits blind retries across every request that shares it, to
+	// ratio × their recent successes; see Budget. nil means a
+	// per-destination budget of the Transport's own, made on first use with
+	// NewHostBudget(DefaultBudgetRatio, DefaultBudgetBurst), so that a dead
+	// host cannot spend the retries of a healthy one; Transport.Budget
+	// returns it. Set the same *Budget on several Transports to share it,
+	// NewBudget for one window across all destinations, NewFixedHostBudget
+	// for the token bucket of earlier versions, or UnlimitedBudget() to turn
+	// budgeting off.
 	Budget *Budget
 
 	// Retryable reports whether the outcome of an attempt, a response or a
@@ -239,6 +245,7 @@ type decision struct {
 	wait        time.Duration // counted from decidedAt
 	server      serverWait
 	reason      error // nil: retry
+	charged     bool  // a token was taken from the Budget for the retry
 }
 
 // errNilBackoff is a configuration error found only when a retry is
@@ -277,10 +284,26 @@ func (r *retrier) decide(attempt int, resp *http.Response) decision {
 	if d.reason = lim.check(max(d.wait, drainAllowance(resp))); d.reason != nil {
 		return d
 	}
+	// A retry at a time the server named, a second or more ahead, is the
+	// server's own schedule, not a blind retry: it takes no token (see
+	// Budget). A shorter named wait, Retry-After: 0 above all, is blind.
+	if d.server.ok && d.server.wait >= ScheduledRetryMin {
+		return d
+	}
 	if !r.budget.withdraw(r.req.URL) {
 		d.reason = ErrBudgetEmpty
+		return d
 	}
+	d.charged = true
 	return d
+}
+
+// refund gives back the token of a retry decided and not sent, if it took
+// one.
+func (d *decision) refund(r *retrier) {
+	if d.charged {
+		r.budget.refund(r.req.URL)
+	}
 }
 
 // limits are the time left, from one moment, until MaxElapsed and the

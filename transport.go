@@ -92,6 +92,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, errors.New("retryhttp: nil Request.URL")
 	}
 	budget := t.budget()
+	budget.bind(p.clock())
 	r := retrier{t: t, req: req, clock: p.clock(), budget: budget}
 	resendable := p.mayResend(req)
 	if resendable {
@@ -161,7 +162,7 @@ func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) 
 		// the longest drain, and that must still fit.
 		spent := r.sinceDecision(d)
 		if reason := r.limits(d.decidedAt.Add(spent)).check(max(d.wait-spent, drainAllowance(resp))); reason != nil {
-			r.budget.refund(r.req.URL)
+			d.refund(r)
 			return r.giveUp(attempt, resp, err, reason, d.server)
 		}
 		waitErr := r.drainAndWait(ctx, resp, d)
@@ -172,12 +173,12 @@ func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) 
 			}
 		}
 		if waitErr != nil {
-			r.budget.refund(r.req.URL)
+			d.refund(r)
 			return nil, r.reportGiveUp(attempt, nil, err, waitErr, d.server)
 		}
 		resp, err = r.send(attempt+1, true)
 		if errors.Is(err, errReopenBody) {
-			r.budget.refund(r.req.URL) // the retry was never sent
+			d.refund(r) // the retry was never sent
 			return nil, err
 		}
 		if !r.retryable(resp, err) {
@@ -456,6 +457,12 @@ func (t *Transport) base() http.RoundTripper {
 	}
 	return t.Base
 }
+
+// Budget returns the retry Budget the Transport uses: Policy.Budget, or,
+// when that is nil, the Transport's own default (NewHostBudget with
+// DefaultBudgetRatio and DefaultBudgetBurst), made on first use, so that a
+// program can read the default's tokens (Budget.TokensFor) for a gauge.
+func (t *Transport) Budget() *Budget { return t.budget() }
 
 func (t *Transport) budget() *Budget {
 	if t.Policy.Budget != nil {
