@@ -271,7 +271,9 @@ func (b *Budget) withdraw(u *url.URL) bool {
 		return b.one2.withdraw(b.slot(), b.ratio)
 	case b.ledgers != nil:
 		e := b.slot()
-		return b.ledgers.findOrAdd(u, b.burst, e).withdraw(e, b.ratio)
+		l := b.ledgers.findOrAdd(u, b.burst, e)
+		l.lastRetry.Store(b.ledgers.retries.Add(1))
+		return l.withdraw(e, b.ratio)
 	case b.hosts == nil:
 		ok, _ := b.one.take()
 		return ok

@@ -12,8 +12,14 @@ import (
 
 // BudgetWindow is how far back a Budget made by NewBudget or NewHostBudget
 // counts successes and retries: a success earns ratio retries for this long,
-// then expires. It is counted in ten slots of a tenth of it each.
-const BudgetWindow = 2 * time.Second
+// then expires. It is counted in slots of 200 ms.
+const BudgetWindow = 10 * time.Second
+
+// BudgetPace is the span over which a Budget made by NewBudget or
+// NewHostBudget paces its retries: in any BudgetPace, the share of the
+// window's allowance that falls to it (a tenth), so that what a window
+// earned is spread over it rather than spent at once.
+const BudgetPace = time.Second
 
 // ScheduledRetryMin is the shortest wait named by the server (Retry-After,
 // or a rate-limit reset) that makes a retry scheduled rather than blind: a
@@ -21,8 +27,9 @@ const BudgetWindow = 2 * time.Second
 const ScheduledRetryMin = time.Second
 
 const (
-	budgetSlots = 10
-	budgetSlot  = BudgetWindow / budgetSlots
+	budgetSlot  = 200 * time.Millisecond
+	budgetSlots = 50 // BudgetWindow / budgetSlot
+	paceSlots   = 5  // BudgetPace / budgetSlot
 	// maxWindowRatio keeps ratio × successes within an int64 of millionths.
 	maxWindowRatio = 1000
 )
@@ -129,6 +136,9 @@ type ledger struct {
 	fresh atomic.Int64               // retries left of the burst
 	seen  atomic.Bool                // a success was counted: the burst is over
 	dest  string                     // the canonical destination of a NewHostBudget's ledger
+	// lastRetry orders the destinations of a NewHostBudget by their latest
+	// retry, for eviction; only retries, never the happy path, write it.
+	lastRetry atomic.Int64
 }
 
 func newLedger(dest string, burst int) *ledger {
@@ -142,17 +152,42 @@ func stamp(w uint64) uint32 { return uint32(w >> 32) }
 // inWindow reports whether the slot stamped s belongs to the window of slot e.
 func inWindow(s, e uint32) bool { return e-s < budgetSlots }
 
-// sums returns the successes and retries of the window of slot e.
-func (l *ledger) sums(e uint32) (ok, tries int64) {
+// sums returns the successes and retries of the window of slot e, and the
+// retries of its last BudgetPace.
+func (l *ledger) sums(e uint32) (ok, tries, paced int64) {
 	for i := range budgetSlots {
 		if w := l.ok[i].Load(); inWindow(stamp(w), e) {
 			ok += int64(uint32(w))
 		}
 		if w := l.tries[i].Load(); inWindow(stamp(w), e) {
-			tries += int64(int32(uint32(w)))
+			n := int64(int32(uint32(w)))
+			tries += n
+			if e-stamp(w) < paceSlots {
+				paced += n
+			}
 		}
 	}
-	return ok, tries
+	return ok, tries, paced
+}
+
+// allows reports, in millionths, how many more retries the window allows,
+// what ratio × its successes leave, and how many the pace allows, its share
+// of those earnings less the retries of the last BudgetPace.
+func allows(ok, tries, paced int64, ratio int64) (window, pace int64) {
+	earned := ratio * ok
+	return earned - tries*microPerToken, earned*paceSlots/budgetSlots - paced*microPerToken
+}
+
+// admit reports whether a retry may be made: the window must hold a whole
+// retry; the pace may hold a fraction, which admits the retry with that
+// probability, so that a process that earns less than a retry in a
+// BudgetPace still retries at the rate it earns, on average, rather than
+// never.
+func admit(window, pace int64) bool {
+	if window < microPerToken || pace <= 0 {
+		return false
+	}
+	return pace >= microPerToken || rand.Int64N(microPerToken) < pace
 }
 
 // bump adds d to the count of slot e in w's ring, starting the slot afresh
@@ -185,10 +220,13 @@ func (l *ledger) deposit(e uint32) {
 // one of the burst while no success has been seen.
 func (l *ledger) withdraw(e uint32, ratio int64) bool {
 	k := &l.tries[e%budgetSlots]
-	for {
+	for first := true; ; first = false {
+		// Load the current slot before summing: a retry counted in it
+		// meanwhile makes the swap fail, and the window is summed again.
 		old := k.Load()
-		ok, tries := l.sums(e)
-		if (tries+1)*microPerToken > ratio*ok {
+		ok, tries, paced := l.sums(e)
+		window, pace := allows(ok, tries, paced, ratio)
+		if first && !admit(window, pace) || window < microPerToken || pace <= 0 {
 			break
 		}
 		n := int32(1)
@@ -240,8 +278,9 @@ func (l *ledger) refund(e uint32, burst int64) {
 
 // tokens reports how many retries the window allows now.
 func (l *ledger) tokens(e uint32, ratio int64) float64 {
-	ok, tries := l.sums(e)
-	n := max(0, float64(ratio*ok)/microPerToken-float64(tries))
+	ok, tries, paced := l.sums(e)
+	window, pace := allows(ok, tries, paced, ratio)
+	n := max(0, float64(min(window, pace))/microPerToken)
 	if !l.seen.Load() {
 		n += float64(l.fresh.Load())
 	}
@@ -267,9 +306,10 @@ func (l *ledger) idle(e uint32) uint32 {
 // and allocate nothing; writers, the first request to a destination only,
 // copy it under mu.
 type hostLedgers struct {
-	m    atomic.Pointer[map[uint64]*ledger]
-	mu   sync.Mutex
-	seed uint64
+	m       atomic.Pointer[map[uint64]*ledger]
+	mu      sync.Mutex
+	seed    uint64
+	retries atomic.Int64 // counts retries, to order destinations by their latest
 }
 
 // find returns the ledger of u's destination, or nil.
@@ -300,11 +340,14 @@ func (h *hostLedgers) findOrAdd(u *url.URL, burst int64, now uint32) *ledger {
 		next[k] = l
 	}
 	if len(next) >= MaxHostBuckets {
+		// The stalest: the longest idle, and of those the one whose
+		// latest retry is the oldest.
 		var stalest uint64
-		most := uint32(0)
+		most, oldest := uint32(0), int64(math.MaxInt64)
 		for k, l := range next {
-			if idle := l.idle(now); idle >= most {
-				stalest, most = k, idle
+			idle, last := l.idle(now), l.lastRetry.Load()
+			if idle > most || (idle == most && last < oldest) {
+				stalest, most, oldest = k, idle, last
 			}
 		}
 		delete(next, stalest)
@@ -314,3 +357,9 @@ func (h *hostLedgers) findOrAdd(u *url.URL, burst int64, now uint32) *ledger {
 	h.m.Store(&next)
 	return l
 }
+
+// The slot counts must match the durations they stand for.
+var (
+	_ = [1]struct{}{}[int(BudgetWindow/budgetSlot)-budgetSlots]
+	_ = [1]struct{}{}[int(BudgetPace/budgetSlot)-paceSlots]
+)

@@ -113,7 +113,7 @@ func TestReview3SanityHostBoundWithSuccesses(t *testing.T) {
 // Budget's godoc: "Every request answered with a response that is not
 // retried (a success: a 200, a 404, ...) adds ratio tokens".
 func TestReview3SuccessReturnedAfterContextEndedEarnsNothing(t *testing.T) {
-	budget := retryhttp.NewBudget(0.5, 1)
+	budget := retryhttp.NewFixedBudget(0.5, 1)
 	var cancelNext atomic.Pointer[context.CancelFunc]
 	tr := &retryhttp.Transport{
 		Base: review3RT(func(req *http.Request) (*http.Response, error) {

@@ -905,7 +905,7 @@ func TestBudgetGrowsWithSuccesses(t *testing.T) {
 	srv := retrytest.NewServer(t).Otherwise(retrytest.Unavailable(0))
 	srv.On("/ok", repeat(retrytest.OK("ok"), 10)...)
 	srv.On("/missing", repeat(retrytest.Reply(404, ""), 10)...)
-	budget := retryhttp.NewBudget(0.25, 2)
+	budget := retryhttp.NewFixedBudget(0.25, 2)
 	client, _ := newClient(t, retryhttp.Policy{Budget: budget, MaxAttempts: 2, Backoff: noWait})
 	get := func(path string) {
 		resp, _, err := do(t, client, newRequest(t, "GET", srv.URL+path, nil))

@@ -10,6 +10,9 @@ import (
 
 func TestExp(t *testing.T) {
 	cfg := simFullConfig()
+	if os.Getenv("MID") != "" {
+		cfg.fleets = []int{20, 200, 1000, 10000}
+	}
 	if w := os.Getenv("WARM"); w != "" {
 		cfg.fleet.warmup, _ = time.ParseDuration(w)
 	}

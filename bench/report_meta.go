@@ -32,7 +32,14 @@ func (r *report) metaMarkdown(p func(string, ...any)) {
 		p("| %s | %s | %d | %d (%.0f%%) | %.2f | %d | %.2f | %d of %d served | %s |\n", x.lib, x.setup, x.requests, x.ok, 100*float64(x.ok)/float64(x.requests),
 			float64(x.attempts)/float64(x.requests), x.retriesFromTrigger, x.maxLoadRatio, x.wasted, x.served, recoveryText(x.recovered, x.recovery))
 	}
-	p("\n![goodput and load through the trigger](metastable.svg)\n")
+	for _, run := range r.metaMore {
+		p("\nThe same load and schedule shared by **%d processes** instead of %d (each its own transport; the bare transport and retryhttp only):\n\n| contender | requests | succeeded | attempts per request | retries from the trigger on | load ×bare, at most | work wasted | recovery after the trigger |\n|---|---:|---:|---:|---:|---:|---:|---:|\n", run[0].params.clients, prm.clients)
+		for _, x := range run {
+			p("| %s | %d | %d (%.0f%%) | %.2f | %d | %.2f | %d of %d served | %s |\n", x.lib, x.requests, x.ok, 100*float64(x.ok)/float64(x.requests),
+				float64(x.attempts)/float64(x.requests), x.retriesFromTrigger, x.maxLoadRatio, x.wasted, x.served, recoveryText(x.recovered, x.recovery))
+		}
+	}
+	p("\n![goodput and load through the trigger, %d processes](metastable.svg)\n", prm.clients)
 	if bare := m[0]; float64(bare.attempts) < 0.99*float64(bare.requests) {
 		p("\n**Loopback artifact:** %d of the bare transport's requests never reached the server's handler. In the runs where this happened, the load the server saw from the bare clients fell to nothing for several seconds after the trigger and then arrived all at once: the loopback harness (client and server in one process, on 2 CPUs) stalled, not the library. The simulation (section 8) has no such stall.\n", bare.requests-bare.attempts)
 	}
@@ -129,7 +136,7 @@ func perProcessRates(ns []int, total float64) string {
 
 func (r *report) designsMarkdown(p func(string, ...any)) {
 	s := r.sim
-	p("\n## 9. Budget designs on three scenarios, at every fleet size\n\nEach design runs in retryhttp's real Transport with its default Policy, in the simulation. The designs marked retryhttp's code are its own `Budget`; every other is a **model**: a gate in the simulation that decides, where the Transport would sleep before a retry, whether the retry goes ahead (the Transport itself then holds an `UnlimitedBudget`). Scenarios: the **total outage** of section 2 (100 concurrent requests, one fresh process, only 503); the **blip** of section 3 (200 requests over 6 s, one fresh process, 503 for the first 3 s); the **trigger** of section 7 (%d processes, %.0f%% load, %v trigger; bare transport: recovery after %s), and the **fleet**: the same total load at %.0f/s, 90%% load and a 10 s trigger, shared by %s processes (bare transport: %s). Each fleet cell gives the recovery after the trigger, the attempts per request, and the most attempts in any 1 s window from the trigger on against the requests offered in it (×bare). Wins: at most %.2f attempts per request in the outage, recovery after the trigger no more than %v after the bare transport's, at the loopback scale and at every fleet size.\n\n",
+	p("\n## 9. Budget designs on three scenarios, at every fleet size\n\nEach design runs in retryhttp's real Transport with its default Policy, in the simulation. The designs marked retryhttp's code are its own `Budget`; every other is a **model**: a gate in the simulation that decides, where the Transport would sleep before a retry, whether the retry goes ahead (the Transport itself then holds an `UnlimitedBudget`). Scenarios: the **total outage** of section 2 (100 concurrent requests, one fresh process, only 503); the **blip** of section 3 (200 requests over 6 s, one fresh process, 503 for the first 3 s), and the same **after history**: one process sends 30 requests/s for 60 s, all answered, then 6 s more with 503 for the first 3 s (the successes among those last 180 requests; with no budget at all, the default backoff's three retries within about 1.75 s get a request that starts in the first second of the blip nowhere); the **trigger** of section 7 (%d processes, %.0f%% load, %v trigger; bare transport: recovery after %s), and the **fleet**: the same total load at %.0f/s, 90%% load and a 10 s trigger, shared by %s processes (bare transport: %s). Each fleet cell gives the recovery after the trigger, the attempts per request, and the most attempts in any 1 s window from the trigger on against the requests offered in it (×bare). Wins: at most %.2f attempts per request in the outage, recovery after the trigger no more than %v after the bare transport's, at the loopback scale and at every fleet size.\n\n",
 		r.cfg.meta.clients, 100*r.cfg.meta.load, r.cfg.meta.trigger, recoveryText(s.loopback[0].recovered, s.loopback[0].recovery), s.cfg.fleet.capacity,
 		joinInts(s.cfg.fleets), s.bareFleetsText(), targetAmplification, targetRecoveryLag)
 	var head, rule string
@@ -137,7 +144,7 @@ func (r *report) designsMarkdown(p func(string, ...any)) {
 		head += fmt.Sprintf(" %d processes |", n)
 		rule += "---:|"
 	}
-	p("| design | outage: attempts per request | answer p50 | max | blip: succeeded | trigger: recovery | attempts per request | load ×bare |%s wins |\n|---|---:|---:|---:|---:|---:|---:|---:|%s---|\n", head, rule)
+	p("| design | outage: attempts per request | answer p50 | max | blip: succeeded | after history | trigger: recovery | attempts per request | load ×bare |%s wins |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|%s---|\n", head, rule)
 	bare := s.loopback[0]
 	for _, d := range s.designs {
 		wins := d.outageAmp <= targetAmplification && d.trig.recovered && bare.recovered && d.trig.recovery <= bare.recovery+targetRecoveryLag
@@ -148,7 +155,7 @@ func (r *report) designsMarkdown(p func(string, ...any)) {
 			wins = wins && (!b.recovered || (f.recovered && f.recovery <= b.recovery+targetRecoveryLag))
 			cells = append(cells, fmt.Sprintf("%s, %.2f, ×%.2f", recoveryText(f.recovered, f.recovery), float64(f.attempts)/float64(f.requests), f.peak))
 		}
-		p("| %s | %.2f | %v | %v | %d of %d | %s | %.2f | ×%.2f | %s | %s |\n", d.d.label(), d.outageAmp, round(d.outageP50), round(d.outageMax), d.blipOK, d.blipN,
+		p("| %s | %.2f | %v | %v | %d of %d | %d of %d | %s | %.2f | ×%.2f | %s | %s |\n", d.d.label(), d.outageAmp, round(d.outageP50), round(d.outageMax), d.blipOK, d.blipN, d.histOK, d.histN,
 			recoveryText(d.trig.recovered, d.trig.recovery), float64(d.trig.attempts)/float64(d.trig.requests), d.trig.peak, strings.Join(cells, " | "), yesNo(wins))
 	}
 	p("\nAnswer time: how long the callers waited for their answer in the total outage; a design that waits for tokens makes every caller of a dead server wait that long. A fixed burst per process is multiplied by the fleet: at 10,000 processes each sends about one request every 11 s, so a burst of 10 covers every retry of its first few failed requests, and the fleet brings 100,000 retries to the first seconds of a failure. A window of earned successes holds, fleet-wide, ratio × the server's goodput of the window, whatever the number of processes.\n")

@@ -19,13 +19,18 @@ type simConfig struct {
 	designs  []budgetDesign
 }
 
-// simFullConfig is the fleet of the issue: 10,000 clients, each sending
-// about 0.09 requests a second at 90% load, to a server of capacity 1000/s.
+// simFullConfig is the fleet of the issue: 20, 1,000 and 10,000 processes
+// sharing the same load, to a server of capacity 1000/s; at 10,000 each
+// sends about 0.09 requests a second at 90% load. The warm-up of 60 s gives
+// the fleet a history, as a fleet in service has: after 5 s, two in three
+// of 10,000 such processes would not have sent a request yet, a fleet of
+// newborn processes, each with the allowance of a process that has never
+// seen a success.
 func simFullConfig() simConfig {
 	return simConfig{
 		fleet: metaParams{
 			capacity: 1000, load: 0.9, queueSeconds: 1.5, triggerFactor: 0.1, clients: 10000,
-			limit: time.Second, warmup: 5 * time.Second, trigger: 10 * time.Second, after: 30 * time.Second,
+			limit: time.Second, warmup: 60 * time.Second, trigger: 10 * time.Second, after: 30 * time.Second,
 			grace: 3 * time.Second, seed: 7,
 		},
 		fleets:   []int{20, 1000, 10000},
@@ -39,6 +44,7 @@ func simFullConfig() simConfig {
 func simQuickConfig() simConfig {
 	c := simFullConfig()
 	c.fleet.clients, c.fleet.capacity = 1000, 100
+	c.fleets = []int{20, 1000} // at 100/s, 1,000 processes send as little each as 10,000 at 1000/s
 	c.loads = []float64{0.6, 0.9}
 	c.triggers = []time.Duration{2 * time.Second, 10 * time.Second, 30 * time.Second}
 	return c
@@ -77,6 +83,19 @@ var budgetDesigns = []budgetDesign{
 	{name: "deposit on success + refund, burst 3", ratio: 0.1, burst: 3, depositOnSuccess: true, refund: true},
 }
 
+// fleetSeed is the seed offset of the map's cell at 90% load and a 10 s
+// trigger, which the designs' fleet runs share.
+func (c simConfig) fleetSeed() uint64 {
+	for li, load := range c.loads {
+		for ti, trig := range c.triggers {
+			if load == 0.9 && trig == 10*time.Second {
+				return uint64(li*100 + ti)
+			}
+		}
+	}
+	return 0
+}
+
 // simReport is what the simulation found.
 type simReport struct {
 	cfg      simConfig
@@ -96,6 +115,7 @@ type designResult struct {
 	outageAmp            float64
 	outageP50, outageMax time.Duration
 	blipOK, blipN        int
+	histOK, histN        int // the blip after 60 s of history
 	trig                 simMetaResult   // at the loopback scale
 	fleets               []simMetaResult // per fleet size, 90% load, 10 s trigger
 }
@@ -155,11 +175,13 @@ func runSim(cfg simConfig, loop metaParams, step func(string)) *simReport {
 		jobs = append(jobs,
 			func() { r.outageAmp, r.outageP50, r.outageMax = simTotalOutage(d) },
 			func() { r.blipOK, r.blipN = simBlip(d) },
+			func() { r.histOK, r.histN = simBlipHistory(d) },
 			func() { r.trig = simMetastable(loop, designClient(d)) },
 		)
 		for fi, n := range cfg.fleets {
 			p := cfg.fleet
 			p.clients = n
+			p.seed += cfg.fleetSeed() // the arrivals of the map's cell it is compared with
 			jobs = append(jobs, func() {
 				r.fleets[fi] = simMetastable(p, designClient(d))
 				r.fleets[fi].offered, r.fleets[fi].load, r.fleets[fi].goodput = nil, nil, nil
