@@ -15,27 +15,23 @@ import (
 // requests earn from the server, so that retrying cannot multiply a failing
 // server's load, whether one process or ten thousand share the server.
 //
-// The model, for NewBudget and NewHostBudget. Time is cut into slots of a
-// tenth of BudgetWindow (200 ms of its 2 s); a request's window is the slot
-// it is in and the nine before. A success, a response Policy.Retryable does not retry (a
-// 200, a 404), is counted in its slot, and so is every retry. A blind retry
-// is made only if, counting it, the retries of the window are at most ratio
-// times the successes of the window:
+// The model, for NewBudget and NewHostBudget. A success, a response
+// Policy.Retryable does not retry (a 200, a 404), is counted, and so is
+// every blind retry, in slots of 200 ms; the window is the last
+// BudgetWindow (10 s) of them, the pace its last BudgetPace (1 s). A blind
+// retry is made only if, counting it, the retries of the window are at most
+// ratio times the successes of the window, and the retries of the pace at
+// most a tenth of that, the pace's share:
 //
 //	retries(window) + 1 ≤ ratio × successes(window)
+//	retries(pace) + 1   ≤ ratio × successes(window) / 10
 //
-// so the retries made in any span of 1.8 s are at most ratio × the
-// successes of the 2 s up to its end. Successes older than the window no longer
-// count: the allowance is earned from recent traffic and expires, instead of
-// being stored. A process rides out a failure on what its own recent
-// traffic earned (at 30 requests a second and a ratio of 0.1, 6 retries in
-// hand, and 3 more a second while successes go on), a process that sends
-// little earns little (under 5 requests a second, less than a whole retry),
-// and a fleet of any size sends a failing server at most ratio × that
-// server's own recent goodput in retries: there is no per-process allowance
-// for a fleet to multiply. The window is short because whatever it holds
-// can be spent at once when a failure starts: 2 s keeps the retries of a
-// fleet in the first second of an overload within a fifth of its load.
+// When the pace's share holds a fraction of a retry, a retry is made with
+// that probability, so that a process earning less than one retry a second
+// still retries at the rate it earns, on average. Successes older than the
+// window no longer count: the allowance is earned from recent traffic and
+// expires instead of being stored, and the pace spreads it over the window
+// instead of letting it be spent at once when a failure starts.
 //
 // A destination that has never answered with a success may have burst
 // retries in all, which do not refill and end with its first success, so
@@ -45,24 +41,33 @@ import (
 // without a token, bounded by Policy.MaxAttempts, MaxRetryAfter, MaxElapsed
 // and the context's deadline; a shorter named wait (Retry-After: 0) is a
 // blind retry. A retry that takes a token and is then not sent, its wait cut
-// short, gives it back. Together:
+// short, gives it back. The bound, with S the successes of the 10 s up to
+// any moment:
 //
-//	blind retries in any 1.8 s ≤ burst + ratio × successes in the 2 s up to its end
+//	blind retries in the 9.8 s up to it ≤ ratio × S
+//	blind retries in the 0.8 s up to it ≤ ⌈ratio × S / 10⌉
 //
-// where burst counts only until the first success. The defaults,
-// NewHostBudget(0.1, 3): one blind retry for every ten recent successes,
-// three before any. The budget reads the time from the Clock of the first
-// Transport that uses it (Policy.Clock), or the real clock.
+// plus burst in all before the first success. So a process's retries are
+// at most ratio times its own recent successes, and a fleet of any size
+// sends a failing server at most ratio × that server's goodput of the last
+// 10 s in retries, about ratio × its goodput a second at the pace: there is
+// no per-process allowance for a fleet to multiply, but the burst of
+// processes that have never seen a success. The defaults, NewHostBudget(0.1,
+// 3): one blind retry for every ten successes of the last 10 s, at most one
+// a second for every ten a second, and three before any. The budget reads
+// the time from the Clock of the first Transport that uses it
+// (Policy.Clock), or the real clock.
 //
 // NewBudget makes one window for every request that shares the Budget;
 // NewHostBudget one per destination, so that a dead host cannot spend the
 // retries of a healthy one. NewFixedBudget and NewFixedHostBudget make the
 // token bucket of earlier versions, whose burst does not expire. A Budget is
-// safe for concurrent use. Share one between Transports by setting the same
-// *Budget in their Policies. The zero Budget is invalid: Policy.Validate
-// reports it; use a constructor. A nil *Budget is what Policy.Budget holds
-// by default: its methods are safe, reporting NaN tokens (use
-// Transport.Budget for the budget a Transport actually uses).
+// safe for concurrent use; counting a success takes no lock and allocates
+// nothing. Share one between Transports by setting the same *Budget in their
+// Policies. The zero Budget is invalid: Policy.Validate reports it; use a
+// constructor. A nil *Budget is what Policy.Budget holds by default: its
+// methods are safe, reporting NaN tokens; Transport.Budget returns the
+// budget a Transport actually uses.
 type Budget struct {
 	one       bucket // the bucket of a single fixed Budget
 	ratio     int64  // millionths of a token (a retry) per success
@@ -162,10 +167,10 @@ func UnlimitedBudget() *Budget {
 	return &Budget{made: true, unlimited: true}
 }
 
-// Tokens reports how many retries a single Budget (NewBudget) would allow
-// now, before it earns more: ratio × the successes of the window, less the
-// retries made in it, plus what is left of burst while no success has been
-// seen (see Budget). It is +Inf for an UnlimitedBudget. For a
+// Tokens reports how many blind retries a single Budget (NewBudget) would
+// allow now, before it earns more: the fewer of what the window and the
+// pace leave (see Budget), plus what is left of burst while no success has
+// been seen; for a Budget of NewFixedBudget, the tokens of its bucket. It is +Inf for an UnlimitedBudget. For a
 // per-destination Budget (NewHostBudget) it reports the fewest any
 // destination it keeps track of has, and burst when it keeps track of none;
 // see TokensFor. A nil *Budget reports NaN: it stands for a Transport's own

@@ -20,7 +20,7 @@ type report struct {
 	forms      []formResult
 	meta       []metaResult
 	metaMore   [][]metaResult // the bare transport and retryhttp at the other process counts
-	metaNative bool // the core enforced Policy.AttemptTimeout
+	metaNative bool           // the core enforced Policy.AttemptTimeout
 	sim        *simReport
 }
 

@@ -13,12 +13,12 @@ import (
 // UnlimitedBudget) passes each retry through.
 type budgetDesign struct {
 	name  string
-	real  bool    // retryhttp's own Budget: the Transport's default, or NewFixedBudget(ratio, burst) if fixed
-	fixed bool    // with real: the token bucket of earlier versions
+	real  bool // retryhttp's own Budget: the Transport's default, or NewFixedBudget(ratio, burst) if fixed
+	fixed bool // with real: the token bucket of earlier versions
 	// with real: no budget at all
 	unlimited bool
-	ratio float64 // tokens deposited per request (or per success)
-	burst float64 // the most tokens held, and the start
+	ratio     float64 // tokens deposited per request (or per success)
+	burst     float64 // the most tokens held, and the start
 	// depositOnSuccess deposits ratio for every attempt that succeeds,
 	// instead of for every request.
 	depositOnSuccess bool

@@ -115,7 +115,7 @@ type designResult struct {
 	outageAmp            float64
 	outageP50, outageMax time.Duration
 	blipOK, blipN        int
-	histOK, histN        int // the blip after 60 s of history
+	histOK, histN        int             // the blip after 60 s of history
 	trig                 simMetaResult   // at the loopback scale
 	fleets               []simMetaResult // per fleet size, 90% load, 10 s trigger
 }
