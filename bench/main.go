@@ -8,6 +8,7 @@
 //	go run . -quick                # a smaller version, under a minute
 //	go run . -sim                  # only the fleet simulation, in full (under a minute)
 //	go run . -only metastable,sim  # only the scenarios named (printed; RESULTS.md is left alone)
+//	go run . -meta-procs 20,2000   # the metastable scenario's load shared by 20, then by 2,000 processes
 //
 // Scenario names for -only: happy, outage, brief, herd, overload, forms,
 // metastable, sim.

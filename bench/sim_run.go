@@ -54,7 +54,7 @@ func simQuickConfig() simConfig {
 // deposits for each success), the first version's (a deposit for each
 // request), each idea alone, and combinations.
 var budgetDesigns = []budgetDesign{
-	{name: "retryhttp's default Budget: NewHostBudget(0.1, 3), ratio × successes of the last 2 s, 3 before the first success", real: true, ratio: 0.1, burst: 3},
+	{name: "retryhttp's default Budget: NewHostBudget(0.1, 3), ratio × successes of the last 10 s paced at a tenth a second, 3 before the first success", real: true, ratio: 0.1, burst: 3},
 	{name: "the fixed bucket of earlier versions: NewFixedBudget(0.1, 10)", real: true, fixed: true, ratio: 0.1, burst: 10},
 	{name: "window 10 s, 2 before the first success", ratio: 0.1, burst: 2, window: 10 * time.Second},
 	{name: "window 10 s, none before the first success", ratio: 0.1, burst: 0, window: 10 * time.Second},
