@@ -76,7 +76,7 @@ type Budget struct {
 	unlimited bool
 	fixed     bool         // a token bucket (NewFixedBudget, NewFixedHostBudget)
 	hosts     *hostBuckets // non-nil for a fixed per-destination Budget
-	one2      *ledger      // the window of a single NewBudget
+	single      *ledger      // the window of a single NewBudget
 	ledgers   *hostLedgers // non-nil for a NewHostBudget
 	clock     atomic.Pointer[clockBox]
 	err       error // set by a constructor for invalid arguments; see Policy.Validate
@@ -196,8 +196,8 @@ func (b *Budget) Tokens() float64 {
 			least = min(least, l.tokens(e, b.ratio))
 		}
 		return least
-	case b.one2 != nil:
-		return b.one2.tokens(b.slot(), b.ratio)
+	case b.single != nil:
+		return b.single.tokens(b.slot(), b.ratio)
 	}
 	return 0 // the zero Budget, which Policy.Validate refuses
 }
@@ -246,8 +246,8 @@ func (b *Budget) deposit(u *url.URL) {
 	switch {
 	case b == nil || b.unlimited:
 		return
-	case b.one2 != nil:
-		b.one2.deposit(b.slot())
+	case b.single != nil:
+		b.single.deposit(b.slot())
 		return
 	case b.ledgers != nil:
 		e := b.slot()
@@ -272,8 +272,8 @@ func (b *Budget) withdraw(u *url.URL) bool {
 		return false
 	case b.unlimited:
 		return true
-	case b.one2 != nil:
-		return b.one2.withdraw(b.slot(), b.ratio)
+	case b.single != nil:
+		return b.single.withdraw(b.slot(), b.ratio)
 	case b.ledgers != nil:
 		e := b.slot()
 		l := b.ledgers.findOrAdd(u, b.burst, e)
@@ -298,8 +298,8 @@ func (b *Budget) refund(u *url.URL) {
 	switch {
 	case b == nil || b.unlimited:
 		return
-	case b.one2 != nil:
-		b.one2.refund(b.slot(), b.burst)
+	case b.single != nil:
+		b.single.refund(b.slot(), b.burst)
 		return
 	case b.ledgers != nil:
 		if l := b.ledgers.find(u); l != nil {

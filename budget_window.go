@@ -62,7 +62,7 @@ func NewBudget(ratio float64, burst int) *Budget {
 	burst = min(burst, math.MaxInt32)
 	b.burst = int64(burst) * microPerToken
 	b.ratio = int64(math.Round(math.Min(ratio, maxWindowRatio) * microPerToken))
-	b.one2 = newLedger("", burst)
+	b.single = newLedger("", burst)
 	return b
 }
 
@@ -84,7 +84,7 @@ func NewBudget(ratio float64, burst int) *Budget {
 func NewHostBudget(ratio float64, burst int) *Budget {
 	b := NewBudget(ratio, burst)
 	if b.err == nil {
-		b.one2 = nil
+		b.single = nil
 		b.ledgers = &hostLedgers{seed: rand.Uint64()}
 		b.ledgers.m.Store(&map[uint64]*ledger{})
 	}
