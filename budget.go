@@ -76,7 +76,7 @@ type Budget struct {
 	unlimited bool
 	fixed     bool         // a token bucket (NewFixedBudget, NewFixedHostBudget)
 	hosts     *hostBuckets // non-nil for a fixed per-destination Budget
-	single      *ledger      // the window of a single NewBudget
+	single    *ledger      // the window of a single NewBudget
 	ledgers   *hostLedgers // non-nil for a NewHostBudget
 	clock     atomic.Pointer[clockBox]
 	err       error // set by a constructor for invalid arguments; see Policy.Validate

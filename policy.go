@@ -115,8 +115,8 @@ type Policy struct {
 	Idempotent func(req *http.Request) bool
 
 	// OnRetry, if not nil, is called once before each wait for a retry,
-	// after every check has passed and the retry's token has been taken
-	// from the Budget. It runs on the goroutine of the RoundTrip call, and
+	// after every check has passed and the retry's token, if it is a blind
+	// retry, has been taken from the Budget. It runs on the goroutine of the RoundTrip call, and
 	// its time counts against the wait; should it take so long that the
 	// retry no longer fits MaxElapsed or the context's deadline, the retry
 	// is not made, its token is given back, and OnGiveUp follows.
