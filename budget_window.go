@@ -134,7 +134,8 @@ type ledger struct {
 	ok    [budgetSlots]atomic.Uint64 // slot<<32 | successes
 	tries [budgetSlots]atomic.Uint64 // slot<<32 | uint32(retries)
 	fresh atomic.Int64               // retries left of the burst
-	seen  atomic.Bool                // a success was counted: the burst is over
+	seen  atomic.Bool                // a success was counted
+	born  atomic.Int64               // 1 + the slot of the ledger's first use; 0 before
 	dest  string                     // the canonical destination of a NewHostBudget's ledger
 	// lastRetry orders the destinations of a NewHostBudget by their latest
 	// retry, for eviction; only retries, never the happy path, write it.
@@ -212,13 +213,32 @@ func bump(ring *[budgetSlots]atomic.Uint64, e uint32, d int32) {
 func (l *ledger) deposit(e uint32) {
 	bump(&l.ok, e, 1)
 	if !l.seen.Load() {
+		l.use(e)
 		l.seen.Store(true)
 	}
 }
 
+// use records e as the slot of the ledger's first use, if it has none.
+func (l *ledger) use(e uint32) {
+	if l.born.Load() == 0 {
+		l.born.CompareAndSwap(0, int64(e)+1)
+	}
+}
+
+// young reports whether the burst is open in slot e: during the first
+// BudgetWindow of the ledger, and after it until the first success.
+func (l *ledger) young(e uint32) bool {
+	if !l.seen.Load() {
+		return true
+	}
+	b := l.born.Load()
+	return b != 0 && e-uint32(b-1) < budgetSlots
+}
+
 // withdraw counts a retry in slot e if the window allows it, and else takes
-// one of the burst while no success has been seen.
+// one of the burst while it is open (see young).
 func (l *ledger) withdraw(e uint32, ratio int64) bool {
+	l.use(e)
 	k := &l.tries[e%budgetSlots]
 	for first := true; ; first = false {
 		// Load the current slot before summing: a retry counted in it
@@ -237,7 +257,7 @@ func (l *ledger) withdraw(e uint32, ratio int64) bool {
 			return true
 		}
 	}
-	for !l.seen.Load() {
+	for l.young(e) {
 		f := l.fresh.Load()
 		if f <= 0 {
 			return false
@@ -265,7 +285,7 @@ func (l *ledger) refund(e uint32, burst int64) {
 			}
 		}
 	}
-	if l.seen.Load() {
+	if !l.young(e) {
 		return
 	}
 	for {
@@ -281,7 +301,7 @@ func (l *ledger) tokens(e uint32, ratio int64) float64 {
 	ok, tries, paced := l.sums(e)
 	window, pace := allows(ok, tries, paced, ratio)
 	n := max(0, float64(min(window, pace))/microPerToken)
-	if !l.seen.Load() {
+	if l.young(e) {
 		n += float64(l.fresh.Load())
 	}
 	return n
