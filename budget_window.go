@@ -36,16 +36,18 @@ const (
 
 // NewBudget returns a Budget, of one window for every request that shares
 // it whatever its destination, that allows a blind retry while the retries
-// of the last BudgetWindow are fewer than ratio × its successes, and burst
-// retries in all before its first success (see Budget for the model and the
-// bound). NewBudget(0.1, 3) allows a retry for every ten recent successes,
-// and three before any. Ratios above 1000 count as 1000.
+// of the last BudgetWindow are fewer than ratio × its successes, paced, and
+// burst retries in all during its first BudgetWindow and until its first
+// success (see Budget for the model and the bound). NewBudget(0.1, 3)
+// allows a retry for every ten recent successes, and three to a process
+// that has just started or not yet succeeded. Ratios above 1000 count as
+// 1000.
 //
 // A ratio that is negative, infinite or NaN, or a negative burst, makes an
 // invalid Budget: a Transport using it returns an error naming the problem
 // instead of sending anything (see Policy.Validate). NewBudget(0, 0) is the
 // explicit budget that never allows a blind retry; NewBudget(0, n) allows n
-// in all.
+// in all, in its first BudgetWindow or until its first success.
 //
 // Before version 0.x, NewBudget made a token bucket whose burst never
 // expired; NewFixedBudget still makes it.
