@@ -144,9 +144,3 @@ func cellColor(c simMetaResult, after time.Duration) color.Color {
 	return color.RGBA{R: uint8(170 - 150*f), G: uint8(225 - 110*f), B: uint8(170 - 150*f), A: 255}
 }
 
-// plotGrid saves plots side by side in one file.
-type plotGrid []*plot.Plot
-
-func (g *plotGrid) Save(w, h vg.Length, file string) error {
-	return saveTiles(*g, w, h, file)
-}
