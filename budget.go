@@ -33,10 +33,9 @@ import (
 // expires instead of being stored, and the pace spreads it over the window
 // instead of letting it be spent at once when a failure starts.
 //
-// A destination may also have burst retries in all, which do not refill,
-// during its first BudgetWindow (from its first request) and after that
-// until its first success, so that a fresh process gets through 503, 503,
-// 200 before it has earned anything. A
+// A destination that has never answered with a success may have burst
+// retries in all, which do not refill and end with its first success, so
+// that the first request of a fresh process gets through 503, 503, 200. A
 // retry that the server scheduled, a valid Retry-After or rate-limit reset
 // of at least ScheduledRetryMin (1 s), is not blind: the Transport makes it
 // without a token, bounded by Policy.MaxAttempts, MaxRetryAfter, MaxElapsed
@@ -53,7 +52,7 @@ import (
 // sends a failing server at most ratio × that server's goodput of the last
 // 10 s in retries, about ratio × its goodput a second at the pace: there is
 // no per-process allowance for a fleet to multiply, but the burst of
-// processes that started in the last 10 s or have never seen a success. The defaults, NewHostBudget(0.1,
+// processes that have never seen a success. The defaults, NewHostBudget(0.1,
 // 3): one blind retry for every ten successes of the last 10 s, at most one
 // a second for every ten a second, and three before any. The budget reads
 // the time from the Clock of the first Transport that uses it

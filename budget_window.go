@@ -37,17 +37,16 @@ const (
 // NewBudget returns a Budget, of one window for every request that shares
 // it whatever its destination, that allows a blind retry while the retries
 // of the last BudgetWindow are fewer than ratio × its successes, paced, and
-// burst retries in all during its first BudgetWindow and until its first
-// success (see Budget for the model and the bound). NewBudget(0.1, 3)
-// allows a retry for every ten recent successes, and three to a process
-// that has just started or not yet succeeded. Ratios above 1000 count as
+// burst retries in all before its first success (see Budget for the model
+// and the bound). NewBudget(0.1, 3) allows a retry for every ten recent
+// successes, and three before any. Ratios above 1000 count as
 // 1000.
 //
 // A ratio that is negative, infinite or NaN, or a negative burst, makes an
 // invalid Budget: a Transport using it returns an error naming the problem
 // instead of sending anything (see Policy.Validate). NewBudget(0, 0) is the
 // explicit budget that never allows a blind retry; NewBudget(0, n) allows n
-// in all, in its first BudgetWindow or until its first success.
+// in all, before its first success.
 //
 // Before version 0.x, NewBudget made a token bucket whose burst never
 // expired; NewFixedBudget still makes it.
@@ -137,7 +136,6 @@ type ledger struct {
 	tries [budgetSlots]atomic.Uint64 // slot<<32 | uint32(retries)
 	fresh atomic.Int64               // retries left of the burst
 	seen  atomic.Bool                // a success was counted
-	born  atomic.Int64               // 1 + the slot of the ledger's first use; 0 before
 	dest  string                     // the canonical destination of a NewHostBudget's ledger
 	// lastRetry orders the destinations of a NewHostBudget by their latest
 	// retry, for eviction; only retries, never the happy path, write it.
@@ -215,32 +213,16 @@ func bump(ring *[budgetSlots]atomic.Uint64, e uint32, d int32) {
 func (l *ledger) deposit(e uint32) {
 	bump(&l.ok, e, 1)
 	if !l.seen.Load() {
-		l.use(e)
 		l.seen.Store(true)
 	}
 }
 
-// use records e as the slot of the ledger's first use, if it has none.
-func (l *ledger) use(e uint32) {
-	if l.born.Load() == 0 {
-		l.born.CompareAndSwap(0, int64(e)+1)
-	}
-}
-
-// young reports whether the burst is open in slot e: during the first
-// BudgetWindow of the ledger, and after it until the first success.
-func (l *ledger) young(e uint32) bool {
-	if !l.seen.Load() {
-		return true
-	}
-	b := l.born.Load()
-	return b != 0 && e-uint32(b-1) < budgetSlots
-}
+// young reports whether the burst is open: until the first success.
+func (l *ledger) young() bool { return !l.seen.Load() }
 
 // withdraw counts a retry in slot e if the window allows it, and else takes
 // one of the burst while it is open (see young).
 func (l *ledger) withdraw(e uint32, ratio int64) bool {
-	l.use(e)
 	k := &l.tries[e%budgetSlots]
 	for first := true; ; first = false {
 		// Load the current slot before summing: a retry counted in it
@@ -259,7 +241,7 @@ func (l *ledger) withdraw(e uint32, ratio int64) bool {
 			return true
 		}
 	}
-	for l.young(e) {
+	for l.young() {
 		f := l.fresh.Load()
 		if f <= 0 {
 			return false
@@ -287,7 +269,7 @@ func (l *ledger) refund(e uint32, burst int64) {
 			}
 		}
 	}
-	if !l.young(e) {
+	if !l.young() {
 		return
 	}
 	for {
@@ -303,7 +285,7 @@ func (l *ledger) tokens(e uint32, ratio int64) float64 {
 	ok, tries, paced := l.sums(e)
 	window, pace := allows(ok, tries, paced, ratio)
 	n := max(0, float64(min(window, pace))/microPerToken)
-	if l.young(e) {
+	if l.young() {
 		n += float64(l.fresh.Load())
 	}
 	return n

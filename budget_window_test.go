@@ -77,12 +77,8 @@ func TestBudgetBound(t *testing.T) {
 				mu.Unlock()
 			},
 		}}
-		var first time.Time
-		for i := range 5000 {
+		for range 5000 {
 			clock.Advance(time.Duration(rng.IntN(40)) * time.Millisecond)
-			if i == 0 {
-				first = clock.Now()
-			}
 			req, _ := http.NewRequest(http.MethodGet, "http://api.example/", nil)
 			resp, err := rt.RoundTrip(req)
 			require.NoError(t, err)
@@ -90,16 +86,15 @@ func TestBudgetBound(t *testing.T) {
 		}
 		require.NotEmpty(t, srv.oks)
 		firstOK := srv.oks[0]
-		young := first.Add(retryhttp.BudgetWindow) // the burst is open for the first 10 s, and until the first success
 		for _, at := range retries {
 			earned := ratio * float64(countIn(srv.oks, at.Add(-retryhttp.BudgetWindow), at))
 			made := countIn(retries, at.Add(-retryhttp.BudgetWindow+200*time.Millisecond), at)
 			paced := countIn(retries, at.Add(-retryhttp.BudgetPace+200*time.Millisecond), at)
-			if at.Before(firstOK) || at.Before(young) {
+			if at.Before(firstOK) {
 				earned += burst
 			}
 			require.LessOrEqualf(t, float64(made), earned+1e-9, "ratio %v: %d retries in the 9.8 s up to %v", ratio, made, at.Sub(start))
-			if !at.Before(young) {
+			if !at.Before(firstOK) {
 				require.LessOrEqualf(t, float64(paced), math.Ceil(earned/10-1e-9), "ratio %v: %d retries in the 0.8 s up to %v", ratio, paced, at.Sub(start))
 			}
 		}
@@ -124,7 +119,7 @@ func TestBudgetWindowExpires(t *testing.T) {
 	assert.Equal(t, 3.0, budget.Tokens(), "no history: the burst")
 	get()
 	clock.Advance(retryhttp.BudgetWindow)
-	assert.Zero(t, budget.Tokens(), "the burst closes after the first success and the first 10 s")
+	assert.Zero(t, budget.Tokens(), "the first success ended the burst, and its earnings expired")
 	for range 100 {
 		clock.Advance(100 * time.Millisecond)
 		get()

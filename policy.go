@@ -26,9 +26,9 @@ const (
 	// Transport makes for itself when Policy.Budget is nil,
 	// NewHostBudget(DefaultBudgetRatio, DefaultBudgetBurst): a blind retry
 	// may be made for every ten successes of the last BudgetWindow, and
-	// three in all by a destination in its first BudgetWindow or that has
-	// not answered with a success yet: every retry the first request of a
-	// fresh process may make under DefaultMaxAttempts.
+	// three in all by a destination that has not answered with a success
+	// yet: every retry the first request of a fresh process may make under
+	// DefaultMaxAttempts.
 	DefaultBudgetRatio = 0.1
 	DefaultBudgetBurst = 3
 )

@@ -371,8 +371,9 @@ func TestBudgetGaugeOfTheDefaultBudget(t *testing.T) {
 	v, ok := gaugeAt(points, destinationOf(t, srv.URL))
 	require.True(t, ok, "a point for the server: %v", points[0].Attributes.Encoded(attribute.DefaultEncoder()))
 	// The retry took one of the burst of a fresh destination; its success
-	// earned the ratio, of which the pace allows a tenth in any second.
-	assert.InDelta(t, float64(retryhttp.DefaultBudgetBurst-1)+retryhttp.DefaultBudgetRatio/10, v, 1e-9)
+	// ended the burst and earned the ratio, of which the pace allows a
+	// tenth in any second.
+	assert.InDelta(t, retryhttp.DefaultBudgetRatio/10, v, 1e-9)
 }
 
 func TestBudgetGaugeOfTheDefaultBudgetIsPerHost(t *testing.T) {
@@ -391,11 +392,11 @@ func TestBudgetGaugeOfTheDefaultBudgetIsPerHost(t *testing.T) {
 	require.Len(t, points, 2, "one point per destination")
 	v, ok := gaugeAt(points, destinationOf(t, failing.URL))
 	require.True(t, ok)
-	assert.InDelta(t, float64(retryhttp.DefaultBudgetBurst-2)+retryhttp.DefaultBudgetRatio/10, v, 1e-9,
-		"the failing server's two retries came from its burst; its success earned the ratio, paced")
+	assert.InDelta(t, retryhttp.DefaultBudgetRatio/10, v, 1e-9,
+		"the failing server's two retries came from its burst, which its success ended; the success earned the ratio, paced")
 	v, ok = gaugeAt(points, destinationOf(t, healthy.URL))
 	require.True(t, ok)
-	assert.InDelta(t, float64(retryhttp.DefaultBudgetBurst)+retryhttp.DefaultBudgetRatio/10, v, 1e-9, "the healthy server's budget is its own")
+	assert.InDelta(t, retryhttp.DefaultBudgetRatio/10, v, 1e-9, "the healthy server's window, its own: one success, no retry")
 }
 
 func TestBudgetGaugeOfASharedBudget(t *testing.T) {
@@ -415,10 +416,10 @@ func TestBudgetGaugeOfASharedBudget(t *testing.T) {
 		closeResponse(resp)
 	}
 
-	// The three retries came from the burst of 5 (two successes earn one
-	// retry, not enough): 2 left, and the successes' 0.5 × 2, paced at a
-	// tenth.
-	require.InDelta(t, 2.1, budget.Tokens(), 1e-9)
+	// A's retry came from the burst, which A's success ended; that success
+	// earned half a retry, not enough for B's: one success in the window,
+	// 0.5 × 1 paced at a tenth.
+	require.InDelta(t, 0.05, budget.Tokens(), 1e-9)
 	points := gauge(t, h.metrics(t))
 	require.Len(t, points, 2, "one point per destination, from each transport")
 	for _, dest := range []string{a.URL, b.URL} {
