@@ -143,4 +143,3 @@ func cellColor(c simMetaResult, after time.Duration) color.Color {
 	f := min(1, c.recovery.Seconds()/after.Seconds())
 	return color.RGBA{R: uint8(170 - 150*f), G: uint8(225 - 110*f), B: uint8(170 - 150*f), A: 255}
 }
-
