@@ -11,41 +11,75 @@ import (
 	"sync/atomic"
 )
 
-// Budget is a token bucket that bounds the retries of every request that
-// shares it, so that many clients retrying against a failing server cannot
-// multiply its load.
+// Budget bounds the retries of the requests that share it by what those
+// requests earn from the server, so that retrying cannot multiply a failing
+// server's load, whether one process or ten thousand share the server.
 //
-// A bucket starts with burst tokens and never holds more. Every request
-// answered with a response that is not retried (a success: a 200, a 404,
-// anything Policy.Retryable does not retry) adds ratio tokens; every retry
-// takes one token, and a retry that finds less than one token is not made (a
-// retry that takes a token and is then not sent, its wait cut short, gives
-// it back). The retries a bucket allows are therefore at most
-// burst + ratio × successes, and so at most burst + ratio × requests: a
-// server that answers nothing gets the burst and no more, and one that
-// answers a fraction f of its requests sees at most 1 + ratio × f times its
-// normal traffic in the long run (1.1× with the defaults), plus the burst
-// once. Because the budget grows with what the server serves rather than
-// with what is asked of it, retries dry up while the server is overloaded
-// and come back as it recovers, instead of keeping it overloaded; the
-// bench module's metastable-failure scenario and budget comparison
-// (bench/results/RESULTS.md) measure this. The approach follows gRPC's
-// retry throttling and Finagle's RetryBudget.
+// The model, for NewBudget and NewHostBudget. A success, a response
+// Policy.Retryable does not retry (a 200, a 404), is counted, and so is
+// every blind retry, in slots of 200 ms; the window is the last
+// BudgetWindow (10 s) of them, the pace its last BudgetPace (1 s). A blind
+// retry is made only if, counting it, the retries of the window are at most
+// ratio times the successes of the window, and the retries of the pace at
+// most a tenth of that, the pace's share:
 //
-// NewBudget makes one bucket for every request that shares the Budget;
-// NewHostBudget one bucket per destination, so that a dead host cannot spend
-// the retries of a healthy one. A Budget is safe for concurrent use. Share
-// one between Transports by setting the same *Budget in their Policies. The
-// zero Budget is invalid: Policy.Validate reports it; use NewBudget,
-// NewHostBudget or UnlimitedBudget.
+//	retries(window) + 1 ≤ ratio × successes(window)
+//	retries(pace) + 1   ≤ ratio × successes(window) / 10
+//
+// When the pace's share holds a fraction of a retry, a retry is made with
+// that probability, so that a process earning less than one retry a second
+// still retries at the rate it earns, on average. Successes older than the
+// window no longer count: the allowance is earned from recent traffic and
+// expires instead of being stored, and the pace spreads it over the window
+// instead of letting it be spent at once when a failure starts.
+//
+// A destination that has never answered with a success may have burst
+// retries in all, which do not refill and end with its first success, so
+// that the first request of a fresh process gets through 503, 503, 200. A
+// retry that the server scheduled, a valid Retry-After or rate-limit reset
+// of at least ScheduledRetryMin (1 s), is not blind: the Transport makes it
+// without a token, bounded by Policy.MaxAttempts, MaxRetryAfter, MaxElapsed
+// and the context's deadline; a shorter named wait (Retry-After: 0) is a
+// blind retry. A retry that takes a token and is then not sent, its wait cut
+// short, gives it back. The bound, with S the successes of the 10 s up to
+// any moment:
+//
+//	blind retries in the 9.8 s up to it ≤ ratio × S
+//	blind retries in the 0.8 s up to it ≤ ⌈ratio × S / 10⌉
+//
+// plus burst in all while it is open. So a process's retries are
+// at most ratio times its own recent successes, and a fleet of any size
+// sends a failing server at most ratio × that server's goodput of the last
+// 10 s in retries, about ratio × its goodput a second at the pace: there is
+// no per-process allowance for a fleet to multiply, but the burst of
+// processes that have never seen a success. The defaults, NewHostBudget(0.1,
+// 3): one blind retry for every ten successes of the last 10 s, at most one
+// a second for every ten a second, and three before any. The budget reads
+// the time from the Clock of the first Transport that uses it
+// (Policy.Clock), or the real clock.
+//
+// NewBudget makes one window for every request that shares the Budget;
+// NewHostBudget one per destination, so that a dead host cannot spend the
+// retries of a healthy one. NewFixedBudget and NewFixedHostBudget make the
+// token bucket of earlier versions, whose burst does not expire. A Budget is
+// safe for concurrent use; counting a success takes no lock and allocates
+// nothing. Share one between Transports by setting the same *Budget in their
+// Policies. The zero Budget is invalid: Policy.Validate reports it; use a
+// constructor. A nil *Budget is what Policy.Budget holds by default: its
+// methods are safe, reporting NaN tokens; Transport.Budget returns the
+// budget a Transport actually uses.
 type Budget struct {
-	one       bucket // the bucket of a single Budget
-	ratio     int64  // millionths of a token per success
+	one       bucket // the bucket of a single fixed Budget
+	ratio     int64  // millionths of a token (a retry) per success
 	burst     int64  // millionths of a token
 	made      bool   // by a constructor, not the zero Budget
 	unlimited bool
-	hosts     *hostBuckets // non-nil for a per-destination Budget
-	err       error        // set by a constructor for invalid arguments; see Policy.Validate
+	fixed     bool         // a token bucket (NewFixedBudget, NewFixedHostBudget)
+	hosts     *hostBuckets // non-nil for a fixed per-destination Budget
+	single    *ledger      // the window of a single NewBudget
+	ledgers   *hostLedgers // non-nil for a NewHostBudget
+	clock     atomic.Pointer[clockBox]
+	err       error // set by a constructor for invalid arguments; see Policy.Validate
 }
 
 // bucket holds a number of tokens, counted in millionths so that repeated
@@ -63,19 +97,24 @@ const microPerToken = 1_000_000
 // no longer counts.
 const retired = math.MinInt64
 
-// NewBudget returns a Budget of one bucket that starts full with burst
+// NewFixedBudget returns the token bucket that NewBudget made before
+// version 0.x changed the model: one bucket that starts full with burst
 // tokens and gains ratio tokens for every success of a request sent through
-// a Transport that uses it, whatever its destination. NewBudget(0.1, 10)
-// allows a retry for every ten successes, and ten at once after a quiet
-// period. The ratio is kept to six decimal places.
+// a Transport that uses it, whatever its destination, and never holds more
+// than burst. NewFixedBudget(0.1, 10) allows a retry for every ten
+// successes, and ten at once after a quiet period. Its retries are at most
+// burst + ratio × successes, whatever the time: a bucket that has been full
+// for a day still holds burst tokens, so that N processes bring N × burst
+// retries to the first seconds of a failure (see Budget for a model that
+// does not). The ratio is kept to six decimal places.
 //
 // A ratio that is negative, infinite or NaN, a negative burst, or a positive
 // ratio with a burst of 0 (a bucket that can never hold a whole token) makes
 // an invalid Budget: a Transport using it returns an error naming the
-// problem instead of sending anything (see Policy.Validate). NewBudget(0, 0)
-// is the explicit budget that never allows a retry.
-func NewBudget(ratio float64, burst int) *Budget {
-	b := &Budget{made: true}
+// problem instead of sending anything (see Policy.Validate).
+// NewFixedBudget(0, 0) never allows a retry.
+func NewFixedBudget(ratio float64, burst int) *Budget {
+	b := &Budget{made: true, fixed: true}
 	switch {
 	case math.IsNaN(ratio) || math.IsInf(ratio, 0) || ratio < 0:
 		b.err = fmt.Errorf("ratio %v must be a finite number of at least 0", ratio)
@@ -84,7 +123,7 @@ func NewBudget(ratio float64, burst int) *Budget {
 		b.err = fmt.Errorf("burst %d must not be negative", burst)
 		return b
 	case burst == 0 && ratio > 0:
-		b.err = fmt.Errorf("burst 0 can never hold the whole token a retry takes, whatever the ratio %v: use a burst of at least 1 (the default is %d), or NewBudget(0, 0) for a budget that never retries", ratio, DefaultBudgetBurst)
+		b.err = fmt.Errorf("burst 0 can never hold the whole token a retry takes, whatever the ratio %v: use a burst of at least 1, or NewBudget(0, 0) for a budget that never retries", ratio)
 		return b
 	}
 	// Half the range keeps tokens + ratio from overflowing.
@@ -95,14 +134,11 @@ func NewBudget(ratio float64, burst int) *Budget {
 	return b
 }
 
-// NewHostBudget returns a Budget that keeps a separate bucket for every
-// destination, each behaving as NewBudget(ratio, burst) would, so that the
-// retries of a client shared by many hosts are bounded per host. Several
-// Transports may share it. Its arguments are checked as NewBudget's.
-//
-// The destination of a request is its URL's scheme and host with the port
-// made explicit, the scheme and host compared case-insensitively:
-// https://API.example.com and https://api.example.com:443 share a bucket.
+// NewFixedHostBudget returns the per-destination token bucket that
+// NewHostBudget made before version 0.x: a separate bucket for every
+// destination (as NewHostBudget tells them apart), each behaving as
+// NewFixedBudget(ratio, burst) would. Its arguments are checked as
+// NewFixedBudget's.
 //
 // Memory stays bounded however many hosts a program talks to. A full bucket
 // is not kept, since a new one is the same: a destination that never fails
@@ -110,8 +146,8 @@ func NewBudget(ratio float64, burst int) *Budget {
 // MaxHostBuckets drained buckets are kept; when more destinations fail at
 // once, the one whose last retry is the oldest is dropped and, should it fail
 // again, starts afresh with a full burst.
-func NewHostBudget(ratio float64, burst int) *Budget {
-	b := NewBudget(ratio, burst)
+func NewFixedHostBudget(ratio float64, burst int) *Budget {
+	b := NewFixedBudget(ratio, burst)
 	if b.err == nil {
 		b.hosts = &hostBuckets{seed: rand.Uint64()}
 		b.hosts.m.Store(&map[uint64]*hostBucket{})
@@ -119,8 +155,8 @@ func NewHostBudget(ratio float64, burst int) *Budget {
 	return b
 }
 
-// MaxHostBuckets is the number of drained destinations a NewHostBudget
-// keeps track of at most.
+// MaxHostBuckets is the number of destinations a per-destination Budget
+// (NewHostBudget, NewFixedHostBudget) keeps track of at most.
 const MaxHostBuckets = 1024
 
 // UnlimitedBudget returns a Budget that never refuses a retry, for a
@@ -131,39 +167,62 @@ func UnlimitedBudget() *Budget {
 	return &Budget{made: true, unlimited: true}
 }
 
-// Tokens reports the number of tokens a single Budget (NewBudget) holds now:
-// how many retries it would allow before it gains more. It is +Inf for an
-// UnlimitedBudget. For a per-destination Budget (NewHostBudget) it reports
-// the fewest tokens any destination holds, which is burst when none is
-// drained; see TokensFor.
+// Tokens reports how many blind retries a single Budget (NewBudget) would
+// allow now, before it earns more: the fewer of what the window and the
+// pace leave (see Budget), plus what is left of burst while no success has
+// been seen; for a Budget of NewFixedBudget, the tokens of its bucket. It is +Inf for an UnlimitedBudget. For a
+// per-destination Budget (NewHostBudget) it reports the fewest any
+// destination it keeps track of has, and burst when it keeps track of none;
+// see TokensFor. A nil *Budget reports NaN: it stands for a Transport's own
+// default Budget, which Transport.Budget returns.
 func (b *Budget) Tokens() float64 {
 	switch {
+	case b == nil:
+		return math.NaN()
 	case b.unlimited:
 		return math.Inf(1)
-	case b.hosts != nil:
+	case b.fixed && b.hosts != nil:
 		least := b.burst
 		for _, hb := range *b.hosts.m.Load() {
 			least = min(least, hb.tokens(b.burst))
 		}
 		return float64(least) / microPerToken
+	case b.fixed:
+		return float64(b.one.micro.Load()) / microPerToken
+	case b.ledgers != nil:
+		e := b.slot()
+		least := float64(b.burst) / microPerToken
+		for _, l := range *b.ledgers.m.Load() {
+			least = min(least, l.tokens(e, b.ratio))
+		}
+		return least
+	case b.single != nil:
+		return b.single.tokens(b.slot(), b.ratio)
 	}
-	return float64(b.one.micro.Load()) / microPerToken
+	return 0 // the zero Budget, which Policy.Validate refuses
 }
 
-// TokensFor reports the number of tokens that requests to the destination
-// host may spend on retries now. host is a URL's scheme and host, such as
-// "https://api.example.com", with or without a port, read as request URLs
-// are (see NewHostBudget); a destination with no drained bucket holds burst
-// tokens. For a single Budget, whose one bucket serves every destination,
-// it is Tokens(); for an UnlimitedBudget it is +Inf. A host that does not
-// parse as a URL with a scheme and a host yields NaN.
+// TokensFor reports how many retries requests to the destination host may
+// make now, as Tokens does for a whole Budget. host is a URL's scheme and
+// host, such as "https://api.example.com", with or without a port, read as
+// request URLs are (see NewHostBudget); a destination the Budget keeps no
+// track of has burst. For a single Budget, which serves every destination
+// alike, it is Tokens(); for an UnlimitedBudget it is +Inf; for a nil
+// *Budget NaN. A host that does not parse as a URL with a scheme and a host
+// yields NaN.
 func (b *Budget) TokensFor(host string) float64 {
-	if b.hosts == nil {
+	if b == nil || (b.hosts == nil && b.ledgers == nil) {
 		return b.Tokens()
 	}
 	u, err := url.Parse(host)
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		return math.NaN()
+	}
+	if b.ledgers != nil {
+		if l := b.ledgers.find(u); l != nil {
+			return l.tokens(b.slot(), b.ratio)
+		}
+		return float64(b.burst) / microPerToken
 	}
 	if hb := b.hosts.find(u); hb != nil {
 		return float64(hb.tokens(b.burst)) / microPerToken
@@ -174,19 +233,29 @@ func (b *Budget) TokensFor(host string) float64 {
 // validate reports why b cannot be used.
 func (b *Budget) validate() error {
 	if !b.made {
-		return errors.New("the zero Budget holds no tokens and would silently turn retries off: use NewHostBudget(0.1, 10) or NewBudget(0.1, 10) (the defaults), NewBudget(0, 0) to never retry, or UnlimitedBudget()")
+		return errors.New("the zero Budget holds no tokens and would silently turn retries off: use NewHostBudget(0.1, 3) or NewBudget(0.1, 3) (the defaults), NewBudget(0, 0) to never retry, or UnlimitedBudget()")
 	}
 	return b.err
 }
 
-// deposit credits the Budget for one success of a request to u. For a per-destination
-// Budget it touches only a destination that has a drained bucket: no lock,
-// no allocation.
+// deposit credits the Budget for one success of a request to u. It takes
+// no lock that every request contends on and allocates nothing, but on the
+// first success to a destination a per-destination Budget does not keep
+// track of yet. A nil Budget ignores it.
 func (b *Budget) deposit(u *url.URL) {
-	if b.ratio == 0 {
+	switch {
+	case b == nil || b.unlimited:
 		return
-	}
-	if b.hosts == nil {
+	case b.single != nil:
+		b.single.deposit(b.slot())
+		return
+	case b.ledgers != nil:
+		e := b.slot()
+		b.ledgers.findOrAdd(u, b.burst, e).deposit(e)
+		return
+	case b.ratio == 0:
+		return
+	case b.hosts == nil:
 		b.one.add(b.ratio, b.burst)
 		return
 	}
@@ -196,11 +265,20 @@ func (b *Budget) deposit(u *url.URL) {
 }
 
 // withdraw takes a token for one retry of a request to u and reports
-// whether there was one.
+// whether there was one. A nil Budget has none.
 func (b *Budget) withdraw(u *url.URL) bool {
 	switch {
+	case b == nil:
+		return false
 	case b.unlimited:
 		return true
+	case b.single != nil:
+		return b.single.withdraw(b.slot(), b.ratio)
+	case b.ledgers != nil:
+		e := b.slot()
+		l := b.ledgers.findOrAdd(u, b.burst, e)
+		l.lastRetry.Store(b.ledgers.retries.Add(1))
+		return l.withdraw(e, b.ratio)
 	case b.hosts == nil:
 		ok, _ := b.one.take()
 		return ok
@@ -215,10 +293,18 @@ func (b *Budget) withdraw(u *url.URL) bool {
 }
 
 // refund gives back the token of a retry of a request to u that was not
-// sent.
+// sent. A nil Budget ignores it.
 func (b *Budget) refund(u *url.URL) {
 	switch {
-	case b.unlimited:
+	case b == nil || b.unlimited:
+		return
+	case b.single != nil:
+		b.single.refund(b.slot(), b.burst)
+		return
+	case b.ledgers != nil:
+		if l := b.ledgers.find(u); l != nil {
+			l.refund(b.slot(), b.burst)
+		}
 		return
 	case b.hosts == nil:
 		b.one.add(microPerToken, b.burst)
@@ -357,9 +443,12 @@ func (h *hostBuckets) dropFull(hb *hostBucket, burst int64) {
 
 // hash hashes u's canonical destination (see canonicalDestination) with
 // FNV-1a, seeded per Budget, without building the string.
-func (h *hostBuckets) hash(u *url.URL) uint64 {
+func (h *hostBuckets) hash(u *url.URL) uint64 { return hashDestination(h.seed, u) }
+
+// hashDestination hashes u's canonical destination with FNV-1a and seed.
+func hashDestination(seed uint64, u *url.URL) uint64 {
 	const prime = 1099511628211
-	x := uint64(14695981039346656037) ^ h.seed
+	x := uint64(14695981039346656037) ^ seed
 	write := func(s string) {
 		for i := 0; i < len(s); i++ {
 			x = (x ^ uint64(lower(s[i]))) * prime

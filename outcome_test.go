@@ -64,7 +64,7 @@ func TestEveryGiveUpOnAResponseSaysWhy(t *testing.T) {
 		{"attempts used up", retryhttp.Policy{MaxAttempts: 3}, "GET", retrytest.Unavailable(2 * time.Second), 0, retryhttp.ErrAttemptsUsedUp, 3, 2 * time.Second},
 		{"MaxAttempts 1", retryhttp.Policy{MaxAttempts: 1}, "GET", retrytest.Unavailable(0), 0, retryhttp.ErrAttemptsUsedUp, 1, 0},
 		{"Retry-After over the cap", retryhttp.Policy{MaxRetryAfter: time.Minute}, "GET", retrytest.Unavailable(time.Hour), 0, retryhttp.ErrRetryAfterTooLong, 1, time.Hour},
-		{"budget empty", retryhttp.Policy{Budget: retryhttp.NewBudget(0, 0)}, "GET", retrytest.Unavailable(time.Second), 0, retryhttp.ErrBudgetEmpty, 1, time.Second},
+		{"budget empty", retryhttp.Policy{Budget: retryhttp.NewBudget(0, 0)}, "GET", retrytest.Unavailable(0), 0, retryhttp.ErrBudgetEmpty, 1, 0},
 		{"POST", retryhttp.Policy{}, "POST", retrytest.Unavailable(time.Second), 0, retryhttp.ErrNotIdempotent, 1, time.Second},
 		{"MaxElapsed", retryhttp.Policy{MaxElapsed: 10 * time.Second}, "GET", retrytest.Unavailable(20 * time.Second), 0, retryhttp.ErrMaxElapsed, 1, 20 * time.Second},
 		{"deadline", retryhttp.Policy{}, "GET", retrytest.Unavailable(5 * time.Second), time.Second, retryhttp.ErrDeadline, 1, 5 * time.Second},
@@ -472,7 +472,7 @@ func TestOutcomeOfTheFinalResponse(t *testing.T) {
 		{"attempts used up", retryhttp.Policy{MaxAttempts: 3}, "GET", nil, retrytest.Unavailable(time.Second), 503, 3, retryhttp.ErrAttemptsUsedUp},
 		{"server's wait too long", retryhttp.Policy{}, "GET", nil, retrytest.TooManyRequests(time.Hour), 429, 1, retryhttp.ErrRetryAfterTooLong},
 		{"GitHub's 403 rate limit too long", retryhttp.Policy{}, "GET", nil, retrytest.RateLimited(2*time.Hour, retrytest.GitHub), 403, 1, retryhttp.ErrRetryAfterTooLong},
-		{"budget empty after one retry", retryhttp.Policy{Budget: retryhttp.NewBudget(0, 1)}, "GET", nil, retrytest.Unavailable(time.Second), 503, 2, retryhttp.ErrBudgetEmpty},
+		{"budget empty after one retry", retryhttp.Policy{Budget: retryhttp.NewBudget(0, 1)}, "GET", nil, retrytest.Unavailable(0), 503, 2, retryhttp.ErrBudgetEmpty},
 		{"POST not resent", retryhttp.Policy{}, "POST", nil, retrytest.Unavailable(time.Second), 503, 1, retryhttp.ErrNotIdempotent},
 	}
 	for _, tt := range tests {

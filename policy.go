@@ -23,10 +23,14 @@ const (
 	// Policy.MaxRetryAfter is 0.
 	DefaultMaxRetryAfter = 30 * time.Second
 	// DefaultBudgetRatio and DefaultBudgetBurst configure the Budget that a
-	// Transport makes for itself when Policy.Budget is nil: a retry may be
-	// made for every ten successes, with ten in hand to start with.
+	// Transport makes for itself when Policy.Budget is nil,
+	// NewHostBudget(DefaultBudgetRatio, DefaultBudgetBurst): a blind retry
+	// may be made for every ten successes of the last BudgetWindow, and
+	// three in all by a destination that has not answered with a success
+	// yet: every retry the first request of a fresh process may make under
+	// DefaultMaxAttempts.
 	DefaultBudgetRatio = 0.1
-	DefaultBudgetBurst = 10
+	DefaultBudgetBurst = 3
 )
 
 // The default backoff schedule, used when no Retry-After applies: exponential
@@ -80,17 +84,19 @@ type Policy struct {
 	// retry, doubling up to 4 s, each wait randomised by ±50%.
 	Backoff func() backoff.BackOff
 
-	// Budget limits retries across every request that shares it; see
-	// Budget. nil means a per-destination budget of the Transport's own,
-	// made on first use with NewHostBudget(DefaultBudgetRatio,
-	// DefaultBudgetBurst), so that a dead host cannot spend the retries of
-	// a healthy one. Set the same *Budget on several Transports to share
-	// it, NewBudget for one bucket across all destinations, or
-	// UnlimitedBudget() to turn budgeting off. The retry of a rate-limit
-	// refusal (a remaining quota of 0, or an IETF RateLimit policy with
-	// r=0) to a destination the Transport holds takes no token: the hold
-	// sends no more than the quota the server announced, so such retries
-	// add no load the server has not offered to serve.
+	// Budget limits blind retries across every request that shares it, to
+	// ratio × their recent successes; see Budget. nil means a
+	// per-destination budget of the Transport's own, made on first use with
+	// NewHostBudget(DefaultBudgetRatio, DefaultBudgetBurst), so that a dead
+	// host cannot spend the retries of a healthy one; Transport.Budget
+	// returns it. Set the same *Budget on several Transports to share it,
+	// NewBudget for one window across all destinations, NewFixedHostBudget
+	// for the token bucket of earlier versions, or UnlimitedBudget() to turn
+	// budgeting off. The retry of a rate-limit refusal (a remaining quota
+	// of 0, or an IETF RateLimit policy with r=0) to a destination the
+	// Transport holds takes no token either: the hold sends no more than
+	// the quota the server announced, so such retries add no load the
+	// server has not offered to serve.
 	Budget *Budget
 
 	// Retryable reports whether the outcome of an attempt, a response or a
@@ -122,8 +128,8 @@ type Policy struct {
 	Idempotent func(req *http.Request) bool
 
 	// OnRetry, if not nil, is called once before each wait for a retry,
-	// after every check has passed and the retry's token has been taken
-	// from the Budget. It runs on the goroutine of the RoundTrip call, and
+	// after every check has passed and the retry's token, if it is a blind
+	// retry, has been taken from the Budget. It runs on the goroutine of the RoundTrip call, and
 	// its time counts against the wait; should it take so long that the
 	// retry no longer fits MaxElapsed or the context's deadline, the retry
 	// is not made, its token is given back, and OnGiveUp follows.
@@ -293,15 +299,7 @@ type decision struct {
 	wait        time.Duration // counted from decidedAt
 	server      serverWait
 	reason      error // nil: retry
-	unbudgeted  bool  // the retry is paced by a quota hold and took no token
-}
-
-// refund gives back the token d's retry took, if it took one, when the
-// retry is not sent.
-func (d decision) refund(r *retrier) {
-	if !d.unbudgeted {
-		r.budget.refund(r.req.URL)
-	}
+	charged     bool  // a token was taken from the Budget for the retry
 }
 
 // errNilBackoff is a configuration error found only when a retry is
@@ -344,12 +342,27 @@ func (r *retrier) decide(attempt int, resp *http.Response) decision {
 		d.reason = ErrThrottled
 		return d
 	}
-	if r.pacedByHold(resp) {
-		d.unbudgeted = true
-	} else if !r.budget.withdraw(r.req.URL) {
-		d.reason = ErrBudgetEmpty
+	// A retry at a time the server named, a second or more ahead, is the
+	// server's own schedule, not a blind retry: it takes no token (see
+	// Budget). A shorter named wait, Retry-After: 0 above all, is blind.
+	// Nor does a retry that a quota hold paces (see pacedByHold).
+	if (d.server.ok && d.server.wait >= ScheduledRetryMin) || r.pacedByHold(resp) {
+		return d
 	}
+	if !r.budget.withdraw(r.req.URL) {
+		d.reason = ErrBudgetEmpty
+		return d
+	}
+	d.charged = true
 	return d
+}
+
+// refund gives back the token of a retry decided and not sent, if it took
+// one.
+func (d *decision) refund(r *retrier) {
+	if d.charged {
+		r.budget.refund(r.req.URL)
+	}
 }
 
 // limits are the time left, from one moment, until MaxElapsed and the

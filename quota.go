@@ -653,22 +653,3 @@ func (r *retrier) observeQuota(resp *http.Response, success bool) {
 func (r *retrier) pacedByHold(resp *http.Response) bool {
 	return resp != nil && r.t.holds.find(r.req.URL) != nil && rateLimitRefusal(resp.Header)
 }
-
-// hashDestination hashes u's canonical destination (see
-// canonicalDestination) with FNV-1a, seeded, without building the string.
-func hashDestination(seed uint64, u *url.URL) uint64 {
-	const prime = 1099511628211
-	x := uint64(14695981039346656037) ^ seed
-	write := func(s string) {
-		for i := 0; i < len(s); i++ {
-			x = (x ^ uint64(lower(s[i]))) * prime
-		}
-	}
-	scheme, host, port := destination(u)
-	write(scheme)
-	write("://")
-	write(host)
-	write(":")
-	write(port)
-	return x
-}

@@ -105,6 +105,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, errors.New("retryhttp: nil Request.URL")
 	}
 	budget := t.budget()
+	budget.bind(p.clock())
 	r := retrier{t: t, req: req, clock: p.clock(), budget: budget}
 	r.notResendable = p.whyNotResendable(req)
 	if r.notResendable == nil || bodyReplayable(req) {
@@ -642,6 +643,12 @@ func (t *Transport) base() http.RoundTripper {
 	}
 	return t.Base
 }
+
+// Budget returns the retry Budget the Transport uses: Policy.Budget, or,
+// when that is nil, the Transport's own default (NewHostBudget with
+// DefaultBudgetRatio and DefaultBudgetBurst), made on first use, so that a
+// program can read the default's tokens (Budget.TokensFor) for a gauge.
+func (t *Transport) Budget() *Budget { return t.budget() }
 
 func (t *Transport) budget() *Budget {
 	if t.Policy.Budget != nil {

@@ -402,7 +402,8 @@ func TestRetryAfterJitterSpreadsClients(t *testing.T) {
 func TestBackoffWithoutRetryAfter(t *testing.T) {
 	t.Run("default schedule", func(t *testing.T) {
 		srv := retrytest.NewServer(t, retrytest.Unavailable(0), retrytest.Unavailable(0), retrytest.Unavailable(0), retrytest.OK("done"))
-		client, clock := newClient(t, retryhttp.Policy{})
+		// Three retries: more than a fresh default Budget allows.
+		client, clock := newClient(t, retryhttp.Policy{Budget: retryhttp.NewBudget(0, 3)})
 		resp, _, err := do(t, client, newRequest(t, "GET", srv.URL, nil))
 		require.NoError(t, err)
 		assert.Equal(t, 200, resp.StatusCode)
@@ -479,7 +480,7 @@ func TestGivesUpEarlyWithTheLastResponse(t *testing.T) {
 		{"wait past the context's deadline", retryhttp.Policy{MaxRetryAfter: time.Hour, MaxElapsed: 2 * time.Hour},
 			5 * time.Second, []retrytest.Answer{retrytest.Unavailable(3600 * time.Second)}, 1, 0},
 		{"budget empty", retryhttp.Policy{Budget: retryhttp.NewBudget(0, 0)},
-			0, []retrytest.Answer{retrytest.Unavailable(time.Second)}, 1, 0},
+			0, []retrytest.Answer{retrytest.Unavailable(0)}, 1, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -876,7 +877,7 @@ func TestBudgetBoundsRetries(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := retrytest.NewServer(t).Otherwise(retrytest.Unavailable(0))
 			srv.On("/ok", repeat(retrytest.OK("ok"), tt.successes)...)
-			budget := retryhttp.NewBudget(tt.ratio, tt.burst)
+			budget := retryhttp.NewFixedBudget(tt.ratio, tt.burst)
 			client, _ := newClient(t, retryhttp.Policy{Budget: budget, MaxAttempts: 100, Backoff: noWait})
 			for range tt.successes {
 				resp, _, err := do(t, client, newRequest(t, "GET", srv.URL+"/ok", nil))
@@ -906,7 +907,7 @@ func TestBudgetGrowsWithSuccesses(t *testing.T) {
 	srv := retrytest.NewServer(t).Otherwise(retrytest.Unavailable(0))
 	srv.On("/ok", repeat(retrytest.OK("ok"), 10)...)
 	srv.On("/missing", repeat(retrytest.Reply(404, ""), 10)...)
-	budget := retryhttp.NewBudget(0.25, 2)
+	budget := retryhttp.NewFixedBudget(0.25, 2)
 	client, _ := newClient(t, retryhttp.Policy{Budget: budget, MaxAttempts: 2, Backoff: noWait})
 	get := func(path string) {
 		resp, _, err := do(t, client, newRequest(t, "GET", srv.URL+path, nil))

@@ -8,6 +8,7 @@
 //	go run . -quick                # a smaller version, under a minute
 //	go run . -sim                  # only the fleet simulation, in full (under a minute)
 //	go run . -only metastable,sim  # only the scenarios named (printed; RESULTS.md is left alone)
+//	go run . -meta-procs 20,2000   # the metastable scenario's load shared by 20, then by 2,000 processes
 //
 // Scenario names for -only: happy, outage, brief, herd, overload, forms,
 // metastable, sim, quota, throttle, and the hedging scenarios tail, slow
@@ -21,6 +22,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -41,7 +43,8 @@ type config struct {
 	overloadRPS    float64
 	overloadFor    time.Duration
 	meta           metaParams
-	metaConcurrent bool // run the contenders of the metastable scenario at once
+	metaProcs      []int // the process counts the metastable scenario runs with, the same total load shared
+	metaConcurrent bool  // run the contenders of the metastable scenario at once
 	sim            simConfig
 	hedge          hedgeParams
 	only           map[string]bool // nil: every scenario
@@ -61,11 +64,12 @@ func main() {
 		overloadRPS: 400, overloadFor: 5 * time.Second,
 		meta: metaFullParams(), sim: simFullConfig(), hedge: hedgeFullParams(),
 	}
-	var only string
+	var only, metaProcs string
 	var simOnly bool
 	flag.BoolVar(&cfg.quick, "quick", false, "run a smaller version of every scenario (under a minute)")
 	flag.BoolVar(&simOnly, "sim", false, "run only the fleet simulation (same as -only sim)")
 	flag.StringVar(&only, "only", "", "run only these scenarios, comma-separated: "+strings.Join(scenarioNames, ",")+"; prints, and writes no RESULTS.md")
+	flag.StringVar(&metaProcs, "meta-procs", "20,1000", "the process counts, comma-separated, that share the load of the metastable scenario on loopback; the first also runs the peers and is the one simulated")
 	flag.StringVar(&cfg.out, "out", "results", "the folder for RESULTS.md and the plots (empty: print only); -quick and -only print only unless -out is given")
 	flag.Parse()
 	if simOnly {
@@ -80,6 +84,13 @@ func main() {
 			cfg.only[name] = true
 		}
 	}
+	for _, s := range strings.Split(metaProcs, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			fail(fmt.Errorf("-meta-procs: %q is not a number of processes", s))
+		}
+		cfg.metaProcs = append(cfg.metaProcs, n)
+	}
 	if (cfg.quick || cfg.only != nil) && !flagGiven("out") {
 		cfg.out = "" // the committed results come from full runs of everything
 	}
@@ -90,10 +101,16 @@ func main() {
 		cfg.overloadRPS, cfg.overloadFor = 300, time.Second
 		cfg.meta.warmup, cfg.meta.trigger, cfg.meta.after, cfg.meta.grace = 3*time.Second, 3*time.Second, 9*time.Second, 2*time.Second
 		cfg.metaConcurrent = true
+		if !flagGiven("meta-procs") {
+			// 1,000 processes at 0.27 requests/s each would mostly not
+			// have sent a request in the quick run's 3 s of warm-up.
+			cfg.metaProcs = []int{20, 200}
+		}
 		cfg.sim = simQuickConfig()
 		cfg.hedge.rate, cfg.hedge.tailFor = 50, 4*time.Second
 		cfg.hedge.before, cfg.hedge.slowFor, cfg.hedge.after = time.Second, 2*time.Second, time.Second
 	}
+	cfg.meta.clients = cfg.metaProcs[0]
 	if err := flag.Set("test.benchtime", cfg.benchTime); err != nil {
 		fail(err)
 	}
@@ -133,7 +150,16 @@ func run(cfg config) error {
 	metastables := func() {
 		if cfg.runs("metastable") {
 			step("metastable failure")
-			rep.meta, rep.metaNative = metastable(cfg.meta, cfg.metaConcurrent)
+			rep.meta, rep.metaNative = metastable(cfg.meta, cfg.metaConcurrent, libraries)
+			for _, n := range cfg.metaProcs[1:] {
+				step(fmt.Sprintf("metastable failure, %d processes", n))
+				p := cfg.meta
+				p.clients = n
+				// The peers' failure is plain at 20 processes already: at
+				// larger counts only the bare transport and retryhttp run.
+				more, _ := metastable(p, cfg.metaConcurrent, libraries[:2])
+				rep.metaMore = append(rep.metaMore, more)
+			}
 		}
 		if cfg.runs("metastable-hedge") {
 			step("hedging: metastable failure")

@@ -336,7 +336,7 @@ func attemptTimeoutEnforced() bool {
 
 // metastable runs the scenario for every contender, one after another in the
 // full run, all at once (each with its own server) in the quick one.
-func metastable(p metaParams, concurrent bool) ([]metaResult, bool) {
+func metastable(p metaParams, concurrent bool, libraries []library) ([]metaResult, bool) {
 	native := attemptTimeoutEnforced()
 	sched := metaSchedule(p)
 	results := make([]metaResult, len(libraries))

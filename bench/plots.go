@@ -168,7 +168,18 @@ func (row *plotRow) Save(w, h vg.Length, file string) error {
 }
 
 // saveTiles saves plots side by side in one file.
+// plotRows saves rows of plots, one above the other, in one file.
+type plotRows [][]*plot.Plot
+
+func (g *plotRows) Save(w, h vg.Length, file string) error {
+	return saveTileRows(*g, w, h, file)
+}
+
 func saveTiles(plots []*plot.Plot, w, h vg.Length, file string) error {
+	return saveTileRows([][]*plot.Plot{plots}, w, h, file)
+}
+
+func saveTileRows(rows [][]*plot.Plot, w, h vg.Length, file string) error {
 	var c vg.CanvasWriterTo
 	switch filepath.Ext(file) {
 	case ".svg":
@@ -178,10 +189,12 @@ func saveTiles(plots []*plot.Plot, w, h vg.Length, file string) error {
 	default:
 		return fmt.Errorf("saving %s: unknown format", file)
 	}
-	tiles := draw.Tiles{Rows: 1, Cols: len(plots), PadX: vg.Millimeter * 6, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 2}
-	canvases := plot.Align([][]*plot.Plot{plots}, tiles, draw.New(c))
-	for i, p := range plots {
-		p.Draw(canvases[0][i])
+	tiles := draw.Tiles{Rows: len(rows), Cols: len(rows[0]), PadX: vg.Millimeter * 6, PadY: vg.Millimeter * 6, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 2}
+	canvases := plot.Align(rows, tiles, draw.New(c))
+	for j, row := range rows {
+		for i, p := range row {
+			p.Draw(canvases[j][i])
+		}
 	}
 	f, err := os.Create(file)
 	if err != nil {

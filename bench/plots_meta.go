@@ -21,7 +21,7 @@ func writeMetaPlots(dir string, r *report) error {
 		}
 	}
 	if r.sim != nil {
-		if err := saveBoth(stabilityPlots(r.sim), 14*vg.Inch, 4*vg.Inch, filepath.Join(dir, "stability")); err != nil {
+		if err := saveBoth(stabilityPlots(r.sim), 14*vg.Inch, vg.Length(len(r.sim.cfg.fleets))*4*vg.Inch, filepath.Join(dir, "stability")); err != nil {
 			return err
 		}
 	}
@@ -91,47 +91,48 @@ func metaPlots(results []metaResult) *plotRow {
 	return &plotRow{good, load}
 }
 
-// stabilityPlots draws, per client kind, one cell per load and trigger
-// length: green when the fleet recovered by the end, darker the later, red
-// when it was stuck.
-func stabilityPlots(rep *simReport) *plotGrid {
-	var row plotGrid
+// stabilityPlots draws one row per fleet size and, in it, one map per
+// client kind, one cell per load and trigger length: green when the fleet
+// recovered by the end, darker the later, red when it was stuck.
+func stabilityPlots(rep *simReport) *plotRows {
+	var rows plotRows
 	cfg := rep.cfg
-	for _, c := range simClients {
-		p := plot.New()
-		p.Title.Text = c.name
-		if c.model {
-			p.Title.Text += " (model)"
-		}
-		p.X.Label.Text = "trigger length (s)"
-		p.Y.Label.Text = "offered load (% of capacity)"
-		grid := rep.sweep[c.name]
-		var xticks, yticks []plot.Tick
-		for ti, trig := range cfg.triggers {
-			xticks = append(xticks, plot.Tick{Value: float64(ti) + 0.5, Label: fmt.Sprint(trig.Seconds())})
-		}
-		for li, load := range cfg.loads {
-			yticks = append(yticks, plot.Tick{Value: float64(li) + 0.5, Label: fmt.Sprintf("%.0f", 100*load)})
-			for ti := range cfg.triggers {
-				cell := grid[li][ti]
-				x, y := float64(ti), float64(li)
-				poly, err := plotter.NewPolygon(plotter.XYs{{X: x, Y: y}, {X: x + 1, Y: y}, {X: x + 1, Y: y + 1}, {X: x, Y: y + 1}})
-				if err != nil {
-					continue
-				}
-				poly.Color = cellColor(cell, cfg.fleet.after)
-				poly.LineStyle.Color = color.White
-				poly.LineStyle.Width = vg.Points(1)
-				p.Add(poly)
+	for _, n := range cfg.fleets {
+		var row []*plot.Plot
+		for _, c := range simClients {
+			p := plot.New()
+			p.Title.Text = fmt.Sprintf("%s, %d processes", clientLabel(c), n)
+			p.X.Label.Text = "trigger length (s)"
+			p.Y.Label.Text = "offered load (% of capacity)"
+			grid := rep.sweep[n][c.name]
+			var xticks, yticks []plot.Tick
+			for ti, trig := range cfg.triggers {
+				xticks = append(xticks, plot.Tick{Value: float64(ti) + 0.5, Label: fmt.Sprint(trig.Seconds())})
 			}
+			for li, load := range cfg.loads {
+				yticks = append(yticks, plot.Tick{Value: float64(li) + 0.5, Label: fmt.Sprintf("%.0f", 100*load)})
+				for ti := range cfg.triggers {
+					cell := grid[li][ti]
+					x, y := float64(ti), float64(li)
+					poly, err := plotter.NewPolygon(plotter.XYs{{X: x, Y: y}, {X: x + 1, Y: y}, {X: x + 1, Y: y + 1}, {X: x, Y: y + 1}})
+					if err != nil {
+						continue
+					}
+					poly.Color = cellColor(cell, cfg.fleet.after)
+					poly.LineStyle.Color = color.White
+					poly.LineStyle.Width = vg.Points(1)
+					p.Add(poly)
+				}
+			}
+			p.X.Tick.Marker = plot.ConstantTicks(xticks)
+			p.Y.Tick.Marker = plot.ConstantTicks(yticks)
+			p.X.Min, p.X.Max = 0, float64(len(cfg.triggers))
+			p.Y.Min, p.Y.Max = 0, float64(len(cfg.loads))
+			row = append(row, p)
 		}
-		p.X.Tick.Marker = plot.ConstantTicks(xticks)
-		p.Y.Tick.Marker = plot.ConstantTicks(yticks)
-		p.X.Min, p.X.Max = 0, float64(len(cfg.triggers))
-		p.Y.Min, p.Y.Max = 0, float64(len(cfg.loads))
-		row = append(row, p)
+		rows = append(rows, row)
 	}
-	return &row
+	return &rows
 }
 
 func cellColor(c simMetaResult, after time.Duration) color.Color {
@@ -141,11 +142,4 @@ func cellColor(c simMetaResult, after time.Duration) color.Color {
 	// Light green for at once, dark green for at the very end.
 	f := min(1, c.recovery.Seconds()/after.Seconds())
 	return color.RGBA{R: uint8(170 - 150*f), G: uint8(225 - 110*f), B: uint8(170 - 150*f), A: 255}
-}
-
-// plotGrid saves plots side by side in one file.
-type plotGrid []*plot.Plot
-
-func (g *plotGrid) Save(w, h vg.Length, file string) error {
-	return saveTiles(*g, w, h, file)
 }

@@ -19,7 +19,8 @@ type report struct {
 	overload   []overloadResult
 	forms      []formResult
 	meta       []metaResult
-	metaNative bool // the core enforced Policy.AttemptTimeout
+	metaMore   [][]metaResult // the bare transport and retryhttp at the other process counts
+	metaNative bool           // the core enforced Policy.AttemptTimeout
 	sim        *simReport
 	tail       []hedgeResult // hedging: a heavy tail
 	slow       []hedgeResult // hedging: everything slow
@@ -178,13 +179,17 @@ func (r *report) targets() []string {
 	if forms > 0 {
 		check(asTold == forms, "waited as told for %d of %d Retry-After forms", asTold, forms)
 	}
-	if len(r.meta) > 1 {
-		bare, ours := r.meta[0], r.meta[1]
+	for _, run := range append([][]metaResult{r.meta}, r.metaMore...) {
+		if len(run) < 2 {
+			continue
+		}
+		bare, ours := run[0], run[1]
+		n := ours.params.clients
 		check(ours.recovered && bare.recovered && ours.recovery <= bare.recovery+targetRecoveryLag,
-			"metastable failure: recovered %s after the trigger, the bare transport %s (target: no more than %v after it)",
-			recoveryText(ours.recovered, ours.recovery), recoveryText(bare.recovered, bare.recovery), targetRecoveryLag)
-		check(ours.maxLoadRatio <= targetLoadRatio, "metastable failure: load at most ×%.2f the bare transport's in any 1 s window from the trigger on (target ≤ ×%.1f)", ours.maxLoadRatio, targetLoadRatio)
-		check(ours.retriesFromTrigger > 0, "metastable failure: %d retries made from the trigger on (attempt timeouts are retried, not dropped)", ours.retriesFromTrigger)
+			"metastable failure, %d processes: recovered %s after the trigger, the bare transport %s (target: no more than %v after it)",
+			n, recoveryText(ours.recovered, ours.recovery), recoveryText(bare.recovered, bare.recovery), targetRecoveryLag)
+		check(ours.maxLoadRatio <= targetLoadRatio, "metastable failure, %d processes: load at most ×%.2f the bare transport's in any 1 s window from the trigger on (target ≤ ×%.1f)", n, ours.maxLoadRatio, targetLoadRatio)
+		check(ours.retriesFromTrigger > 0, "metastable failure, %d processes: %d retries made from the trigger on (attempt timeouts are retried, not dropped)", n, ours.retriesFromTrigger)
 	}
 	return lines
 }

@@ -32,7 +32,14 @@ func (r *report) metaMarkdown(p func(string, ...any)) {
 		p("| %s | %s | %d | %d (%.0f%%) | %.2f | %d | %.2f | %d of %d served | %s |\n", x.lib, x.setup, x.requests, x.ok, 100*float64(x.ok)/float64(x.requests),
 			float64(x.attempts)/float64(x.requests), x.retriesFromTrigger, x.maxLoadRatio, x.wasted, x.served, recoveryText(x.recovered, x.recovery))
 	}
-	p("\n![goodput and load through the trigger](metastable.svg)\n")
+	for _, run := range r.metaMore {
+		p("\nThe same load and schedule shared by **%d processes** instead of %d (each its own transport; the bare transport and retryhttp only):\n\n| contender | requests | succeeded | attempts per request | retries from the trigger on | load ×bare, at most | work wasted | recovery after the trigger |\n|---|---:|---:|---:|---:|---:|---:|---:|\n", run[0].params.clients, prm.clients)
+		for _, x := range run {
+			p("| %s | %d | %d (%.0f%%) | %.2f | %d | %.2f | %d of %d served | %s |\n", x.lib, x.requests, x.ok, 100*float64(x.ok)/float64(x.requests),
+				float64(x.attempts)/float64(x.requests), x.retriesFromTrigger, x.maxLoadRatio, x.wasted, x.served, recoveryText(x.recovered, x.recovery))
+		}
+	}
+	p("\n![goodput and load through the trigger, %d processes](metastable.svg)\n", prm.clients)
 	if bare := m[0]; float64(bare.attempts) < 0.99*float64(bare.requests) {
 		p("\n**Loopback artifact:** %d of the bare transport's requests never reached the server's handler. In the runs where this happened, the load the server saw from the bare clients fell to nothing for several seconds after the trigger and then arrived all at once: the loopback harness (client and server in one process, on 2 CPUs) stalled, not the library. The simulation (section 8) has no such stall.\n", bare.requests-bare.attempts)
 	}
@@ -69,59 +76,111 @@ func (r *report) simMarkdown(p func(string, ...any)) {
 		}
 		p("| %s | %s |\n", clientLabel(c), strings.Join(cells, " | "))
 	}
-	p("\n### The fleet: stability map\n\n%d clients (each sends about %.2f requests/s at 90%% load), capacity %.0f/s, %.1f s of queue, %v of warm-up; the trigger's length and the offered load swept; each cell recovered (green, darker the later) or stuck at the end, %v after the trigger (red).\n\n![stability map](stability.svg)\n\n",
-		f.clients, 0.9*f.capacity/float64(f.clients), f.capacity, f.queueSeconds, f.warmup, f.after)
-	p("The longest trigger (s) each recovers from, per offered load (— none of those swept):\n\n| contender | %s |\n|---|%s\n", joinLoads(s.cfg.loads), strings.Repeat("---:|", len(s.cfg.loads)))
-	for _, c := range simClients {
-		var cells []string
-		for li := range s.cfg.loads {
-			longest := "—"
-			for ti, trig := range s.cfg.triggers {
-				if s.sweep[c.name][li][ti].recovered {
-					longest = fmt.Sprint(trig.Seconds())
-				} else {
-					break
+	p("\n### The fleet: stability map\n\nThe same total load shared by %s processes (at 90%% load each sends about %s requests/s), capacity %.0f/s, %.1f s of queue, %v of warm-up; the trigger's length and the offered load swept; each cell recovered (green, darker the later) or stuck at the end, %v after the trigger (red). One row of maps per fleet size.\n\n![stability map](stability.svg)\n\n",
+		joinInts(s.cfg.fleets), perProcessRates(s.cfg.fleets, 0.9*f.capacity), f.capacity, f.queueSeconds, f.warmup, f.after)
+	p("The longest trigger (s) each recovers from, per offered load (— none of those swept), and, for retryhttp, the cells where it recovers more than %v after the bare transport or not at all while the bare transport does:\n\n| processes | contender | %s | behind bare |\n|---:|---|%s---:|\n", targetRecoveryLag, joinLoads(s.cfg.loads), strings.Repeat("---:|", len(s.cfg.loads)))
+	for _, n := range s.cfg.fleets {
+		for _, c := range simClients {
+			var cells []string
+			for li := range s.cfg.loads {
+				longest := "—"
+				for ti, trig := range s.cfg.triggers {
+					if s.sweep[n][c.name][li][ti].recovered {
+						longest = fmt.Sprint(trig.Seconds())
+					} else {
+						break
+					}
 				}
+				cells = append(cells, longest)
 			}
-			cells = append(cells, longest)
+			behind := ""
+			if c.name != "bare transport" {
+				behind = fmt.Sprintf("%d of %d", s.behindBare(n, c.name), len(s.cfg.loads)*len(s.cfg.triggers))
+			}
+			p("| %d | %s | %s | %s |\n", n, clientLabel(c), strings.Join(cells, " | "), behind)
 		}
-		p("| %s | %s |\n", clientLabel(c), strings.Join(cells, " | "))
 	}
+}
+
+// behindBare counts the cells of the map of fleet size n where client
+// recovers more than targetRecoveryLag after the bare transport, or not at
+// all while the bare transport does.
+func (s *simReport) behindBare(n int, client string) int {
+	count := 0
+	for li := range s.cfg.loads {
+		for ti := range s.cfg.triggers {
+			b, c := s.sweep[n]["bare transport"][li][ti], s.sweep[n][client][li][ti]
+			if b.recovered && (!c.recovered || c.recovery > b.recovery+targetRecoveryLag) {
+				count++
+			}
+		}
+	}
+	return count
+}
+
+func joinInts(ns []int) string {
+	var parts []string
+	for _, n := range ns {
+		parts = append(parts, fmt.Sprint(n))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func perProcessRates(ns []int, total float64) string {
+	var parts []string
+	for _, n := range ns {
+		parts = append(parts, fmt.Sprintf("%.2g", total/float64(n)))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func (r *report) designsMarkdown(p func(string, ...any)) {
 	s := r.sim
-	p("\n## 9. Budget designs on three scenarios\n\nEach design runs in retryhttp's real Transport with its default Policy, in the simulation. retryhttp's design is its own `Budget`, which earns `ratio` tokens for each success (a response not retried); every other is a **model**: a gate in the simulation that decides, where the Transport would sleep before a retry, whether the retry goes ahead (the Transport itself then holds an `UnlimitedBudget`). retryhttp's design also runs as a model (\"deposit on success\"), to check the gate against the real code; \"first version\" is the design retryhttp had before this comparison, a deposit for each request. Scenarios: the **total outage** of section 2 (100 concurrent requests, one process, only 503); the **blip** of section 3 (200 requests over 6 s, one process, 503 for the first 3 s); the **trigger** of section 7 (%d processes, %.0f%% load, %v trigger; bare transport: recovery after %s), and the same at the **fleet** scale (%d processes, 90%% load, 10 s trigger; bare transport: %s). Wins all three: at most %.2f attempts per request in the outage, at least 95%% successes through the blip, and recovery after the trigger no more than %v after the bare transport's.\n\n",
-		r.cfg.meta.clients, 100*r.cfg.meta.load, r.cfg.meta.trigger, recoveryText(s.loopback[0].recovered, s.loopback[0].recovery), s.cfg.fleet.clients,
-		recoveryText(s.designsBareFleet()), targetAmplification, targetRecoveryLag)
-	p("| design | outage: attempts per request | answer p50 | max | blip: succeeded | trigger: recovery | attempts per request | wins all three | fleet: recovery | attempts per request | fleet within %v of bare |\n|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|\n", targetRecoveryLag)
-	bare := s.loopback[0]
-	bareFleet := s.fleetBare()
-	for _, d := range s.designs {
-		wins := d.outageAmp <= targetAmplification && float64(d.blipOK) >= 0.95*float64(d.blipN) &&
-			d.trig.recovered && bare.recovered && d.trig.recovery <= bare.recovery+targetRecoveryLag
-		fleetOK := d.fleet.recovered && bareFleet.recovered && d.fleet.recovery <= bareFleet.recovery+targetRecoveryLag
-		p("| %s | %.2f | %v | %v | %d of %d | %s | %.2f | %s | %s | %.2f | %s |\n", d.d.label(), d.outageAmp, round(d.outageP50), round(d.outageMax), d.blipOK, d.blipN,
-			recoveryText(d.trig.recovered, d.trig.recovery), float64(d.trig.attempts)/float64(d.trig.requests), yesNo(wins),
-			recoveryText(d.fleet.recovered, d.fleet.recovery), float64(d.fleet.attempts)/float64(d.fleet.requests), yesNo(fleetOK))
+	p("\n## 9. Budget designs on three scenarios, at every fleet size\n\nEach design runs in retryhttp's real Transport with its default Policy, in the simulation. The designs marked retryhttp's code are its own `Budget`; every other is a **model**: a gate in the simulation that decides, where the Transport would sleep before a retry, whether the retry goes ahead (the Transport itself then holds an `UnlimitedBudget`). Scenarios: the **total outage** of section 2 (100 concurrent requests, one fresh process, only 503); the **blip** of section 3 (200 requests over 6 s, one fresh process, 503 for the first 3 s), and the same **after history**: one process sends 30 requests/s for 60 s, all answered, then 6 s more with 503 for the first 3 s (the successes among those last 180 requests; with no budget at all, the default backoff's three retries within about 1.75 s get a request that starts in the first second of the blip nowhere); the **trigger** of section 7 (%d processes, %.0f%% load, %v trigger; bare transport: recovery after %s), and the **fleet**: the same total load at %.0f/s, 90%% load and a 10 s trigger, shared by %s processes (bare transport: %s). Each fleet cell gives the recovery after the trigger, the attempts per request, and the most attempts in any 1 s window from the trigger on against the requests offered in it (×bare). Wins: at most %.2f attempts per request in the outage, recovery after the trigger no more than %v after the bare transport's, at the loopback scale and at every fleet size.\n\n",
+		r.cfg.meta.clients, 100*r.cfg.meta.load, r.cfg.meta.trigger, recoveryText(s.loopback[0].recovered, s.loopback[0].recovery), s.cfg.fleet.capacity,
+		joinInts(s.cfg.fleets), s.bareFleetsText(), targetAmplification, targetRecoveryLag)
+	var head, rule string
+	for _, n := range s.cfg.fleets {
+		head += fmt.Sprintf(" %d processes |", n)
+		rule += "---:|"
 	}
-	p("\nAnswer time: how long the callers waited for their answer in the total outage; a design that waits for tokens makes every caller of a dead server wait that long. The fleet's processes each send about one request every 11 s, so a burst of 10 tokens per process covers every retry of its first few failed requests: at the fleet's scale a per-process budget with that burst does not limit the first 30 s or so of a failure.\n")
+	p("| design | outage: attempts per request | answer p50 | max | blip: succeeded | after history | trigger: recovery | attempts per request | load ×bare |%s wins |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|%s---|\n", head, rule)
+	bare := s.loopback[0]
+	for _, d := range s.designs {
+		wins := d.outageAmp <= targetAmplification && d.trig.recovered && bare.recovered && d.trig.recovery <= bare.recovery+targetRecoveryLag
+		var cells []string
+		for fi, n := range s.cfg.fleets {
+			f := d.fleets[fi]
+			b := s.fleetBare(n)
+			wins = wins && (!b.recovered || (f.recovered && f.recovery <= b.recovery+targetRecoveryLag))
+			cells = append(cells, fmt.Sprintf("%s, %.2f, ×%.2f", recoveryText(f.recovered, f.recovery), float64(f.attempts)/float64(f.requests), f.peak))
+		}
+		p("| %s | %.2f | %v | %v | %d of %d | %d of %d | %s | %.2f | ×%.2f | %s | %s |\n", d.d.label(), d.outageAmp, round(d.outageP50), round(d.outageMax), d.blipOK, d.blipN, d.histOK, d.histN,
+			recoveryText(d.trig.recovered, d.trig.recovery), float64(d.trig.attempts)/float64(d.trig.requests), d.trig.peak, strings.Join(cells, " | "), yesNo(wins))
+	}
+	p("\nAnswer time: how long the callers waited for their answer in the total outage; a design that waits for tokens makes every caller of a dead server wait that long. A fixed burst per process is multiplied by the fleet: at 10,000 processes each sends about one request every 11 s, so a burst of 10 covers every retry of its first few failed requests, and the fleet brings 100,000 retries to the first seconds of a failure. A window of earned successes holds, fleet-wide, ratio × the server's goodput of the window, whatever the number of processes.\n")
 }
 
-func (s *simReport) fleetBare() simMetaResult {
+// fleetBare is the bare transport's run of the map of fleet size n at 90%
+// load and a 10 s trigger.
+func (s *simReport) fleetBare(n int) simMetaResult {
 	for li, load := range s.cfg.loads {
 		for ti, trig := range s.cfg.triggers {
 			if load == 0.9 && trig == 10*time.Second {
-				return s.sweep["bare transport"][li][ti]
+				return s.sweep[n]["bare transport"][li][ti]
 			}
 		}
 	}
 	return simMetaResult{}
 }
 
-func (s *simReport) designsBareFleet() (bool, time.Duration) {
-	b := s.fleetBare()
-	return b.recovered, b.recovery
+func (s *simReport) bareFleetsText() string {
+	var parts []string
+	for _, n := range s.cfg.fleets {
+		b := s.fleetBare(n)
+		parts = append(parts, recoveryText(b.recovered, b.recovery))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func findMeta(rs []metaResult, lib string) (metaResult, bool) {

@@ -410,6 +410,9 @@ type simMetaResult struct {
 	goodput   []int
 	requests  int
 	attempts  int
+	// the highest ratio of attempts to requests offered over the 1 s
+	// windows from the start of the trigger to the end of the offered load
+	peak float64
 }
 
 // simMetastable runs the metastable scenario with p for one kind of client:
@@ -451,5 +454,6 @@ func simMetastable(p metaParams, mk func(s *sim) func(ctx context.Context) bool)
 	s.run(end)
 	r := simMetaResult{p: p, offered: s.offered, load: s.load, goodput: s.goodput, requests: s.requests, attempts: s.attempts}
 	r.recovered, r.recovery = recoveryTime(s.offered, s.goodput, ticks(trigEnd), last)
+	r.peak = maxWindowRatio(s.load, s.offered, ticks(p.warmup), last)
 	return r
 }

@@ -13,9 +13,12 @@ import (
 // UnlimitedBudget) passes each retry through.
 type budgetDesign struct {
 	name  string
-	real  bool    // retryhttp's own Budget: NewBudget(ratio, burst)
-	ratio float64 // tokens deposited per request (or per success)
-	burst float64 // the most tokens held, and the start
+	real  bool // retryhttp's own Budget: the Transport's default, or NewFixedBudget(ratio, burst) if fixed
+	fixed bool // with real: the token bucket of earlier versions
+	// with real: no budget at all
+	unlimited bool
+	ratio     float64 // tokens deposited per request (or per success)
+	burst     float64 // the most tokens held, and the start
 	// depositOnSuccess deposits ratio for every attempt that succeeds,
 	// instead of for every request.
 	depositOnSuccess bool
@@ -33,6 +36,15 @@ type budgetDesign struct {
 	// every success adds ratio, and retries are made only while more than
 	// half the bucket is left; retries themselves cost nothing.
 	grpc bool
+	// window counts successes and retries over the last window, a retry
+	// allowed while retries+1 ≤ ratio × successes, plus burst retries
+	// before the first success (retryhttp's model, with other windows).
+	window time.Duration
+	// sre is the client-side throttling rule of Google's SRE book applied
+	// to retries: over the last 2 min, a retry is refused with probability
+	// max(0, (requests − k·accepts)/(requests + 1)), k = 1/(1 − ratio)...
+	// here k = 1 + ratio, so that retries stay near ratio × accepts.
+	sre bool
 }
 
 func (d budgetDesign) label() string {
@@ -46,6 +58,10 @@ func (d budgetDesign) label() string {
 type budgetModel struct {
 	d       budgetDesign
 	s       *sim
+	oks     []time.Duration // window, sre: times of recent successes
+	tries   []time.Duration // window: of recent retries; sre: of recent requests (attempts)
+	seen    bool            // window: a success was counted
+	rng     uint64
 	tokens  float64
 	last    time.Duration // of the last minRate accrual
 	waiters []*simCall
@@ -69,7 +85,35 @@ func (m *budgetModel) add(x float64) {
 	m.grant()
 }
 
+// trim drops the times older than the design's window.
+func (m *budgetModel) trim() {
+	w := m.d.window
+	if m.d.sre {
+		w = 2 * time.Minute
+	}
+	for len(m.oks) > 0 && m.oks[0] <= m.s.now-w {
+		m.oks = m.oks[1:]
+	}
+	for len(m.tries) > 0 && m.tries[0] <= m.s.now-w {
+		m.tries = m.tries[1:]
+	}
+}
+
 func (m *budgetModel) allowed() bool {
+	if m.d.window > 0 {
+		m.trim()
+		if float64(len(m.tries)+1) <= m.d.ratio*float64(len(m.oks))+1e-9 {
+			return true
+		}
+		return !m.seen && m.tokens >= 1
+	}
+	if m.d.sre {
+		m.trim()
+		reqs, k := float64(len(m.tries)), 1+m.d.ratio
+		p := max(0, (reqs-k*float64(len(m.oks)))/(reqs+1))
+		m.rng = m.rng*6364136223846793005 + 1442695040888963407
+		return float64(m.rng>>11)/(1<<53) >= p
+	}
 	if m.d.grpc {
 		return m.tokens > m.d.burst/2
 	}
@@ -77,6 +121,17 @@ func (m *budgetModel) allowed() bool {
 }
 
 func (m *budgetModel) take() {
+	if m.d.window > 0 {
+		if float64(len(m.tries)+1) <= m.d.ratio*float64(len(m.oks))+1e-9 {
+			m.tries = append(m.tries, m.s.now)
+		} else {
+			m.tokens--
+		}
+		return
+	}
+	if m.d.sre {
+		return
+	}
 	if !m.d.grpc {
 		m.tokens--
 	}
@@ -84,7 +139,7 @@ func (m *budgetModel) take() {
 
 // request is called for every request's first attempt.
 func (m *budgetModel) request() {
-	if !m.d.depositOnSuccess && !m.d.grpc {
+	if !m.d.depositOnSuccess && !m.d.grpc && m.d.window == 0 && !m.d.sre {
 		m.add(m.d.ratio)
 	}
 }
@@ -92,6 +147,18 @@ func (m *budgetModel) request() {
 // outcome is called after every attempt.
 func (m *budgetModel) outcome(c *simCall, retry, ok bool) {
 	switch {
+	case m.d.window > 0:
+		if ok {
+			m.oks = append(m.oks, m.s.now)
+			m.seen = true
+		}
+		return
+	case m.d.sre:
+		m.tries = append(m.tries, m.s.now)
+		if ok {
+			m.oks = append(m.oks, m.s.now)
+		}
+		return
 	case m.d.grpc && ok:
 		m.add(m.d.ratio)
 	case m.d.grpc:

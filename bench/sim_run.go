@@ -12,32 +12,40 @@ import (
 
 // simConfig sizes the simulation.
 type simConfig struct {
-	fleet    metaParams // the fleet; the sweep varies its load and trigger
+	fleet    metaParams // the fleet; the sweep varies its size, load and trigger
+	fleets   []int      // the fleet sizes swept: processes sharing the same total load
 	loads    []float64
 	triggers []time.Duration
 	designs  []budgetDesign
 }
 
-// simFullConfig is the fleet of the issue: 10,000 clients, each sending
-// about 0.09 requests a second at 90% load, to a server of capacity 1000/s.
+// simFullConfig is the fleet of the issue: 20, 1,000 and 10,000 processes
+// sharing the same load, to a server of capacity 1000/s; at 10,000 each
+// sends about 0.09 requests a second at 90% load. The warm-up of 60 s gives
+// the fleet a history, as a fleet in service has: after 5 s, two in three
+// of 10,000 such processes would not have sent a request yet, a fleet of
+// newborn processes, each with the allowance of a process that has never
+// seen a success.
 func simFullConfig() simConfig {
 	return simConfig{
 		fleet: metaParams{
 			capacity: 1000, load: 0.9, queueSeconds: 1.5, triggerFactor: 0.1, clients: 10000,
-			limit: time.Second, warmup: 5 * time.Second, trigger: 10 * time.Second, after: 30 * time.Second,
+			limit: time.Second, warmup: 60 * time.Second, trigger: 10 * time.Second, after: 30 * time.Second,
 			grace: 3 * time.Second, seed: 7,
 		},
-		loads:    []float64{0.5, 0.7, 0.8, 0.9, 0.95, 1.0},
+		fleets:   []int{20, 1000, 10000},
+		loads:    []float64{0.5, 0.6, 0.7, 0.8, 0.9, 0.95},
 		triggers: []time.Duration{1 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second, 60 * time.Second},
 		designs:  budgetDesigns,
 	}
 }
 
-// simQuickConfig is a tenth of the fleet and a coarser sweep.
+// simQuickConfig is a tenth of the capacity and a coarser sweep.
 func simQuickConfig() simConfig {
 	c := simFullConfig()
 	c.fleet.clients, c.fleet.capacity = 1000, 100
-	c.loads = []float64{0.6, 0.8, 0.9, 1.0}
+	c.fleets = []int{20, 1000} // at 100/s, 1,000 processes send as little each as 10,000 at 1000/s
+	c.loads = []float64{0.6, 0.9}
 	c.triggers = []time.Duration{2 * time.Second, 10 * time.Second, 30 * time.Second}
 	return c
 }
@@ -46,7 +54,18 @@ func simQuickConfig() simConfig {
 // deposits for each success), the first version's (a deposit for each
 // request), each idea alone, and combinations.
 var budgetDesigns = []budgetDesign{
-	{name: "retryhttp's Budget: NewBudget(0.1, 10), deposit on success", real: true, ratio: 0.1, burst: 10},
+	{name: "retryhttp's default Budget: NewHostBudget(0.1, 3), ratio × successes of the last 10 s paced at a tenth a second, 3 before the first success", real: true, ratio: 0.1, burst: 3},
+	{name: "the fixed bucket of earlier versions: NewFixedBudget(0.1, 10)", real: true, fixed: true, ratio: 0.1, burst: 10},
+	{name: "window 10 s, 2 before the first success", ratio: 0.1, burst: 2, window: 10 * time.Second},
+	{name: "window 10 s, none before the first success", ratio: 0.1, burst: 0, window: 10 * time.Second},
+	{name: "window 2 s, 2 before the first success", ratio: 0.1, burst: 2, window: 2 * time.Second},
+	{name: "window 3 s, 2 before the first success", ratio: 0.1, burst: 2, window: 3 * time.Second},
+	{name: "window 4 s, 2 before the first success", ratio: 0.1, burst: 2, window: 4 * time.Second},
+	{name: "window 5 s, 2 before the first success", ratio: 0.1, burst: 2, window: 5 * time.Second},
+	{name: "window 30 s, 2 before the first success", ratio: 0.1, burst: 2, window: 30 * time.Second},
+	{name: "window 60 s, 2 before the first success", ratio: 0.1, burst: 2, window: 60 * time.Second},
+	{name: "SRE client-side rule on retries, k = 1.1, 2 min", ratio: 0.1, sre: true},
+	{name: "no budget: UnlimitedBudget", real: true, unlimited: true},
 	{name: "first version: deposit per request", ratio: 0.1, burst: 10},
 	{name: "refund on success", ratio: 0.1, burst: 10, refund: true},
 	{name: "minimum 10 retries/s", ratio: 0.1, burst: 10, minRate: 10},
@@ -64,6 +83,19 @@ var budgetDesigns = []budgetDesign{
 	{name: "deposit on success + refund, burst 3", ratio: 0.1, burst: 3, depositOnSuccess: true, refund: true},
 }
 
+// fleetSeed is the seed offset of the map's cell at 90% load and a 10 s
+// trigger, which the designs' fleet runs share.
+func (c simConfig) fleetSeed() uint64 {
+	for li, load := range c.loads {
+		for ti, trig := range c.triggers {
+			if load == 0.9 && trig == 10*time.Second {
+				return uint64(li*100 + ti)
+			}
+		}
+	}
+	return 0
+}
+
 // simReport is what the simulation found.
 type simReport struct {
 	cfg      simConfig
@@ -73,7 +105,7 @@ type simReport struct {
 	// (10 s trigger) and whether each recovered
 	boundaryLoads []float64
 	boundary      map[string][]simMetaResult
-	sweep         map[string][][]simMetaResult // per client kind, [load][trigger]
+	sweep         map[int]map[string][][]simMetaResult // per fleet size and client kind, [load][trigger]
 	designs       []designResult
 }
 
@@ -83,15 +115,16 @@ type designResult struct {
 	outageAmp            float64
 	outageP50, outageMax time.Duration
 	blipOK, blipN        int
-	trig                 simMetaResult // at the loopback scale
-	fleet                simMetaResult // at the fleet's scale, 90% load, 10 s trigger
+	histOK, histN        int             // the blip after 60 s of history
+	trig                 simMetaResult   // at the loopback scale
+	fleets               []simMetaResult // per fleet size, 90% load, 10 s trigger
 }
 
 // runSim runs the loopback-scale check, the sweep and the comparison of
 // budget designs, on every CPU.
 func runSim(cfg simConfig, loop metaParams, step func(string)) *simReport {
 	started := time.Now()
-	rep := &simReport{cfg: cfg, sweep: map[string][][]simMetaResult{}}
+	rep := &simReport{cfg: cfg, sweep: map[int]map[string][][]simMetaResult{}}
 	var jobs []func()
 	rep.boundaryLoads = []float64{0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95}
 	rep.boundary = map[string][]simMetaResult{}
@@ -114,20 +147,23 @@ func runSim(cfg simConfig, loop metaParams, step func(string)) *simReport {
 			rep.loopback[i].client = c.name
 		})
 	}
-	for _, c := range simClients {
-		grid := make([][]simMetaResult, len(cfg.loads))
-		rep.sweep[c.name] = grid
-		for li, load := range cfg.loads {
-			grid[li] = make([]simMetaResult, len(cfg.triggers))
-			for ti, trig := range cfg.triggers {
-				p := cfg.fleet
-				p.load, p.trigger = load, trig
-				p.seed += uint64(li*100 + ti)
-				jobs = append(jobs, func() {
-					grid[li][ti] = simMetastable(p, c.make)
-					grid[li][ti].client = c.name
-					grid[li][ti].offered, grid[li][ti].load, grid[li][ti].goodput = nil, nil, nil
-				})
+	for _, n := range cfg.fleets {
+		rep.sweep[n] = map[string][][]simMetaResult{}
+		for _, c := range simClients {
+			grid := make([][]simMetaResult, len(cfg.loads))
+			rep.sweep[n][c.name] = grid
+			for li, load := range cfg.loads {
+				grid[li] = make([]simMetaResult, len(cfg.triggers))
+				for ti, trig := range cfg.triggers {
+					p := cfg.fleet
+					p.clients, p.load, p.trigger = n, load, trig
+					p.seed += uint64(li*100 + ti)
+					jobs = append(jobs, func() {
+						grid[li][ti] = simMetastable(p, c.make)
+						grid[li][ti].client = c.name
+						grid[li][ti].offered, grid[li][ti].load, grid[li][ti].goodput = nil, nil, nil
+					})
+				}
 			}
 		}
 	}
@@ -135,15 +171,22 @@ func runSim(cfg simConfig, loop metaParams, step func(string)) *simReport {
 	for i, d := range cfg.designs {
 		r := &rep.designs[i]
 		r.d = d
+		r.fleets = make([]simMetaResult, len(cfg.fleets))
 		jobs = append(jobs,
 			func() { r.outageAmp, r.outageP50, r.outageMax = simTotalOutage(d) },
 			func() { r.blipOK, r.blipN = simBlip(d) },
+			func() { r.histOK, r.histN = simBlipHistory(d) },
 			func() { r.trig = simMetastable(loop, designClient(d)) },
-			func() {
-				p := cfg.fleet
-				r.fleet = simMetastable(p, designClient(d))
-			},
 		)
+		for fi, n := range cfg.fleets {
+			p := cfg.fleet
+			p.clients = n
+			p.seed += cfg.fleetSeed() // the arrivals of the map's cell it is compared with
+			jobs = append(jobs, func() {
+				r.fleets[fi] = simMetastable(p, designClient(d))
+				r.fleets[fi].offered, r.fleets[fi].load, r.fleets[fi].goodput = nil, nil, nil
+			})
+		}
 	}
 	// One run at a time: simulations in parallel ran slower in all than
 	// one after another (their coroutines hop between threads), and a
@@ -160,8 +203,13 @@ func runSim(cfg simConfig, loop metaParams, step func(string)) *simReport {
 // designClient makes retryhttp processes that use budget design d.
 func designClient(d budgetDesign) func(s *sim) func(ctx context.Context) bool {
 	return func(s *sim) func(ctx context.Context) bool {
-		if d.real {
-			return retryhttpClient(s, retryhttp.NewBudget(d.ratio, int(d.burst)), nil)
+		switch {
+		case d.real && d.unlimited:
+			return retryhttpClient(s, retryhttp.UnlimitedBudget(), nil)
+		case d.real && d.fixed:
+			return retryhttpClient(s, retryhttp.NewFixedBudget(d.ratio, int(d.burst)), nil)
+		case d.real:
+			return retryhttpClient(s, nil, nil) // the default
 		}
 		return retryhttpClient(s, retryhttp.UnlimitedBudget(), newBudgetModel(d, s))
 	}
@@ -209,4 +257,41 @@ func agreement(real []metaResult, simulated []simMetaResult) (agree, total int) 
 		}
 	}
 	return agree, total
+}
+
+// simBlipHistory is the blip after a history: one process sends 30 requests
+// a second, evenly, for 60 s to a server that answers them all, then for 6 s
+// more while the server answers 503 for 3 s (from the 60th second), then
+// 200. It returns the successes among the requests of those last 6 s.
+func simBlipHistory(d budgetDesign) (ok, n int) {
+	const rate, history, blip = 30, 60 * time.Second, 3 * time.Second
+	s := newSim(blipServer{from: history, until: history + blip, latency: time.Millisecond}, 0, 3*time.Minute)
+	do := designClient(d)(s)
+	total := int((history + 2*blip).Seconds() * rate)
+	before := 0
+	for i := range total {
+		at := time.Duration(i) * time.Second / rate
+		if at < history {
+			before++
+		}
+		s.after(at, func() { s.start(do) })
+	}
+	var okBefore int
+	s.after(history, func() { okBefore = s.okCount })
+	s.run(3 * time.Minute)
+	return s.okCount - okBefore, total - before
+}
+
+// blipServer answers 503 from `from` until `until`, 200 otherwise, each
+// after latency.
+type blipServer struct {
+	from, until time.Duration
+	latency     time.Duration
+}
+
+func (b blipServer) arrive(now time.Duration) (int, time.Duration) {
+	if now >= b.from && now < b.until {
+		return 503, now + b.latency
+	}
+	return 200, now + b.latency
 }

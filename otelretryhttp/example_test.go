@@ -99,5 +99,5 @@ func Example() {
 	//   http.response.status_code=200
 	// retryhttp.retries{http.response.status_code=503} 1 {retry}
 	// retryhttp.wait.duration: 1 wait(s), in s
-	// retryhttp.budget.tokens{server.address=127.0.0.1,...} 9.1 {token}
+	// retryhttp.budget.tokens{server.address=127.0.0.1,...} 0.01 {token}
 }

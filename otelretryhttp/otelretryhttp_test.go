@@ -374,8 +374,10 @@ func TestBudgetGaugeOfTheDefaultBudget(t *testing.T) {
 	require.Len(t, points, 1)
 	v, ok := gaugeAt(points, destinationOf(t, srv.URL))
 	require.True(t, ok, "a point for the server: %v", points[0].Attributes.Encoded(attribute.DefaultEncoder()))
-	// Full at 10; the retry took one; its success earned the ratio back.
-	assert.InDelta(t, float64(retryhttp.DefaultBudgetBurst-1)+retryhttp.DefaultBudgetRatio, v, 1e-9)
+	// The retry took one of the burst of a fresh destination; its success
+	// ended the burst and earned the ratio, of which the pace allows a
+	// tenth in any second.
+	assert.InDelta(t, retryhttp.DefaultBudgetRatio/10, v, 1e-9)
 }
 
 func TestBudgetGaugeOfTheDefaultBudgetIsPerHost(t *testing.T) {
@@ -394,11 +396,11 @@ func TestBudgetGaugeOfTheDefaultBudgetIsPerHost(t *testing.T) {
 	require.Len(t, points, 2, "one point per destination")
 	v, ok := gaugeAt(points, destinationOf(t, failing.URL))
 	require.True(t, ok)
-	assert.InDelta(t, float64(retryhttp.DefaultBudgetBurst-2)+retryhttp.DefaultBudgetRatio, v, 1e-9,
-		"the failing server's bucket paid for two retries and earned the ratio for the success")
+	assert.InDelta(t, retryhttp.DefaultBudgetRatio/10, v, 1e-9,
+		"the failing server's two retries came from its burst, which its success ended; the success earned the ratio, paced")
 	v, ok = gaugeAt(points, destinationOf(t, healthy.URL))
 	require.True(t, ok)
-	assert.InDelta(t, float64(retryhttp.DefaultBudgetBurst), v, 1e-9, "the healthy server's bucket is full")
+	assert.InDelta(t, retryhttp.DefaultBudgetRatio/10, v, 1e-9, "the healthy server's window, its own: one success, no retry")
 }
 
 func TestBudgetGaugeOfASharedBudget(t *testing.T) {
@@ -418,9 +420,10 @@ func TestBudgetGaugeOfASharedBudget(t *testing.T) {
 		closeResponse(resp)
 	}
 
-	// 5, −1, +0.5 for the success, −2, +0.5: the transports spent the budget
-	// given, and each success earned the ratio.
-	require.InDelta(t, 3.0, budget.Tokens(), 1e-9)
+	// A's retry came from the burst, which A's success ended; that success
+	// earned half a retry, not enough for B's: one success in the window,
+	// 0.5 × 1 paced at a tenth.
+	require.InDelta(t, 0.05, budget.Tokens(), 1e-9)
 	points := gauge(t, h.metrics(t))
 	require.Len(t, points, 2, "one point per destination, from each transport")
 	for _, dest := range []string{a.URL, b.URL} {
@@ -693,9 +696,10 @@ func TestBudgetGaugeOfTwoTransportsAtOneDestination(t *testing.T) {
 			values = append(values, p.Value)
 		}
 	}
-	// The failing client's budget paid for 3 retries (MaxAttempts 4): 7
-	// left; the healthy one's is full. Each Transport's point must be there.
-	assert.ElementsMatch(t, []float64{retryhttp.DefaultBudgetBurst - 3, retryhttp.DefaultBudgetBurst}, values,
+	// The failing client's budget paid for 3 retries (MaxAttempts 4) from
+	// its burst: none left; the healthy one's earned a paced tenth of the
+	// ratio. Each Transport's point must be there.
+	assert.ElementsMatch(t, []float64{0, retryhttp.DefaultBudgetRatio / 10}, values,
 		"one point per Transport at %s", srv.URL)
 }
 

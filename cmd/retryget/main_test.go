@@ -66,9 +66,9 @@ func TestDemo(t *testing.T) {
 	require.Len(t, lines, 6, stderr)
 	assert.Contains(t, lines[0], "no URL given: fetching from a flaky demo server at http://127.0.0.1:")
 	// A server-named wait of 1s gets up to 1s of jitter.
-	assert.Regexp(t, `^attempt 1: 503 Service Unavailable; Retry-After "1" read as delay-seconds: 1s; waiting 1(\.\d+)?s; budget 9\.0 tokens left$`, lines[1])
-	assert.Regexp(t, `^attempt 2: 503 Service Unavailable; Retry-After "\w{3}, \d\d \w{3} \d{4} [\d:]{8} GMT" read as HTTP-date, IMF-fixdate: 1s; waiting 1(\.\d+)?s; budget 8\.0 tokens left$`, lines[2])
-	assert.Regexp(t, `^attempt 3: error: .*EOF; no response, so backoff; waiting [\d.]+m?s; budget 7\.0 tokens left$`, lines[3])
+	assert.Regexp(t, `^attempt 1: 503 Service Unavailable; Retry-After "1" read as delay-seconds: 1s; waiting 1(\.\d+)?s; budget 3\.0 tokens left$`, lines[1])
+	assert.Regexp(t, `^attempt 2: 503 Service Unavailable; Retry-After "\w{3}, \d\d \w{3} \d{4} [\d:]{8} GMT" read as HTTP-date, IMF-fixdate: 1s; waiting 1(\.\d+)?s; budget 3\.0 tokens left$`, lines[2])
+	assert.Regexp(t, `^attempt 3: error: .*EOF; no response, so backoff; waiting [\d.]+m?s; budget 2\.0 tokens left$`, lines[3])
 	assert.Equal(t, "attempt 4: 200 OK", lines[4])
 	assert.Regexp(t, `^200 OK after 4 attempts in [\d.]+m?s$`, lines[5])
 	assert.NotContains(t, stderr, "gave up")
@@ -96,7 +96,7 @@ func TestFetchesAURL(t *testing.T) {
 	assert.Equal(t, exitOK, code, stderr)
 	assert.Equal(t, "payload", stdout)
 	// Even a wait of 0s gets up to 1s of jitter.
-	assert.Regexp(t, `attempt 1: 503 Service Unavailable; Retry-After "0" read as delay-seconds: 0s; waiting \d+(\.\d+)?m?s; budget 9\.0 tokens left\n`, stderr)
+	assert.Regexp(t, `attempt 1: 503 Service Unavailable; Retry-After "0" read as delay-seconds: 0s; waiting \d+(\.\d+)?m?s; budget 2\.0 tokens left\n`, stderr)
 	assert.Contains(t, stderr, `attempt 2: 503 Service Unavailable; Retry-After "soon" not understood, so backoff; waiting `)
 	assert.Contains(t, stderr, "attempt 3: 200 OK\n")
 	assert.NotContains(t, stderr, "demo server")
@@ -219,12 +219,13 @@ func TestGiveUpReasons(t *testing.T) {
 			want:     "gave up after 4 attempts: attempts used up (-attempts 4)",
 		},
 		{
-			// The per-host budget holds 10 tokens: 10 retries, then none.
+			// A fresh destination's budget holds its burst of 3: 3 blind
+			// retries, then none.
 			name:      "budget empty",
 			otherwise: &retryNow,
 			args:      []string{"-attempts", "20", "-max-elapsed", "1h"},
-			attempts:  11,
-			want:      "gave up after 11 attempts: the retry budget is empty",
+			attempts:  4,
+			want:      "gave up after 4 attempts: the retry budget is empty",
 		},
 		{
 			name:     "Retry-After too long",
@@ -347,21 +348,22 @@ func TestCancelledWhileWaiting(t *testing.T) {
 
 	assert.Equal(t, exitFailed, code)
 	assert.Empty(t, stdout.String())
-	assert.Regexp(t, `^attempt 1: 503 Service Unavailable; Retry-After "5" read as delay-seconds: 5s; waiting 5(\.\d+)?s; budget 9\.0 tokens left\n`+
+	assert.Regexp(t, `^attempt 1: 503 Service Unavailable; Retry-After "5" read as delay-seconds: 5s; waiting 5(\.\d+)?s; budget 3\.0 tokens left\n`+
 		`gave up after 1 attempt: the request was cancelled while waiting to retry\n`+
 		`failed after 1 attempt in [\d.]+m?s\n$`, stderr.String())
 }
 
-// The budget figure is the request's host's: the first retry leaves 9 of
-// the 10 tokens, and the last one none.
+// The budget figure is the request's host's: the first retry leaves 2 of
+// a fresh destination's 3, and the last one none. Retry-After: 0 is a
+// blind retry, which the budget pays for.
 func TestBudgetPerHost(t *testing.T) {
 	srv := retrytest.NewServer(t).Otherwise(retrytest.Unavailable(0).WithHeader("Retry-After", "0"))
 	code, _, stderr := runVirtual(t, "-attempts", "20", "-max-elapsed", "1h", srv.URL)
 	assert.Equal(t, exitFailed, code)
 	assert.Contains(t, stderr, "attempt 1: 503 Service Unavailable; Retry-After \"0\" read as delay-seconds: 0s; waiting ")
-	assert.Regexp(t, `(?m)^attempt 1: .*; budget 9\.0 tokens left$`, stderr)
-	assert.Regexp(t, `(?m)^attempt 10: .*; budget 0\.0 tokens left$`, stderr)
-	assert.Contains(t, stderr, "attempt 11: 503 Service Unavailable\ngave up after 11 attempts: the retry budget is empty\n")
+	assert.Regexp(t, `(?m)^attempt 1: .*; budget 2\.0 tokens left$`, stderr)
+	assert.Regexp(t, `(?m)^attempt 3: .*; budget 0\.0 tokens left$`, stderr)
+	assert.Contains(t, stderr, "attempt 4: 503 Service Unavailable\ngave up after 4 attempts: the retry budget is empty\n")
 }
 
 // A request that succeeded, or whose outcome was not retryable, did not
@@ -407,7 +409,7 @@ func TestAttemptTimeout(t *testing.T) {
 	assert.Equal(t, exitOK, code, stderr)
 	assert.Equal(t, "in time", stdout)
 	assert.Equal(t, 2, srv.Count())
-	assert.Regexp(t, `(?m)^attempt 1: error: retryhttp: attempt timed out: no response headers within 500ms; no response, so backoff; waiting [\d.]+m?s; budget 9\.0 tokens left$`, stderr)
+	assert.Regexp(t, `(?m)^attempt 1: error: retryhttp: attempt timed out: no response headers within 500ms; no response, so backoff; waiting [\d.]+m?s; budget 2\.0 tokens left$`, stderr)
 	assert.Contains(t, stderr, "attempt 2: 200 OK\n")
 	assert.Empty(t, giveUpLines(stderr))
 	assert.Regexp(t, `(?m)^200 OK after 2 attempts in `, stderr)

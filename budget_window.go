@@ -1,0 +1,369 @@
+package retryhttp
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// BudgetWindow is how far back a Budget made by NewBudget or NewHostBudget
+// counts successes and retries: a success earns ratio retries for this long,
+// then expires. It is counted in slots of 200 ms.
+const BudgetWindow = 10 * time.Second
+
+// BudgetPace is the span over which a Budget made by NewBudget or
+// NewHostBudget paces its retries: in any BudgetPace, the share of the
+// window's allowance that falls to it (a tenth), so that what a window
+// earned is spread over it rather than spent at once.
+const BudgetPace = time.Second
+
+// ScheduledRetryMin is the shortest wait named by the server (Retry-After,
+// or a rate-limit reset) that makes a retry scheduled rather than blind: a
+// scheduled retry takes no token from the Budget.
+const ScheduledRetryMin = time.Second
+
+const (
+	budgetSlot  = 200 * time.Millisecond
+	budgetSlots = 50 // BudgetWindow / budgetSlot
+	paceSlots   = 5  // BudgetPace / budgetSlot
+	// maxWindowRatio keeps ratio × successes within an int64 of millionths.
+	maxWindowRatio = 1000
+)
+
+// NewBudget returns a Budget, of one window for every request that shares
+// it whatever its destination, that allows a blind retry while the retries
+// of the last BudgetWindow are fewer than ratio × its successes, paced, and
+// burst retries in all before its first success (see Budget for the model
+// and the bound). NewBudget(0.1, 3) allows a retry for every ten recent
+// successes, and three before any. Ratios above 1000 count as
+// 1000.
+//
+// A ratio that is negative, infinite or NaN, or a negative burst, makes an
+// invalid Budget: a Transport using it returns an error naming the problem
+// instead of sending anything (see Policy.Validate). NewBudget(0, 0) is the
+// explicit budget that never allows a blind retry; NewBudget(0, n) allows n
+// in all, before its first success.
+//
+// Before version 0.x, NewBudget made a token bucket whose burst never
+// expired; NewFixedBudget still makes it.
+func NewBudget(ratio float64, burst int) *Budget {
+	b := &Budget{made: true}
+	switch {
+	case math.IsNaN(ratio) || math.IsInf(ratio, 0) || ratio < 0:
+		b.err = fmt.Errorf("ratio %v must be a finite number of at least 0", ratio)
+		return b
+	case burst < 0:
+		b.err = fmt.Errorf("burst %d must not be negative", burst)
+		return b
+	}
+	burst = min(burst, math.MaxInt32)
+	b.burst = int64(burst) * microPerToken
+	b.ratio = int64(math.Round(math.Min(ratio, maxWindowRatio) * microPerToken))
+	b.single = newLedger("", burst)
+	return b
+}
+
+// NewHostBudget returns a Budget that keeps a separate window for every
+// destination, each behaving as NewBudget(ratio, burst) would, so that the
+// retries of a client shared by many hosts are bounded per host, each by
+// its own successes. Several Transports may share it. Its arguments are
+// checked as NewBudget's. It is the Transport's default, with
+// DefaultBudgetRatio and DefaultBudgetBurst.
+//
+// The destination of a request is its URL's scheme and host with the port
+// made explicit, the scheme and host compared case-insensitively:
+// https://API.example.com and https://api.example.com:443 share a window.
+//
+// Memory stays bounded however many hosts a program talks to: at most
+// MaxHostBuckets destinations are kept; beyond, the one least recently
+// active is dropped and, should it come back, starts afresh, with no history
+// and its burst.
+func NewHostBudget(ratio float64, burst int) *Budget {
+	b := NewBudget(ratio, burst)
+	if b.err == nil {
+		b.single = nil
+		b.ledgers = &hostLedgers{seed: rand.Uint64()}
+		b.ledgers.m.Store(&map[uint64]*ledger{})
+	}
+	return b
+}
+
+// clockBox holds the Clock a Budget reads.
+type clockBox struct{ c Clock }
+
+// bind makes c the Budget's clock, unless it has one already: the first
+// Transport to use a Budget lends it its Policy's Clock.
+func (b *Budget) bind(c Clock) {
+	if b == nil || b.fixed || b.unlimited || b.clock.Load() != nil {
+		return
+	}
+	b.clock.CompareAndSwap(nil, &clockBox{c})
+}
+
+// slot returns the number of the current slot. On the real clock it reads
+// only the monotonic clock, as startTime does.
+func (b *Budget) slot() uint32 {
+	var ns int64
+	box := b.clock.Load()
+	if _, real := box.clockOr().(realClock); real {
+		ns = int64(time.Since(monotonicBase))
+	} else {
+		ns = box.c.Now().UnixNano()
+	}
+	s := ns / int64(budgetSlot)
+	if ns < 0 && ns%int64(budgetSlot) != 0 {
+		s-- // round down, before 1970 on a fake clock
+	}
+	return uint32(s) // only differences of fewer than budgetSlots matter
+}
+
+func (x *clockBox) clockOr() Clock {
+	if x == nil {
+		return realClock{}
+	}
+	return x.c
+}
+
+// ledger counts one window's successes and retries, slot by slot, each slot
+// one word stamped with its slot number so that a stale one reads as empty:
+// reading and counting take no lock and allocate nothing.
+type ledger struct {
+	ok    [budgetSlots]atomic.Uint64 // slot<<32 | successes
+	tries [budgetSlots]atomic.Uint64 // slot<<32 | uint32(retries)
+	fresh atomic.Int64               // retries left of the burst
+	seen  atomic.Bool                // a success was counted
+	dest  string                     // the canonical destination of a NewHostBudget's ledger
+	// lastRetry orders the destinations of a NewHostBudget by their latest
+	// retry, for eviction; only retries, never the happy path, write it.
+	lastRetry atomic.Int64
+}
+
+func newLedger(dest string, burst int) *ledger {
+	l := &ledger{dest: dest}
+	l.fresh.Store(int64(burst))
+	return l
+}
+
+func stamp(w uint64) uint32 { return uint32(w >> 32) }
+
+// inWindow reports whether the slot stamped s belongs to the window of slot e.
+func inWindow(s, e uint32) bool { return e-s < budgetSlots }
+
+// sums returns the successes and retries of the window of slot e, and the
+// retries of its last BudgetPace.
+func (l *ledger) sums(e uint32) (ok, tries, paced int64) {
+	for i := range budgetSlots {
+		if w := l.ok[i].Load(); inWindow(stamp(w), e) {
+			ok += int64(uint32(w))
+		}
+		if w := l.tries[i].Load(); inWindow(stamp(w), e) {
+			n := int64(int32(uint32(w)))
+			tries += n
+			if e-stamp(w) < paceSlots {
+				paced += n
+			}
+		}
+	}
+	return ok, tries, paced
+}
+
+// allows reports, in millionths, how many more retries the window allows,
+// what ratio × its successes leave, and how many the pace allows, its share
+// of those earnings less the retries of the last BudgetPace.
+func allows(ok, tries, paced int64, ratio int64) (window, pace int64) {
+	earned := ratio * ok
+	return earned - tries*microPerToken, earned*paceSlots/budgetSlots - paced*microPerToken
+}
+
+// admit reports whether a retry may be made: the window must hold a whole
+// retry; the pace may hold a fraction, which admits the retry with that
+// probability, so that a process that earns less than a retry in a
+// BudgetPace still retries at the rate it earns, on average, rather than
+// never.
+func admit(window, pace int64) bool {
+	if window < microPerToken || pace <= 0 {
+		return false
+	}
+	return pace >= microPerToken || rand.Int64N(microPerToken) < pace
+}
+
+// bump adds d to the count of slot e in w's ring, starting the slot afresh
+// if it holds an older one.
+func bump(ring *[budgetSlots]atomic.Uint64, e uint32, d int32) {
+	k := &ring[e%budgetSlots]
+	for {
+		old := k.Load()
+		n := d
+		if stamp(old) == e {
+			n = int32(uint32(old)) + d
+			if d > 0 && n < int32(uint32(old)) {
+				return // saturated
+			}
+		}
+		if k.CompareAndSwap(old, uint64(e)<<32|uint64(uint32(n))) {
+			return
+		}
+	}
+}
+
+func (l *ledger) deposit(e uint32) {
+	bump(&l.ok, e, 1)
+	if !l.seen.Load() {
+		l.seen.Store(true)
+	}
+}
+
+// young reports whether the burst is open: until the first success.
+func (l *ledger) young() bool { return !l.seen.Load() }
+
+// withdraw counts a retry in slot e if the window allows it, and else takes
+// one of the burst while it is open (see young).
+func (l *ledger) withdraw(e uint32, ratio int64) bool {
+	k := &l.tries[e%budgetSlots]
+	for first := true; ; first = false {
+		// Load the current slot before summing: a retry counted in it
+		// meanwhile makes the swap fail, and the window is summed again.
+		old := k.Load()
+		ok, tries, paced := l.sums(e)
+		window, pace := allows(ok, tries, paced, ratio)
+		if first && !admit(window, pace) || window < microPerToken || pace <= 0 {
+			break
+		}
+		n := int32(1)
+		if stamp(old) == e {
+			n = int32(uint32(old)) + 1
+		}
+		if k.CompareAndSwap(old, uint64(e)<<32|uint64(uint32(n))) {
+			return true
+		}
+	}
+	for l.young() {
+		f := l.fresh.Load()
+		if f <= 0 {
+			return false
+		}
+		if l.fresh.CompareAndSwap(f, f-1) {
+			return true
+		}
+	}
+	return false
+}
+
+// refund uncounts a retry that was not sent: the latest one counted in the
+// window, or else one of the burst.
+func (l *ledger) refund(e uint32, burst int64) {
+	for back := range uint32(budgetSlots) {
+		s := e - back
+		k := &l.tries[s%budgetSlots]
+		for {
+			old := k.Load()
+			if stamp(old) != s || int32(uint32(old)) <= 0 {
+				break
+			}
+			if k.CompareAndSwap(old, old-1) {
+				return
+			}
+		}
+	}
+	if !l.young() {
+		return
+	}
+	for {
+		f := l.fresh.Load()
+		if f*microPerToken >= burst || l.fresh.CompareAndSwap(f, f+1) {
+			return
+		}
+	}
+}
+
+// tokens reports how many retries the window allows now.
+func (l *ledger) tokens(e uint32, ratio int64) float64 {
+	ok, tries, paced := l.sums(e)
+	window, pace := allows(ok, tries, paced, ratio)
+	n := max(0, float64(min(window, pace))/microPerToken)
+	if l.young() {
+		n += float64(l.fresh.Load())
+	}
+	return n
+}
+
+// idle returns how many slots back from e l last counted anything, for
+// eviction: the larger, the staler.
+func (l *ledger) idle(e uint32) uint32 {
+	least := uint32(math.MaxUint32)
+	for i := range budgetSlots {
+		for _, w := range [2]uint64{l.ok[i].Load(), l.tries[i].Load()} {
+			if w != 0 {
+				least = min(least, e-stamp(w))
+			}
+		}
+	}
+	return least
+}
+
+// hostLedgers holds the ledgers of a NewHostBudget in a map that is
+// replaced, never changed: readers, which every request is, take no lock
+// and allocate nothing; writers, the first request to a destination only,
+// copy it under mu.
+type hostLedgers struct {
+	m       atomic.Pointer[map[uint64]*ledger]
+	mu      sync.Mutex
+	seed    uint64
+	retries atomic.Int64 // counts retries, to order destinations by their latest
+}
+
+// find returns the ledger of u's destination, or nil.
+func (h *hostLedgers) find(u *url.URL) *ledger {
+	m := *h.m.Load()
+	l := m[hashDestination(h.seed, u)]
+	if l == nil || !sameDestination(l.dest, u) {
+		return nil
+	}
+	return l
+}
+
+// findOrAdd returns the ledger of u's destination, adding a new one when
+// there is none, and dropping the least recently active when there are
+// MaxHostBuckets already.
+func (h *hostLedgers) findOrAdd(u *url.URL, burst int64, now uint32) *ledger {
+	if l := h.find(u); l != nil {
+		return l
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if l := h.find(u); l != nil {
+		return l
+	}
+	old := *h.m.Load()
+	next := make(map[uint64]*ledger, min(len(old)+1, MaxHostBuckets))
+	for k, l := range old {
+		next[k] = l
+	}
+	if len(next) >= MaxHostBuckets {
+		// The stalest: the longest idle, and of those the one whose
+		// latest retry is the oldest.
+		var stalest uint64
+		most, oldest := uint32(0), int64(math.MaxInt64)
+		for k, l := range next {
+			idle, last := l.idle(now), l.lastRetry.Load()
+			if idle > most || (idle == most && last < oldest) {
+				stalest, most, oldest = k, idle, last
+			}
+		}
+		delete(next, stalest)
+	}
+	l := newLedger(canonicalDestination(u), int(burst/microPerToken))
+	next[hashDestination(h.seed, u)] = l // a colliding destination takes the slot over
+	h.m.Store(&next)
+	return l
+}
+
+// The slot counts must match the durations they stand for.
+var (
+	_ = [1]struct{}{}[int(BudgetWindow/budgetSlot)-budgetSlots]
+	_ = [1]struct{}{}[int(BudgetPace/budgetSlot)-paceSlots]
+)

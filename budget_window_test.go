@@ -1,0 +1,368 @@
+package retryhttp_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/b4dedce7/retryhttp"
+	"github.com/b4dedce7/retryhttp/retrytest"
+)
+
+// answerAt answers 200 or 503 by the fake clock's time, as fail says, and
+// records when each success was answered.
+type answerAt struct {
+	clock *retrytest.Clock
+	fail  func(now time.Time) bool
+	mu    sync.Mutex
+	oks   []time.Time
+	sent  atomic.Int32
+}
+
+func (a *answerAt) RoundTrip(req *http.Request) (*http.Response, error) {
+	a.sent.Add(1)
+	now := a.clock.Now()
+	status := http.StatusOK
+	if a.fail(now) {
+		status = http.StatusServiceUnavailable
+	} else {
+		a.mu.Lock()
+		a.oks = append(a.oks, now)
+		a.mu.Unlock()
+	}
+	return &http.Response{StatusCode: status, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+}
+
+func countIn(ts []time.Time, from, to time.Time) int {
+	n := 0
+	for _, t := range ts {
+		if !t.Before(from) && !t.After(to) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestBudgetBound checks the bound the Budget documents, at every blind
+// retry: the retries of the 9.8 s up to it are at most ratio × the
+// successes of the 10 s up to it, plus burst before the first success, and
+// those of the 0.8 s up to it at most a tenth of that, rounded up.
+func TestBudgetBound(t *testing.T) {
+	for _, ratio := range []float64{0.1, 0.5} {
+		clock := retrytest.NewClock(t)
+		start := clock.Now()
+		rng := rand.New(rand.NewPCG(1, uint64(ratio*10)))
+		// Failures come and go in spells of a few seconds.
+		srv := &answerAt{clock: clock, fail: func(now time.Time) bool {
+			return int(now.Sub(start)/(1500*time.Millisecond))%3 == 1
+		}}
+		const burst = 3
+		budget := retryhttp.NewBudget(ratio, burst)
+		var mu sync.Mutex
+		var retries []time.Time
+		rt := &retryhttp.Transport{Base: srv, Policy: retryhttp.Policy{
+			Budget: budget, Clock: clock, MaxAttempts: 3, Backoff: noWait,
+			OnRetry: func(retryhttp.RetryEvent) {
+				mu.Lock()
+				retries = append(retries, clock.Now())
+				mu.Unlock()
+			},
+		}}
+		for range 5000 {
+			clock.Advance(time.Duration(rng.IntN(40)) * time.Millisecond)
+			req, _ := http.NewRequest(http.MethodGet, "http://api.example/", nil)
+			resp, err := rt.RoundTrip(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+		}
+		require.NotEmpty(t, srv.oks)
+		firstOK := srv.oks[0]
+		for _, at := range retries {
+			earned := ratio * float64(countIn(srv.oks, at.Add(-retryhttp.BudgetWindow), at))
+			made := countIn(retries, at.Add(-retryhttp.BudgetWindow+200*time.Millisecond), at)
+			paced := countIn(retries, at.Add(-retryhttp.BudgetPace+200*time.Millisecond), at)
+			if at.Before(firstOK) {
+				earned += burst
+			}
+			require.LessOrEqualf(t, float64(made), earned+1e-9, "ratio %v: %d retries in the 9.8 s up to %v", ratio, made, at.Sub(start))
+			if !at.Before(firstOK) {
+				require.LessOrEqualf(t, float64(paced), math.Ceil(earned/10-1e-9), "ratio %v: %d retries in the 0.8 s up to %v", ratio, paced, at.Sub(start))
+			}
+		}
+		assert.Greater(t, len(retries), 100, "ratio %v: the failures were retried", ratio)
+	}
+}
+
+// TestBudgetWindowExpires checks that successes earn retries for
+// BudgetWindow only: the allowance is not stored.
+func TestBudgetWindowExpires(t *testing.T) {
+	clock := retrytest.NewClock(t)
+	var failing atomic.Bool
+	srv := &answerAt{clock: clock, fail: func(time.Time) bool { return failing.Load() }}
+	budget := retryhttp.NewBudget(0.1, 3)
+	rt := &retryhttp.Transport{Base: srv, Policy: retryhttp.Policy{Budget: budget, Clock: clock, MaxAttempts: 100, Backoff: noWait}}
+	get := func() {
+		req, _ := http.NewRequest(http.MethodGet, "http://api.example/", nil)
+		resp, err := rt.RoundTrip(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+	}
+	assert.Equal(t, 3.0, budget.Tokens(), "no history: the burst")
+	get()
+	clock.Advance(retryhttp.BudgetWindow)
+	assert.Zero(t, budget.Tokens(), "the first success ended the burst, and its earnings expired")
+	for range 100 {
+		clock.Advance(100 * time.Millisecond)
+		get()
+	}
+	assert.InDelta(t, 1.0, budget.Tokens(), 0.02, "100 successes in 10 s earn 10 retries, paced at one a second")
+	failing.Store(true)
+	before := srv.sent.Load()
+	get()
+	assert.EqualValues(t, 2, srv.sent.Load()-before, "one retry: the pace")
+	clock.Advance(retryhttp.BudgetWindow)
+	assert.Zero(t, budget.Tokens(), "the successes expire with the window")
+	before = srv.sent.Load()
+	get()
+	assert.EqualValues(t, 1, srv.sent.Load()-before, "no retry from expired successes, and no burst again")
+}
+
+// TestFreshProcessRetries is the demo's path: a Transport with no history
+// answered 503, 503, then 200 returns the 200.
+func TestFreshProcessRetries(t *testing.T) {
+	srv := retrytest.NewServer(t, retrytest.Unavailable(0), retrytest.Unavailable(0), retrytest.OK("done"))
+	client, _ := newClient(t, retryhttp.Policy{})
+	resp, body, err := do(t, client, newRequest(t, "GET", srv.URL, nil))
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, "done", body)
+	assert.Equal(t, 3, srv.Count())
+}
+
+// TestDeadServerFromAFreshTransport: at most 1.15 attempts per request,
+// one at a time and all at once.
+func TestDeadServerFromAFreshTransport(t *testing.T) {
+	const n = 100
+	for _, concurrent := range []bool{false, true} {
+		srv := retrytest.NewServer(t).Otherwise(retrytest.Unavailable(0))
+		client, _ := newClient(t, retryhttp.Policy{})
+		var wg sync.WaitGroup
+		for range n {
+			get := func() {
+				resp, _, err := do(t, client, newRequest(t, "GET", srv.URL, nil))
+				assert.NoError(t, err)
+				if err == nil {
+					assert.Equal(t, 503, resp.StatusCode)
+				}
+			}
+			if concurrent {
+				wg.Go(get)
+			} else {
+				get()
+			}
+		}
+		wg.Wait()
+		assert.LessOrEqual(t, float64(srv.Count())/n, 1.15, "concurrent %v", concurrent)
+		assert.Equal(t, n+retryhttp.DefaultBudgetBurst, srv.Count(), "concurrent %v: the burst and no more", concurrent)
+	}
+}
+
+// TestBlipWithHistory: a process that has sent 30 requests a second rides
+// out a blip on the retries its own traffic earned, and its extra load
+// stays within the ratio of that traffic.
+func TestBlipWithHistory(t *testing.T) {
+	clock := retrytest.NewClock(t)
+	start := clock.Now()
+	const history, blip = 60 * time.Second, 3 * time.Second
+	srv := &answerAt{clock: clock, fail: func(now time.Time) bool {
+		d := now.Sub(start)
+		return d >= history && d < history+blip
+	}}
+	var retries atomic.Int32
+	rt := &retryhttp.Transport{Base: srv, Policy: retryhttp.Policy{Clock: clock, OnRetry: func(retryhttp.RetryEvent) { retries.Add(1) }}}
+	sent := 0
+	for clock.Now().Add(time.Second/30).Sub(start) < history {
+		clock.Advance(time.Second / 30)
+		req, _ := http.NewRequest(http.MethodGet, "http://api.example/", nil)
+		resp, err := rt.RoundTrip(req)
+		require.NoError(t, err)
+		require.Equal(t, 200, resp.StatusCode)
+		sent++
+	}
+	tokens := rt.Budget().TokensFor("http://api.example")
+	assert.InDelta(t, 3, tokens, 0.11, "ratio × the successes of the last 10 s, 30, paced at a tenth a second")
+	// A blip of 503s: the first request spends its retries inside it, the
+	// next gets through when it ends.
+	ok, total := 0, 0
+	for clock.Now().Sub(start) < history+2*blip {
+		clock.Advance(time.Second / 30)
+		req, _ := http.NewRequest(http.MethodGet, "http://api.example/", nil)
+		resp, err := rt.RoundTrip(req)
+		require.NoError(t, err)
+		total++
+		if resp.StatusCode == 200 {
+			ok++
+		}
+	}
+	t.Logf("%d of %d requests through the blip and the 3 s after it, %d retries", ok, total, retries.Load())
+	// One request after another on the fake clock, whose waits move it:
+	// each spends its three retries inside the blip, or gets through when
+	// it ends, as far as the pace lets it retry: 86% to 99% in trials.
+	assert.GreaterOrEqual(t, float64(ok), 0.75*float64(total))
+	assert.LessOrEqual(t, float64(retries.Load()), retryhttp.DefaultBudgetRatio*float64(sent), "extra load within the ratio of the process's own traffic")
+	assert.Positive(t, retries.Load())
+}
+
+// TestScheduledRetriesTakeNoToken: a retry at a time the server named, a
+// second or more ahead, is not blind and takes no token; a shorter one is.
+func TestScheduledRetriesTakeNoToken(t *testing.T) {
+	t.Run("Retry-After: 1", func(t *testing.T) {
+		srv := retrytest.NewServer(t, retrytest.Unavailable(time.Second), retrytest.TooManyRequests(2*time.Second), retrytest.OK("done"))
+		client, clock := newClient(t, retryhttp.Policy{Budget: retryhttp.NewBudget(0, 0)})
+		resp, _, err := do(t, client, newRequest(t, "GET", srv.URL, nil))
+		require.NoError(t, err)
+		assert.Equal(t, 200, resp.StatusCode)
+		assert.GreaterOrEqual(t, clock.Waited(), 3*time.Second, "waited as told")
+	})
+	t.Run("Retry-After: 0 to everything is still bounded", func(t *testing.T) {
+		srv := retrytest.NewServer(t).Otherwise(retrytest.Reply(503, "").WithHeader("Retry-After", "0"))
+		client, _ := newClient(t, retryhttp.Policy{})
+		for range 100 {
+			_, _, err := do(t, client, newRequest(t, "GET", srv.URL, nil))
+			require.NoError(t, err)
+		}
+		assert.Equal(t, 100+retryhttp.DefaultBudgetBurst, srv.Count())
+	})
+	t.Run("a scheduled retry is still bounded by MaxAttempts", func(t *testing.T) {
+		srv := retrytest.NewServer(t).Otherwise(retrytest.Unavailable(time.Second))
+		var hook giveUps
+		client, _ := newClient(t, retryhttp.Policy{Budget: retryhttp.NewBudget(0, 0), OnGiveUp: hook.record})
+		_, _, err := do(t, client, newRequest(t, "GET", srv.URL, nil))
+		require.NoError(t, err)
+		assert.Equal(t, retryhttp.DefaultMaxAttempts, srv.Count())
+		require.Len(t, hook.all(), 1)
+		assert.Same(t, retryhttp.ErrAttemptsUsedUp, hook.all()[0].Reason)
+	})
+}
+
+// TestRateLimitAndTheBudget is the user's case: 30 requests at once
+// through one fresh Transport to a GitHub-like API with 5 requests of
+// quota left and a reset 3 s ahead. Each request told to wait waits as
+// told, or gives up with a reason that names the limit that stopped it,
+// never the budget.
+func TestRateLimitAndTheBudget(t *testing.T) {
+	for _, recovers := range []bool{true, false} {
+		t.Run(map[bool]string{true: "the quota comes back", false: "the quota stays spent"}[recovers], func(t *testing.T) {
+			clock := retrytest.NewClock(t)
+			limited := retrytest.RateLimited(3*time.Second, retrytest.GitHub)
+			script := repeat(retrytest.OK("ok"), 5)
+			script = append(script, repeat(limited, 25)...)
+			srv := retrytest.NewServer(t, script...).UseClock(clock)
+			if recovers {
+				srv.Otherwise(retrytest.OK("ok"))
+			} else {
+				srv.Otherwise(limited)
+			}
+			var hook giveUps
+			var waits sync.Map
+			p := retryhttp.Policy{Clock: clock, OnGiveUp: hook.record, OnRetry: func(ev retryhttp.RetryEvent) {
+				waits.Store(ev.Request, ev)
+				// On the fake clock a wait takes no time: hold the retries
+				// until the 30 first attempts have arrived, as the reset
+				// 3 s ahead would.
+				for srv.Count() < 30 {
+					time.Sleep(time.Millisecond)
+				}
+			}}
+			if recovers {
+				// The fake clock plays concurrent waits one after the
+				// other: 25 waits of 3 s would pass the default MaxElapsed
+				// there, though not in real time.
+				p.MaxElapsed = time.Hour
+			}
+			client, _ := newClient(t, p)
+			var ok atomic.Int32
+			var wg sync.WaitGroup
+			for range 30 {
+				wg.Go(func() {
+					resp, _, err := do(t, client, newRequest(t, "GET", srv.URL, nil))
+					if assert.NoError(t, err) && resp.StatusCode == 200 {
+						ok.Add(1)
+					}
+				})
+			}
+			wg.Wait()
+			waits.Range(func(_, v any) bool {
+				ev := v.(retryhttp.RetryEvent)
+				assert.True(t, ev.HasRetryAfter, "the server named the wait")
+				assert.GreaterOrEqual(t, ev.Wait, ev.RetryAfter, "and it was waited as told")
+				return true
+			})
+			for _, ev := range hook.all() {
+				t.Logf("gave up after %d attempts: %v", ev.Attempts, ev.Reason)
+				assert.NotSame(t, retryhttp.ErrBudgetEmpty, ev.Reason, "a scheduled retry is not refused by the budget")
+				assert.True(t, errors.Is(ev.Reason, retryhttp.ErrAttemptsUsedUp) || errors.Is(ev.Reason, retryhttp.ErrMaxElapsed) ||
+					errors.Is(ev.Reason, retryhttp.ErrRetryAfterTooLong) || errors.Is(ev.Reason, retryhttp.ErrDeadline), "a limit: %v", ev.Reason)
+			}
+			if recovers {
+				assert.EqualValues(t, 30, ok.Load(), "all 30 end 200")
+			} else {
+				assert.EqualValues(t, 5, ok.Load())
+				assert.Len(t, hook.all(), 25, "the others give up, each naming MaxAttempts")
+			}
+		})
+	}
+}
+
+// TestNilBudgetIsSafe: a nil *Budget, Policy.Budget's default, answers
+// without panicking.
+func TestNilBudgetIsSafe(t *testing.T) {
+	var p retryhttp.Policy
+	assert.NotPanics(t, func() {
+		assert.True(t, math.IsNaN(p.Budget.Tokens()))
+		assert.True(t, math.IsNaN(p.Budget.TokensFor("https://api.example.com")))
+	})
+}
+
+// TestTransportBudget: the Transport's budget is readable, the default
+// included.
+func TestTransportBudget(t *testing.T) {
+	srv := retrytest.NewServer(t).Otherwise(retrytest.Unavailable(0))
+	tr := &retryhttp.Transport{Policy: retryhttp.Policy{Clock: retrytest.NewClock(t)}}
+	b := tr.Budget()
+	require.NotNil(t, b)
+	assert.Same(t, b, tr.Budget(), "one default Budget per Transport")
+	assert.Equal(t, float64(retryhttp.DefaultBudgetBurst), b.TokensFor(srv.URL))
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, srv.URL, nil)
+	resp, err := tr.RoundTrip(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Zero(t, b.TokensFor(srv.URL), "the dead server spent the burst")
+
+	own := retryhttp.NewBudget(0.1, 1)
+	assert.Same(t, own, (&retryhttp.Transport{Policy: retryhttp.Policy{Budget: own}}).Budget())
+}
+
+// TestFixedBudgetKeepsTheOldModel: NewFixedBudget is the token bucket of
+// earlier versions, its burst never expiring.
+func TestFixedBudgetKeepsTheOldModel(t *testing.T) {
+	clock := retrytest.NewClock(t)
+	srv := &answerAt{clock: clock, fail: func(time.Time) bool { return true }}
+	budget := retryhttp.NewFixedBudget(0.1, 10)
+	rt := &retryhttp.Transport{Base: srv, Policy: retryhttp.Policy{Budget: budget, Clock: clock, MaxAttempts: 100, Backoff: noWait}}
+	clock.Advance(time.Hour)
+	req, _ := http.NewRequest(http.MethodGet, "http://api.example/", nil)
+	resp, err := rt.RoundTrip(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.EqualValues(t, 11, srv.sent.Load(), "the burst of 10, however old")
+}
