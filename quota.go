@@ -494,6 +494,7 @@ func (r *retrier) holdAttempt(n int) (reason, err error) {
 				reason = lim.check(total)
 			}
 			if reason != nil {
+				r.pastHold, r.pastReset = h, h.reset
 				h.mu.Unlock()
 				return reason, nil
 			}
@@ -606,8 +607,8 @@ func (r *retrier) awaitAnswer(changed <-chan struct{}, room time.Duration) (time
 // about its destination's quota. It costs a few header lookups when the
 // destination has no hold and the response tells nothing of its quota.
 func (r *retrier) observeQuota(resp *http.Response, success bool) {
-	admitted := r.admitted
-	r.admitted = nil
+	admitted, pastHold := r.admitted, r.pastHold
+	r.admitted, r.pastHold = nil, nil
 	h := admitted
 	if h == nil && !mayTellQuota(resp) {
 		if r.t.holds.m.Load() == nil {
@@ -630,6 +631,12 @@ func (r *retrier) observeQuota(resp *http.Response, success bool) {
 	h.mu.Lock()
 	if admitted != nil {
 		h.inflight--
+	}
+	if success && !news.spent && h == pastHold && h.reset.Equal(r.pastReset) && h.spentAt(now) {
+		// Sent after the quota was spent, because the reset was too far
+		// off to wait for, and served: the server reset early, and the
+		// window is open again (answered opens it).
+		h.reset = now
 	}
 	if success && !h.spentAt(now) {
 		h.served++

@@ -476,3 +476,31 @@ func BenchmarkOverheadRateLimitFields(b *testing.B) {
 		}
 	})
 }
+
+// A hold too long to wait for (a 503 asking for an hour) lets requests
+// through; once one of them is served, the server has plainly reset early,
+// and the hold must not go on ending the retries of other failures for
+// the hour.
+func TestQuotaHoldRefutedByASuccessNoLongerBlocksRetries(t *testing.T) {
+	clock := retrytest.NewClock(t)
+	srv := retrytest.NewServer(t,
+		retrytest.Unavailable(time.Hour),
+		retrytest.OK("served"),
+		retrytest.Reply(http.StatusServiceUnavailable, "blip"),
+		retrytest.OK("retried"),
+	).UseClock(clock)
+	client, _ := newClient(t, retryhttp.Policy{Clock: clock})
+	resp, _, err := do(t, client, mustRequest(t, http.MethodGet, srv.URL))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "an hour is past MaxRetryAfter: given up")
+
+	resp, body, err := do(t, client, mustRequest(t, http.MethodGet, srv.URL))
+	require.NoError(t, err)
+	require.Equal(t, "served", body, "the hold does not fit: sent as usual")
+
+	resp, body, err = do(t, client, mustRequest(t, http.MethodGet, srv.URL))
+	require.NoError(t, err, "the 503 without Retry-After is retried, not ended by a refuted hold")
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "retried", body)
+	assert.Len(t, srv.Requests(), 4)
+}

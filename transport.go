@@ -194,8 +194,13 @@ type retrier struct {
 	// admitted is the quota hold that let the latest attempt through, to
 	// be told of its answer.
 	admitted *hold
-	sent     int // attempts sent so far, hedges included
-	hedges   int // hedges sent so far
+	// pastHold is the hold, spent until pastReset, that the latest attempt
+	// was sent past because waiting for it did not fit: a success then
+	// shows that the server reset early.
+	pastHold  *hold
+	pastReset time.Time
+	sent      int // attempts sent so far, hedges included
+	hedges    int // hedges sent so far
 }
 
 // traceConn returns ctx, with a trace that records in r.gotConn whether the
