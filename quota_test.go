@@ -504,3 +504,26 @@ func TestQuotaHoldRefutedByASuccessNoLongerBlocksRetries(t *testing.T) {
 	assert.Equal(t, "retried", body)
 	assert.Len(t, srv.Requests(), 4)
 }
+
+// A hedge is a request too: while a hold counts what it lets through, no
+// hedge may go around it into the quota the server announced.
+func TestQuotaHoldIsNotBypassedByAHedge(t *testing.T) {
+	clock := retrytest.NewClock(t)
+	srv := retrytest.NewServer(t,
+		retrytest.RateLimited(5*time.Second, retrytest.GitHub).WithHeader("X-RateLimit-Limit", "1"),
+	).Otherwise(retrytest.OK("ok").WithDelay(300 * time.Millisecond)).UseClock(clock)
+	var hedges int
+	client, _ := newClient(t, retryhttp.Policy{
+		Clock:   clock,
+		Hedge:   &retryhttp.Hedge{Delay: 10 * time.Millisecond},
+		OnHedge: func(retryhttp.HedgeEvent) { hedges++ },
+	})
+	spend(t, client, srv.URL)
+
+	resp, body, err := do(t, client, mustRequest(t, http.MethodGet, srv.URL))
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "ok", body)
+	assert.Zero(t, hedges, "a hedge sent into a quota of 1 already let through")
+	assert.Len(t, srv.Requests(), 2, "the spending POST, then the one request the reset allows")
+}
