@@ -485,7 +485,10 @@ func (r *retrier) holdAttempt(n int) (reason, err error) {
 		if h.spentAt(now) {
 			wait := h.reset.Sub(now)
 			if !jitterFor.Equal(h.reset) {
-				jitter, jitterFor = serverWaitJitter(wait, lim.room(wait)), h.reset
+				// MaxRetryAfter is one of the limits a hold fits in, its
+				// jitter included.
+				room := min(lim.room(wait), p.maxRetryAfter()-wait)
+				jitter, jitterFor = serverWaitJitter(wait, room), h.reset
 			}
 			total := saturatingAdd(wait, jitter)
 			if wait > p.maxRetryAfter() {

@@ -527,3 +527,21 @@ func TestQuotaHoldIsNotBypassedByAHedge(t *testing.T) {
 	assert.Zero(t, hedges, "a hedge sent into a quota of 1 already let through")
 	assert.Len(t, srv.Requests(), 2, "the spending POST, then the one request the reset allows")
 }
+
+// MaxRetryAfter is one of the limits a hold's wait, jitter included, must
+// fit: a reset just within it is waited for with no more jitter than fits.
+func TestQuotaHoldJitterNeverPassesMaxRetryAfter(t *testing.T) {
+	const maxRetryAfter = 22 * time.Second
+	for i := range 20 {
+		client, clock := newClient(t, retryhttp.Policy{MaxRetryAfter: maxRetryAfter})
+		srv := spentThenOK(t, clock, 20*time.Second)
+		spend(t, client, srv.URL)
+		resp, _, err := do(t, client, mustRequest(t, http.MethodGet, srv.URL))
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		waits := clock.Waits()
+		require.Len(t, waits, 1, "held, run %d", i)
+		assert.GreaterOrEqual(t, waits[0], 20*time.Second, "run %d", i)
+		assert.LessOrEqual(t, waits[0], maxRetryAfter, "run %d: held past MaxRetryAfter", i)
+	}
+}
