@@ -283,3 +283,18 @@ func TestThrottleRejectsRetriesToo(t *testing.T) {
 	assert.Same(t, ErrThrottled, giveUps[0].Reason)
 	assert.Equal(t, 1, giveUps[0].Attempts)
 }
+
+// A Clock may read any time, the zero time of a stub included: slots of a
+// time before 1970 must not index out of range.
+func TestThrottleCountsTimesBefore1970(t *testing.T) {
+	for _, now := range []time.Time{{}, time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		th := NewThrottle(2, time.Minute)
+		u := mustURL(t, "https://api.example.com")
+		require.NotPanics(t, func() {
+			for range 5 {
+				th.record(u, now, false)
+			}
+		}, "at %v", now)
+		assert.InDelta(t, 5.0/6, th.Probability("https://api.example.com", now), 1e-12, "at %v", now)
+	}
+}
