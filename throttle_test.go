@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -297,4 +298,30 @@ func TestThrottleCountsTimesBefore1970(t *testing.T) {
 		}, "at %v", now)
 		assert.InDelta(t, 5.0/6, th.Probability("https://api.example.com", now), 1e-12, "at %v", now)
 	}
+}
+
+// A retry whose body GetBody could not reopen was never sent: the Throttle
+// counts attempts sent, and must not count it as a refusal.
+func TestThrottleDoesNotCountARetryNeverSent(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	base := &http.Transport{}
+	defer base.CloseIdleConnections()
+	th := NewThrottle(2, time.Minute)
+	th.random = script(0.99) // admits whatever p
+	clock := &realTimeAt{}
+	tr := &Transport{Base: base, Policy: Policy{
+		Throttle: th, Clock: clock, Budget: UnlimitedBudget(),
+		Backoff: func() backoff.BackOff { return &backoff.ZeroBackOff{} },
+	}}
+	req, err := http.NewRequest(http.MethodPut, srv.URL, strings.NewReader("body"))
+	require.NoError(t, err)
+	req.GetBody = func() (io.ReadCloser, error) { return nil, errors.New("cannot reopen") }
+	_, err = tr.RoundTrip(req)
+	require.Error(t, err)
+	// One attempt sent, refused: p = 1/2, not the 2/3 of two refusals.
+	assert.InDelta(t, 0.5, th.Probability(srv.URL, clock.Now()), 1e-12)
 }

@@ -271,7 +271,9 @@ func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) 
 		resp, err = r.send(attempt + 1)
 		if errors.Is(err, errReopenBody) {
 			d.refund(r) // the retry was never sent
-			r.settle(nil, false)
+			// Not an attempt for the Throttle; the hold that let it
+			// through must still hear that it ended.
+			r.observeQuota(nil, false)
 			return nil, err
 		}
 		retry, ended := r.retryable(resp, err)
