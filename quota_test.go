@@ -494,7 +494,7 @@ func TestQuotaHoldRefutedByASuccessNoLongerBlocksRetries(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "an hour is past MaxRetryAfter: given up")
 
-	resp, body, err := do(t, client, mustRequest(t, http.MethodGet, srv.URL))
+	_, body, err := do(t, client, mustRequest(t, http.MethodGet, srv.URL))
 	require.NoError(t, err)
 	require.Equal(t, "served", body, "the hold does not fit: sent as usual")
 
