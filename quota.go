@@ -170,10 +170,12 @@ func (hs *holds) dropIfExpired(h *hold, now time.Time) {
 }
 
 // expired reports whether h may be forgotten: its window is open, nobody
-// waits on it, and it has been kept long enough for the requests told of its
-// reset by a retry to come back. h.mu is held.
+// waits on it, no request it let through is still to be answered (an answer
+// that says the quota is spent must reach a hold that new requests find),
+// and it has been kept long enough for the requests told of its reset by a
+// retry to come back. h.mu is held.
 func (h *hold) expired(now time.Time) bool {
-	return !h.gone && h.waiters == 0 && !h.spentAt(now) && !now.Before(h.keepUntil)
+	return !h.gone && h.waiters == 0 && h.inflight == 0 && !h.spentAt(now) && !now.Before(h.keepUntil)
 }
 
 func (h *hold) retireIfExpired(now time.Time) bool {

@@ -545,3 +545,42 @@ func TestQuotaHoldJitterNeverPassesMaxRetryAfter(t *testing.T) {
 		assert.LessOrEqual(t, waits[0], maxRetryAfter, "run %d: held past MaxRetryAfter", i)
 	}
 }
+
+// A hold past its expiry may still have let a request through: that
+// request's answer, saying the quota is spent, must reach a hold that new
+// requests find, not one forgotten while it was in flight.
+func TestQuotaHoldNotForgottenWhileARequestItLetThroughIsInFlight(t *testing.T) {
+	clock := retrytest.NewClock(t)
+	srv := retrytest.NewServer(t,
+		retrytest.RateLimited(time.Second, retrytest.GitHub),
+		retrytest.RateLimited(20*time.Second, retrytest.GitHub).WithDelay(300*time.Millisecond),
+		retrytest.OK("fast"),
+	).Otherwise(retrytest.OK("ok")).UseClock(clock)
+	client, _ := newClient(t, retryhttp.Policy{Clock: clock, MaxAttempts: 1})
+	spend(t, client, srv.URL)
+	clock.Advance(10 * time.Second) // the hold has expired, but is not forgotten yet
+
+	slow := make(chan int)
+	go func() {
+		resp, err := client.Get(srv.URL)
+		if err != nil {
+			slow <- 0
+			return
+		}
+		resp.Body.Close()
+		slow <- resp.StatusCode
+	}()
+	require.Eventually(t, func() bool { return srv.Count() == 2 }, time.Second, time.Millisecond)
+	_, body, err := do(t, client, mustRequest(t, http.MethodGet, srv.URL))
+	require.NoError(t, err)
+	require.Equal(t, "fast", body)
+	require.Equal(t, http.StatusForbidden, <-slow, "the slow request's answer: the quota is spent")
+	require.Empty(t, clock.Waits())
+
+	_, body, err = do(t, client, mustRequest(t, http.MethodGet, srv.URL))
+	require.NoError(t, err)
+	assert.Equal(t, "ok", body)
+	waits := clock.Waits()
+	require.Len(t, waits, 1, "not sent into the spent quota: held until its reset")
+	assert.GreaterOrEqual(t, waits[0], 19*time.Second)
+}
