@@ -170,10 +170,12 @@ func (hs *holds) dropIfExpired(h *hold, now time.Time) {
 }
 
 // expired reports whether h may be forgotten: its window is open, nobody
-// waits on it, and it has been kept long enough for the requests told of its
-// reset by a retry to come back. h.mu is held.
+// waits on it, no request it let through is still to be answered (an answer
+// that says the quota is spent must reach a hold that new requests find),
+// and it has been kept long enough for the requests told of its reset by a
+// retry to come back. h.mu is held.
 func (h *hold) expired(now time.Time) bool {
-	return !h.gone && h.waiters == 0 && !h.spentAt(now) && !now.Before(h.keepUntil)
+	return !h.gone && h.waiters == 0 && h.inflight == 0 && !h.spentAt(now) && !now.Before(h.keepUntil)
 }
 
 func (h *hold) retireIfExpired(now time.Time) bool {
@@ -485,7 +487,10 @@ func (r *retrier) holdAttempt(n int) (reason, err error) {
 		if h.spentAt(now) {
 			wait := h.reset.Sub(now)
 			if !jitterFor.Equal(h.reset) {
-				jitter, jitterFor = serverWaitJitter(wait, lim.room(wait)), h.reset
+				// MaxRetryAfter is one of the limits a hold fits in, its
+				// jitter included.
+				room := min(lim.room(wait), p.maxRetryAfter()-wait)
+				jitter, jitterFor = serverWaitJitter(wait, room), h.reset
 			}
 			total := saturatingAdd(wait, jitter)
 			if wait > p.maxRetryAfter() {
@@ -494,6 +499,7 @@ func (r *retrier) holdAttempt(n int) (reason, err error) {
 				reason = lim.check(total)
 			}
 			if reason != nil {
+				r.pastHold, r.pastReset = h, h.reset
 				h.mu.Unlock()
 				return reason, nil
 			}
@@ -606,8 +612,8 @@ func (r *retrier) awaitAnswer(changed <-chan struct{}, room time.Duration) (time
 // about its destination's quota. It costs a few header lookups when the
 // destination has no hold and the response tells nothing of its quota.
 func (r *retrier) observeQuota(resp *http.Response, success bool) {
-	admitted := r.admitted
-	r.admitted = nil
+	admitted, pastHold := r.admitted, r.pastHold
+	r.admitted, r.pastHold = nil, nil
 	h := admitted
 	if h == nil && !mayTellQuota(resp) {
 		if r.t.holds.m.Load() == nil {
@@ -630,6 +636,12 @@ func (r *retrier) observeQuota(resp *http.Response, success bool) {
 	h.mu.Lock()
 	if admitted != nil {
 		h.inflight--
+	}
+	if success && !news.spent && h == pastHold && h.reset.Equal(r.pastReset) && h.spentAt(now) {
+		// Sent after the quota was spent, because the reset was too far
+		// off to wait for, and served: the server reset early, and the
+		// window is open again (answered opens it).
+		h.reset = now
 	}
 	if success && !h.spentAt(now) {
 		h.served++

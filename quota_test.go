@@ -476,3 +476,111 @@ func BenchmarkOverheadRateLimitFields(b *testing.B) {
 		}
 	})
 }
+
+// A hold too long to wait for (a 503 asking for an hour) lets requests
+// through; once one of them is served, the server has plainly reset early,
+// and the hold must not go on ending the retries of other failures for
+// the hour.
+func TestQuotaHoldRefutedByASuccessNoLongerBlocksRetries(t *testing.T) {
+	clock := retrytest.NewClock(t)
+	srv := retrytest.NewServer(t,
+		retrytest.Unavailable(time.Hour),
+		retrytest.OK("served"),
+		retrytest.Reply(http.StatusServiceUnavailable, "blip"),
+		retrytest.OK("retried"),
+	).UseClock(clock)
+	client, _ := newClient(t, retryhttp.Policy{Clock: clock})
+	resp, _, err := do(t, client, mustRequest(t, http.MethodGet, srv.URL))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "an hour is past MaxRetryAfter: given up")
+
+	_, body, err := do(t, client, mustRequest(t, http.MethodGet, srv.URL))
+	require.NoError(t, err)
+	require.Equal(t, "served", body, "the hold does not fit: sent as usual")
+
+	resp, body, err = do(t, client, mustRequest(t, http.MethodGet, srv.URL))
+	require.NoError(t, err, "the 503 without Retry-After is retried, not ended by a refuted hold")
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "retried", body)
+	assert.Len(t, srv.Requests(), 4)
+}
+
+// A hedge is a request too: while a hold counts what it lets through, no
+// hedge may go around it into the quota the server announced.
+func TestQuotaHoldIsNotBypassedByAHedge(t *testing.T) {
+	clock := retrytest.NewClock(t)
+	srv := retrytest.NewServer(t,
+		retrytest.RateLimited(5*time.Second, retrytest.GitHub).WithHeader("X-RateLimit-Limit", "1"),
+	).Otherwise(retrytest.OK("ok").WithDelay(300 * time.Millisecond)).UseClock(clock)
+	var hedges int
+	client, _ := newClient(t, retryhttp.Policy{
+		Clock:   clock,
+		Hedge:   &retryhttp.Hedge{Delay: 10 * time.Millisecond},
+		OnHedge: func(retryhttp.HedgeEvent) { hedges++ },
+	})
+	spend(t, client, srv.URL)
+
+	resp, body, err := do(t, client, mustRequest(t, http.MethodGet, srv.URL))
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "ok", body)
+	assert.Zero(t, hedges, "a hedge sent into a quota of 1 already let through")
+	assert.Len(t, srv.Requests(), 2, "the spending POST, then the one request the reset allows")
+}
+
+// MaxRetryAfter is one of the limits a hold's wait, jitter included, must
+// fit: a reset just within it is waited for with no more jitter than fits.
+func TestQuotaHoldJitterNeverPassesMaxRetryAfter(t *testing.T) {
+	const maxRetryAfter = 22 * time.Second
+	for i := range 20 {
+		client, clock := newClient(t, retryhttp.Policy{MaxRetryAfter: maxRetryAfter})
+		srv := spentThenOK(t, clock, 20*time.Second)
+		spend(t, client, srv.URL)
+		resp, _, err := do(t, client, mustRequest(t, http.MethodGet, srv.URL))
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		waits := clock.Waits()
+		require.Len(t, waits, 1, "held, run %d", i)
+		assert.GreaterOrEqual(t, waits[0], 20*time.Second, "run %d", i)
+		assert.LessOrEqual(t, waits[0], maxRetryAfter, "run %d: held past MaxRetryAfter", i)
+	}
+}
+
+// A hold past its expiry may still have let a request through: that
+// request's answer, saying the quota is spent, must reach a hold that new
+// requests find, not one forgotten while it was in flight.
+func TestQuotaHoldNotForgottenWhileARequestItLetThroughIsInFlight(t *testing.T) {
+	clock := retrytest.NewClock(t)
+	srv := retrytest.NewServer(t,
+		retrytest.RateLimited(time.Second, retrytest.GitHub),
+		retrytest.RateLimited(20*time.Second, retrytest.GitHub).WithDelay(300*time.Millisecond),
+		retrytest.OK("fast"),
+	).Otherwise(retrytest.OK("ok")).UseClock(clock)
+	client, _ := newClient(t, retryhttp.Policy{Clock: clock, MaxAttempts: 1})
+	spend(t, client, srv.URL)
+	clock.Advance(10 * time.Second) // the hold has expired, but is not forgotten yet
+
+	slow := make(chan int)
+	go func() {
+		resp, err := client.Get(srv.URL)
+		if err != nil {
+			slow <- 0
+			return
+		}
+		resp.Body.Close()
+		slow <- resp.StatusCode
+	}()
+	require.Eventually(t, func() bool { return srv.Count() == 2 }, time.Second, time.Millisecond)
+	_, body, err := do(t, client, mustRequest(t, http.MethodGet, srv.URL))
+	require.NoError(t, err)
+	require.Equal(t, "fast", body)
+	require.Equal(t, http.StatusForbidden, <-slow, "the slow request's answer: the quota is spent")
+	require.Empty(t, clock.Waits())
+
+	_, body, err = do(t, client, mustRequest(t, http.MethodGet, srv.URL))
+	require.NoError(t, err)
+	assert.Equal(t, "ok", body)
+	waits := clock.Waits()
+	require.Len(t, waits, 1, "not sent into the spent quota: held until its reset")
+	assert.GreaterOrEqual(t, waits[0], 19*time.Second)
+}

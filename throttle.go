@@ -160,7 +160,9 @@ func (d *throttleDest) counts(now int64) (requests, accepts int64) {
 
 // add counts a request, and an accept, in slot epoch now. d.mu is held.
 func (d *throttleDest) add(now, requests, accepts int64) {
-	s := &d.slots[now%throttleSlots]
+	// A time before 1970 has a negative slot number, whose remainder is
+	// negative too.
+	s := &d.slots[(now%throttleSlots+throttleSlots)%throttleSlots]
 	if s.epoch != now {
 		*s = throttleSlot{epoch: now}
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -282,4 +283,45 @@ func TestThrottleRejectsRetriesToo(t *testing.T) {
 	// After one refusal p = 1/2 > 0.4: the first retry is rejected.
 	assert.Same(t, ErrThrottled, giveUps[0].Reason)
 	assert.Equal(t, 1, giveUps[0].Attempts)
+}
+
+// A Clock may read any time, the zero time of a stub included: slots of a
+// time before 1970 must not index out of range.
+func TestThrottleCountsTimesBefore1970(t *testing.T) {
+	for _, now := range []time.Time{{}, time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		th := NewThrottle(2, time.Minute)
+		u := mustURL(t, "https://api.example.com")
+		require.NotPanics(t, func() {
+			for range 5 {
+				th.record(u, now, false)
+			}
+		}, "at %v", now)
+		assert.InDelta(t, 5.0/6, th.Probability("https://api.example.com", now), 1e-12, "at %v", now)
+	}
+}
+
+// A retry whose body GetBody could not reopen was never sent: the Throttle
+// counts attempts sent, and must not count it as a refusal.
+func TestThrottleDoesNotCountARetryNeverSent(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	base := &http.Transport{}
+	defer base.CloseIdleConnections()
+	th := NewThrottle(2, time.Minute)
+	th.random = script(0.99) // admits whatever p
+	clock := &realTimeAt{}
+	tr := &Transport{Base: base, Policy: Policy{
+		Throttle: th, Clock: clock, Budget: UnlimitedBudget(),
+		Backoff: func() backoff.BackOff { return &backoff.ZeroBackOff{} },
+	}}
+	req, err := http.NewRequest(http.MethodPut, srv.URL, strings.NewReader("body"))
+	require.NoError(t, err)
+	req.GetBody = func() (io.ReadCloser, error) { return nil, errors.New("cannot reopen") }
+	_, err = tr.RoundTrip(req)
+	require.Error(t, err)
+	// One attempt sent, refused: p = 1/2, not the 2/3 of two refusals.
+	assert.InDelta(t, 0.5, th.Probability(srv.URL, clock.Now()), 1e-12)
 }

@@ -195,8 +195,13 @@ type retrier struct {
 	// admitted is the quota hold that let the latest attempt through, to
 	// be told of its answer.
 	admitted *hold
-	sent     int // attempts sent so far, hedges included
-	hedges   int // hedges sent so far
+	// pastHold is the hold, spent until pastReset, that the latest attempt
+	// was sent past because waiting for it did not fit: a success then
+	// shows that the server reset early.
+	pastHold  *hold
+	pastReset time.Time
+	sent      int // attempts sent so far, hedges included
+	hedges    int // hedges sent so far
 }
 
 // traceConn returns ctx, with a trace that records in r.gotConn whether the
@@ -267,7 +272,9 @@ func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) 
 		resp, err = r.send(attempt + 1)
 		if errors.Is(err, errReopenBody) {
 			d.refund(r) // the retry was never sent
-			r.settle(nil, false)
+			// Not an attempt for the Throttle; the hold that let it
+			// through must still hear that it ended.
+			r.observeQuota(nil, false)
 			return nil, err
 		}
 		retry, ended := r.retryable(resp, err)

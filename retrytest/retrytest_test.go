@@ -337,11 +337,18 @@ func TestVirtualTimeUnderConcurrentRequests(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	// Every retry waits its 30 s. A retry that wakes before the reset a
+	// later 503 named (the fake clock moves with each wait) is then held
+	// by the destination's quota hold until that reset: one more wait.
 	waits := clock.Waits()
-	assert.Len(t, waits, n)
+	assert.GreaterOrEqual(t, len(waits), n)
+	long := 0
 	for _, w := range waits {
-		assert.GreaterOrEqual(t, w, 30*time.Second)
+		if w >= 30*time.Second {
+			long++
+		}
 	}
+	assert.GreaterOrEqual(t, long, n, "waits: %v", waits)
 	assert.Equal(t, 2*n, srv.Count())
 }
 
