@@ -254,6 +254,15 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 		}
 		break
 	}
+	if resp := winner.resp; resp != nil {
+		if winner.n != sent {
+			// Outcome counts the attempts made, which the winner's own
+			// number does not tell when others were sent after it.
+			withOutcome(resp, winner.req, sent, nil)
+		} else if resp.Request == nil {
+			resp.Request = winner.req // Outcome reads the attempt number there
+		}
+	}
 	r.sent = sent
 	r.bodyErr = winner.body
 	r.last = winner.req

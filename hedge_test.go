@@ -561,3 +561,49 @@ func TestHedgeKeepsTheRequestContract(t *testing.T) {
 		assert.Eventually(t, b.closed.Load, 5*time.Second, time.Millisecond, "body %d closed", i)
 	}
 }
+
+// TestHedgeOutcomeCountsEveryAttempt checks that Outcome reports the
+// attempts made, hedges included, whichever attempt won: Attempt of the
+// winner tells which one answered, not how many were sent.
+func TestHedgeOutcomeCountsEveryAttempt(t *testing.T) {
+	tests := []struct {
+		name       string
+		script     []retrytest.Answer
+		max        int
+		wantBody   string
+		wantSent   int
+		wantWinner int
+	}{
+		{
+			name:     "the first attempt wins after a hedge was sent",
+			script:   []retrytest.Answer{retrytest.OK("first").WithDelay(30 * time.Millisecond), retrytest.OK("hedge").WithSlow(time.Hour)},
+			max:      1,
+			wantBody: "first", wantSent: 2, wantWinner: 1,
+		},
+		{
+			name: "the first hedge wins after a second was sent",
+			script: []retrytest.Answer{
+				retrytest.OK("first").WithSlow(time.Hour), retrytest.OK("hedge").WithDelay(30 * time.Millisecond),
+				retrytest.OK("late").WithSlow(time.Hour),
+			},
+			max:      2,
+			wantBody: "hedge", wantSent: 3, wantWinner: 2,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := retrytest.NewServer(t, tt.script...)
+			client, _, events := hedgingClient(t, srv, retryhttp.Policy{
+				Budget: retryhttp.UnlimitedBudget(), Hedge: &retryhttp.Hedge{Delay: time.Millisecond, Max: tt.max},
+			})
+			resp, body, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+			require.NoError(t, err)
+			require.Equal(t, tt.wantBody, body)
+			require.Len(t, events.all(), tt.wantSent-1)
+			assert.Equal(t, tt.wantWinner, retryhttp.Attempt(resp.Request.Context()), "the attempt that answered")
+			attempts, reason := retryhttp.Outcome(resp)
+			assert.Equal(t, tt.wantSent, attempts, "every attempt sent, hedges included")
+			assert.NoError(t, reason)
+		})
+	}
+}
