@@ -25,8 +25,9 @@ import (
 // towards Policy.MaxAttempts, so that MaxAttempts bounds the copies of a
 // request the server can see however they came to be sent, and it takes a
 // token from the Policy's retry Budget like a retry. A hedge that finds no
-// token, no attempt left, the caller's context done or Policy.MaxElapsed
-// passed is not sent. When every attempt of a race ends in an outcome
+// token, no attempt left, the caller's context done, Policy.MaxElapsed
+// passed or its destination under a quota hold (its server said its quota
+// was spent: see Policy.OnHold) is not sent. When every attempt of a race ends in an outcome
 // Policy.Retryable retries (a 503 from each, say), the race's outcome goes
 // to the retries as a single attempt's would, and the next retry may be
 // hedged in turn while Max allows. Policy.Retryable is asked about each
@@ -201,7 +202,10 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 				winner = kept
 			}
 		case <-timer.c:
-			if left == 0 || !requestLive(r.req) || r.limits(r.clock.Now()).check(0) != nil || !r.budget.withdraw(r.req.URL) {
+			// A quota hold counts what it lets through; a hedge would pass
+			// it, so none is sent to a destination under one.
+			if left == 0 || !requestLive(r.req) || r.limits(r.clock.Now()).check(0) != nil ||
+				r.t.holds.find(r.req.URL) != nil || !r.budget.withdraw(r.req.URL) {
 				left = 0
 				break
 			}

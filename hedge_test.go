@@ -607,3 +607,28 @@ func TestHedgeOutcomeCountsEveryAttempt(t *testing.T) {
 		})
 	}
 }
+
+// TestHedgeKeepsToTheQuotaHold checks that a hedge does not pass a quota
+// hold: after a 429 with Retry-After and no announced quota, the window
+// that opens at the reset lets one request through, so a slow request is
+// not hedged while it is in flight.
+func TestHedgeKeepsToTheQuotaHold(t *testing.T) {
+	srv := retrytest.NewServer(t,
+		retrytest.TooManyRequests(time.Second),
+		retrytest.OK("first").WithDelay(50*time.Millisecond),
+		retrytest.OK("hedge"))
+	client, clock, events := hedgingClient(t, srv, retryhttp.Policy{
+		Budget: retryhttp.UnlimitedBudget(), Hedge: &retryhttp.Hedge{Delay: time.Millisecond},
+	})
+	srv.UseClock(clock)
+	// A POST is not hedged: its 429 only tells the quota is spent.
+	resp, _, err := do(t, client, newRequest(t, http.MethodPost, srv.URL, strings.NewReader("x")))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+
+	_, body, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+	require.NoError(t, err)
+	assert.Equal(t, "first", body)
+	assert.Equal(t, 2, srv.Count(), "the window after the reset lets one request through")
+	assert.Empty(t, events.all())
+}
