@@ -26,8 +26,9 @@ import (
 // request the server can see however they came to be sent, and it takes a
 // token from the Policy's retry Budget like a retry. A hedge that finds no
 // token, no attempt left, the caller's context done, Policy.MaxElapsed
-// passed or its destination under a quota hold (its server said its quota
-// was spent: see Policy.OnHold) is not sent. When every attempt of a race ends in an outcome
+// passed, its destination under a quota hold (its server said its quota
+// was spent: see Policy.OnHold) or a rejection by Policy.Throttle is not
+// sent; the Throttle counts each attempt of a race that ends refused. When every attempt of a race ends in an outcome
 // Policy.Retryable retries (a 503 from each, say), the race's outcome goes
 // to the retries as a single attempt's would, and the next retry may be
 // hedged in turn while Max allows. Policy.Retryable is asked about each
@@ -196,7 +197,7 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 				kept, res = res, kept
 			}
 			if res != nil {
-				closeLoser(res)
+				r.refused(res)
 			}
 			if len(inFlight) == 0 {
 				winner = kept
@@ -205,7 +206,7 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 			// A quota hold counts what it lets through; a hedge would pass
 			// it, so none is sent to a destination under one.
 			if left == 0 || !requestLive(r.req) || r.limits(r.clock.Now()).check(0) != nil ||
-				r.t.holds.find(r.req.URL) != nil || !r.budget.withdraw(r.req.URL) {
+				r.t.holds.find(r.req.URL) != nil || r.throttled() || !r.budget.withdraw(r.req.URL) {
 				left = 0
 				break
 			}
@@ -235,7 +236,7 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 	rc.over = true
 	rc.mu.Unlock()
 	if kept != nil && kept != winner {
-		closeLoser(kept)
+		r.refused(kept)
 	}
 	now := time.Now()
 	for res := range inFlight {
@@ -345,6 +346,23 @@ func (r *retrier) launch(rc *race, n int, hedge bool) (*raceResult, error) {
 		}
 	}()
 	return res, nil
+}
+
+// throttled reports whether the Policy's Throttle rejects a hedge, as it
+// would a retry.
+func (r *retrier) throttled() bool {
+	th := r.t.Policy.Throttle
+	return th != nil && th.admit(r.req.URL, r.clock.Now()) != nil
+}
+
+// refused discards an attempt of a race whose outcome was retryable, after
+// counting it for the Throttle as a request not accepted: the winner's is
+// counted when the race's outcome is judged.
+func (r *retrier) refused(res *raceResult) {
+	if th := r.t.Policy.Throttle; th != nil {
+		th.record(r.req.URL, r.clock.Now(), false)
+	}
+	closeLoser(res)
 }
 
 // closeLoser discards the outcome of an attempt whose answer is not
