@@ -128,11 +128,13 @@ type raceResult struct {
 	took    time.Duration
 }
 
-// race carries the attempts of one race.
+// race carries the attempts of one race. Its channels hold nothing: an
+// attempt's outcome is handed over while the race runs, and discarded by the
+// attempt's own goroutine once it is over, so that a race needs no room for
+// the attempts it may send (Max and MaxAttempts may be as large as an int).
 type race struct {
-	mu      sync.Mutex
-	over    bool // a winner is chosen: late results are discarded where they land
 	results chan *raceResult
+	over    chan struct{} // closed when a winner is chosen
 }
 
 // hedgedSend makes attempt n of r.req, racing it against up to the
@@ -162,7 +164,7 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 	}
 	ctx := r.req.Context()
 	done := ctx.Done()
-	rc := &race{results: make(chan *raceResult, max(left, 0)+1)}
+	rc := &race{results: make(chan *raceResult), over: make(chan struct{})}
 	inFlight := map[*raceResult]bool{}
 	launch := func(k int, hedge bool) error {
 		res, err := r.launch(rc, k, hedge)
@@ -232,9 +234,7 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 			timer.stop()
 		}
 	}
-	rc.mu.Lock()
-	rc.over = true
-	rc.mu.Unlock()
+	close(rc.over) // the attempts still running discard their outcomes
 	if kept != nil && kept != winner {
 		r.refused(kept)
 	}
@@ -246,18 +246,6 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 			// winner. One sent after the winner tells nothing.
 			lat.add(now.Sub(res.sent))
 		}
-	}
-	// Results sent before the race was over and not read: losers too.
-	for {
-		select {
-		case res := <-rc.results:
-			if res != winner {
-				closeLoser(res)
-			}
-			continue
-		default:
-		}
-		break
 	}
 	if resp := winner.resp; resp != nil {
 		if winner.n != sent {
@@ -335,13 +323,11 @@ func (r *retrier) launch(rc *race, n int, hedge bool) (*raceResult, error) {
 		} else {
 			res.resp, res.err = ac.finish(callerCtx, resp, err)
 		}
-		rc.mu.Lock()
-		over := rc.over
-		if !over {
-			rc.results <- res // never blocks: room for every attempt
-		}
-		rc.mu.Unlock()
-		if over {
+		select {
+		case rc.results <- res:
+		case <-rc.over:
+			// Nobody receives once the race is over, so this is the only
+			// case left then: a loser.
 			closeLoser(res)
 		}
 	}()

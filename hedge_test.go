@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -631,4 +632,19 @@ func TestHedgeKeepsToTheQuotaHold(t *testing.T) {
 	assert.Equal(t, "first", body)
 	assert.Equal(t, 2, srv.Count(), "the window after the reset lets one request through")
 	assert.Empty(t, events.all())
+}
+
+// TestHedgeWithoutBounds checks that Max and MaxAttempts as large as an int
+// holds are valid, as Validate says: a race holds no room for attempts it
+// may never send.
+func TestHedgeWithoutBounds(t *testing.T) {
+	srv := retrytest.NewServer(t).Otherwise(retrytest.OK("ok"))
+	client, _, _ := hedgingClient(t, srv, retryhttp.Policy{
+		MaxAttempts: math.MaxInt, Budget: retryhttp.UnlimitedBudget(),
+		Hedge: &retryhttp.Hedge{Delay: time.Hour, Max: math.MaxInt},
+	})
+	require.NoError(t, (&retryhttp.Policy{MaxAttempts: math.MaxInt, Hedge: &retryhttp.Hedge{Max: math.MaxInt}}).Validate())
+	_, body, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+	require.NoError(t, err)
+	assert.Equal(t, "ok", body)
 }
