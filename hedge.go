@@ -31,7 +31,10 @@ import (
 // sent; the Throttle counts each attempt of a race that ends refused. When every attempt of a race ends in an outcome
 // Policy.Retryable retries (a 503 from each, say), the race's outcome goes
 // to the retries as a single attempt's would, and the next retry may be
-// hedged in turn while Max allows. Policy.Retryable is asked about each
+// hedged in turn while Max allows. Once an attempt of a race has ended in
+// such an outcome, no further hedge is sent in that race: a hedge is for an
+// attempt that is slow, and a refusal (a 429 asking to wait, say) is paced
+// by the retries. Policy.Retryable is asked about each
 // attempt's outcome as it comes in, and about the winner's once more when
 // the race is over.
 //
@@ -201,6 +204,10 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 			if res != nil {
 				r.refused(res)
 			}
+			// A refusal is the retries' to pace, with their backoff and the
+			// server's wait: no hedge follows it.
+			left = 0
+			timer.stop()
 			if len(inFlight) == 0 {
 				winner = kept
 			}

@@ -185,3 +185,42 @@ func TestHedgeCountedAndThrottledByTheThrottle(t *testing.T) {
 		assert.Zero(t, hedges)
 	})
 }
+
+// TestNoHedgeAfterARefusalInTheRace checks that once an attempt of a race
+// comes back refused (a 429 asking to wait), no further hedge is sent while
+// another attempt still runs: a hedge is for an attempt that is slow, and
+// a refusal is the retries' to pace.
+func TestNoHedgeAfterARefusalInTheRace(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch n.Add(1) {
+		case 1:
+			select {
+			case <-time.After(400 * time.Millisecond):
+			case <-r.Context().Done():
+				return
+			}
+			w.WriteHeader(http.StatusOK)
+		case 2:
+			w.Header().Set("Retry-After", "5")
+			w.WriteHeader(http.StatusTooManyRequests)
+		default:
+			w.WriteHeader(http.StatusOK)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	base := &http.Transport{}
+	t.Cleanup(base.CloseIdleConnections)
+	var hedges atomic.Int32
+	tr := &Transport{Base: base, Policy: Policy{
+		Budget: UnlimitedBudget(), Hedge: &Hedge{Delay: 100 * time.Millisecond, Max: 2},
+		OnHedge: func(HedgeEvent) { hedges.Add(1) },
+	}}
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	resp, err := tr.RoundTrip(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.EqualValues(t, 1, hedges.Load(), "no hedge after the 429")
+	assert.EqualValues(t, 2, n.Load())
+}
