@@ -168,6 +168,9 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 	ctx := r.req.Context()
 	done := ctx.Done()
 	rc := &race{results: make(chan *raceResult), over: make(chan struct{})}
+	// Once the race is over, even by a panic of a hook, the attempts still
+	// running discard their outcomes rather than wait for a receiver.
+	defer close(rc.over)
 	inFlight := map[*raceResult]bool{}
 	launch := func(k int, hedge bool) error {
 		res, err := r.launch(rc, k, hedge)
@@ -241,7 +244,6 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 			timer.stop()
 		}
 	}
-	close(rc.over) // the attempts still running discard their outcomes
 	if kept != nil && kept != winner {
 		r.refused(kept)
 	}
