@@ -31,10 +31,10 @@ import (
 // sent; the Throttle counts each attempt of a race that ends refused. When every attempt of a race ends in an outcome
 // Policy.Retryable retries (a 503 from each, say), the race's outcome goes
 // to the retries as a single attempt's would, and the next retry may be
-// hedged in turn while Max allows. Once an attempt of a race has ended in
-// such an outcome, no further hedge is sent in that race: a hedge is for an
-// attempt that is slow, and a refusal (a 429 asking to wait, say) is paced
-// by the retries. Policy.Retryable is asked about each
+// hedged in turn while Max allows. Once an attempt of a race has been
+// refused with a wait named by the server (Retry-After, or its rate-limit
+// fields), no further hedge is sent in that race: the retries keep that
+// wait. Policy.Retryable is asked about each
 // attempt's outcome as it comes in, and about the winner's once more when
 // the race is over.
 //
@@ -199,6 +199,13 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 				winner = res
 				break
 			}
+			if res.resp != nil && serverWaitAt(res.resp, r.clock.Now()).ok {
+				// The server asked to wait (Retry-After, or its rate-limit
+				// fields): the retries keep that wait, and no hedge is
+				// sent before it.
+				left = 0
+				timer.stop()
+			}
 			if kept == nil || res.resp != nil || kept.resp == nil {
 				// The latest outcome, a response before an error: a
 				// response may name the wait.
@@ -207,10 +214,6 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 			if res != nil {
 				r.refused(res)
 			}
-			// A refusal is the retries' to pace, with their backoff and the
-			// server's wait: no hedge follows it.
-			left = 0
-			timer.stop()
 			if len(inFlight) == 0 {
 				winner = kept
 			}
