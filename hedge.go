@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"slices"
 	"sync"
@@ -53,7 +54,10 @@ type Hedge struct {
 	// time it had run, a lower bound of its own, so that hedges that win do
 	// not pull the estimate down. On a Clock other than the real one, such as
 	// retrytest's fake clock, the delay is waited for with Clock.Sleep, so
-	// it moves a fake clock and shows in its Waits.
+	// it moves a fake clock and shows in its Waits; it starts once the
+	// attempt it hedges has been written to the server (and a few
+	// milliseconds of real time more), so that a test server's scripted
+	// answers go to the attempts in their order.
 	Delay time.Duration
 
 	// Max is the number of hedges a request may send, over all its
@@ -129,6 +133,17 @@ type raceResult struct {
 	release context.CancelCauseFunc // cancels the attempt's context
 	sent    time.Time               // real time, for the latency estimate
 	took    time.Duration
+	// wrote is closed once the attempt's request is written, or it ended;
+	// made on a Clock other than the real one only (see hedgeTimer).
+	wrote     chan struct{}
+	wroteOnce sync.Once
+}
+
+// written closes res.wrote, once.
+func (res *raceResult) written() {
+	if res.wrote != nil {
+		res.wroteOnce.Do(func() { close(res.wrote) })
+	}
 }
 
 // race carries the attempts of one race. Its channels hold nothing: an
@@ -172,10 +187,12 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 	// running discard their outcomes rather than wait for a receiver.
 	defer close(rc.over)
 	inFlight := map[*raceResult]bool{}
+	var latest *raceResult // the attempt sent last
 	launch := func(k int, hedge bool) error {
 		res, err := r.launch(rc, k, hedge)
 		if err == nil {
 			inFlight[res] = true
+			latest = res
 		}
 		return err
 	}
@@ -185,7 +202,7 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 	}
 	sent := n
 	var timer hedgeTimer
-	timer.start(ctx, r.clock, delay)
+	timer.start(ctx, r.clock, delay, latest.wrote)
 	defer timer.stop()
 	var kept, winner *raceResult
 	for winner == nil {
@@ -238,7 +255,7 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 				p.OnHedge(HedgeEvent{Request: r.req, Attempt: sent, Delay: delay, Adaptive: adaptive})
 			}
 			if left--; left > 0 {
-				timer.start(ctx, r.clock, delay)
+				timer.start(ctx, r.clock, delay, latest.wrote)
 			}
 		case <-done:
 			// No hedge after the caller is gone; the attempts end on their
@@ -303,12 +320,19 @@ func (r *retrier) launch(rc *race, n int, hedge bool) (*raceResult, error) {
 	if hedge {
 		ctx = context.WithValue(ctx, hedgeKey{}, true)
 	}
+	res := &raceResult{n: n}
+	if _, real := r.clock.(realClock); !real {
+		res.wrote = make(chan struct{})
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+			WroteRequest: func(httptrace.WroteRequestInfo) { res.written() },
+		})
+	}
 	ctx, ac := startAttempt(ctx, p.AttemptTimeout)
+	res.release = ac.release
 	// A clone for every attempt, the first too: attempts run at once, and a
 	// Base that changed one's header must not race with the cloning of the
 	// next.
 	attemptReq := req.Clone(ctx)
-	res := &raceResult{n: n, release: ac.release}
 	if req.Body != nil && req.Body != http.NoBody {
 		if n > 1 || hedge {
 			body, err := req.GetBody()
@@ -329,6 +353,7 @@ func (r *retrier) launch(rc *race, n int, hedge bool) (*raceResult, error) {
 	go func() {
 		resp, err := base.RoundTrip(attemptReq)
 		res.took = time.Since(res.sent)
+		res.written()
 		if bodyErr := res.bodyError(); err != nil && bodyErr != nil {
 			ac.abandon()
 			res.resp, res.err = nil, callerBodyError(err, bodyErr)
@@ -375,14 +400,27 @@ func closeLoser(res *raceResult) {
 
 // hedgeTimer fires after the hedge delay, on the real clock with a timer,
 // and on any other Clock by sleeping on it in a goroutine, so that a fake
-// clock (see package retrytest) plays the delay in virtual time.
+// clock (see package retrytest) plays the delay in virtual time. A fake
+// clock's Sleep returns at once in real time, so that a hedge would race
+// the attempt it hedges to the server, and a test's scripted answers would
+// go to either: on such a Clock the delay starts once that attempt's
+// request is written (httptrace's WroteRequest), or it ended, or, for a
+// Base that reports no writing, after writtenWait of real time.
 type hedgeTimer struct {
 	c      <-chan struct{}
 	t      *time.Timer
 	cancel context.CancelFunc
 }
 
-func (h *hedgeTimer) start(ctx context.Context, clock Clock, d time.Duration) {
+// writtenWait bounds the real time a hedge on a Clock other than the real
+// one waits for the attempt it hedges to be written.
+const writtenWait = 50 * time.Millisecond
+
+// writtenGrace is the real time a hedge on a Clock other than the real one
+// waits after the attempt it hedges was written, for the server to read it.
+const writtenGrace = 5 * time.Millisecond
+
+func (h *hedgeTimer) start(ctx context.Context, clock Clock, d time.Duration, wrote <-chan struct{}) {
 	h.stop()
 	c := make(chan struct{}, 1)
 	h.c = c
@@ -392,6 +430,22 @@ func (h *hedgeTimer) start(ctx context.Context, clock Clock, d time.Duration) {
 	}
 	ctx, h.cancel = context.WithCancel(ctx)
 	go func() {
+		if wrote != nil {
+			t := time.NewTimer(writtenWait)
+			select {
+			case <-wrote:
+				// Written is not yet read: give a loopback server the
+				// moment it takes to read the request.
+				t.Reset(writtenGrace)
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+				}
+			case <-t.C:
+			case <-ctx.Done():
+			}
+			t.Stop()
+		}
 		if clock.Sleep(ctx, d) == nil {
 			c <- struct{}{}
 		}

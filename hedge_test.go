@@ -648,3 +648,22 @@ func TestHedgeWithoutBounds(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "ok", body)
 }
+
+// TestHedgeOnTheFakeClockKeepsTheScriptsOrder checks that on the fake clock,
+// where the hedge delay passes at once in real time, the hedge reaches the
+// server after the attempt it hedges, so that a script's answers go to the
+// attempts in their order without a Base that orders them.
+func TestHedgeOnTheFakeClockKeepsTheScriptsOrder(t *testing.T) {
+	for range 20 {
+		srv := retrytest.NewServer(t, retrytest.OK("first").WithSlow(time.Hour), retrytest.OK("hedge"))
+		clock := retrytest.NewClock(t)
+		srv.UseClock(clock)
+		client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t), Policy: retryhttp.Policy{
+			Clock: clock, Hedge: &retryhttp.Hedge{Delay: 100 * time.Millisecond},
+		}}}
+		resp, body, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+		require.NoError(t, err)
+		require.Equal(t, "hedge", body)
+		require.True(t, retryhttp.Hedged(resp.Request.Context()), "the hedge took the script's second answer")
+	}
+}
