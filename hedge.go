@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"slices"
 	"sync"
@@ -26,12 +27,16 @@ import (
 // request the server can see however they came to be sent, and it takes a
 // token from the Policy's retry Budget like a retry. A hedge that finds no
 // token, no attempt left, the caller's context done, Policy.MaxElapsed
-// passed, or its destination under a quota hold (the hold
-// counts the requests it lets through against the server's quota) is not
-// sent. When every attempt of a race ends in an outcome
+// passed, its destination under a quota hold (its server said its quota
+// was spent: see Policy.OnHold) or a rejection by Policy.Throttle is not
+// sent; the Throttle counts each attempt of a race that ends refused. When
+// every attempt of a race ends in an outcome
 // Policy.Retryable retries (a 503 from each, say), the race's outcome goes
 // to the retries as a single attempt's would, and the next retry may be
-// hedged in turn while Max allows. Policy.Retryable is asked about each
+// hedged in turn while Max allows. Once an attempt of a race has been
+// refused with a wait named by the server (Retry-After, or its rate-limit
+// fields), no further hedge is sent in that race: the retries keep that
+// wait. Policy.Retryable is asked about each
 // attempt's outcome as it comes in, and about the winner's once more when
 // the race is over.
 //
@@ -50,7 +55,10 @@ type Hedge struct {
 	// time it had run, a lower bound of its own, so that hedges that win do
 	// not pull the estimate down. On a Clock other than the real one, such as
 	// retrytest's fake clock, the delay is waited for with Clock.Sleep, so
-	// it moves a fake clock and shows in its Waits.
+	// it moves a fake clock and shows in its Waits; it starts once the
+	// attempt it hedges has been written to the server (and a few
+	// milliseconds of real time more), so that a test server's scripted
+	// answers go to the attempts in their order.
 	Delay time.Duration
 
 	// Max is the number of hedges a request may send, over all its
@@ -126,13 +134,26 @@ type raceResult struct {
 	release context.CancelCauseFunc // cancels the attempt's context
 	sent    time.Time               // real time, for the latency estimate
 	took    time.Duration
+	// wrote is closed once the attempt's request is written, or it ended;
+	// made on a Clock other than the real one only (see hedgeTimer).
+	wrote     chan struct{}
+	wroteOnce sync.Once
 }
 
-// race carries the attempts of one race.
+// written closes res.wrote, once.
+func (res *raceResult) written() {
+	if res.wrote != nil {
+		res.wroteOnce.Do(func() { close(res.wrote) })
+	}
+}
+
+// race carries the attempts of one race. Its channels hold nothing: an
+// attempt's outcome is handed over while the race runs, and discarded by the
+// attempt's own goroutine once it is over, so that a race needs no room for
+// the attempts it may send (Max and MaxAttempts may be as large as an int).
 type race struct {
-	mu      sync.Mutex
-	over    bool // a winner is chosen: late results are discarded where they land
 	results chan *raceResult
+	over    chan struct{} // closed when a winner is chosen
 }
 
 // hedgedSend makes attempt n of r.req, racing it against up to the
@@ -162,12 +183,17 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 	}
 	ctx := r.req.Context()
 	done := ctx.Done()
-	rc := &race{results: make(chan *raceResult, max(left, 0)+1)}
+	rc := &race{results: make(chan *raceResult), over: make(chan struct{})}
+	// Once the race is over, even by a panic of a hook, the attempts still
+	// running discard their outcomes rather than wait for a receiver.
+	defer close(rc.over)
 	inFlight := map[*raceResult]bool{}
+	var latest *raceResult // the attempt sent last
 	launch := func(k int, hedge bool) error {
 		res, err := r.launch(rc, k, hedge)
 		if err == nil {
 			inFlight[res] = true
+			latest = res
 		}
 		return err
 	}
@@ -177,7 +203,7 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 	}
 	sent := n
 	var timer hedgeTimer
-	timer.start(ctx, r.clock, delay)
+	timer.start(ctx, r.clock, delay, latest.wrote)
 	defer timer.stop()
 	var kept, winner *raceResult
 	for winner == nil {
@@ -191,23 +217,29 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 				winner = res
 				break
 			}
+			if res.resp != nil && serverWaitAt(res.resp, r.clock.Now()).ok {
+				// The server asked to wait (Retry-After, or its rate-limit
+				// fields): the retries keep that wait, and no hedge is
+				// sent before it.
+				left = 0
+				timer.stop()
+			}
 			if kept == nil || res.resp != nil || kept.resp == nil {
 				// The latest outcome, a response before an error: a
 				// response may name the wait.
 				kept, res = res, kept
 			}
 			if res != nil {
-				closeLoser(res)
+				r.refused(res)
 			}
 			if len(inFlight) == 0 {
 				winner = kept
 			}
 		case <-timer.c:
-			// A destination under a quota hold gets no hedge: the hold
-			// counts what it lets through against the announced quota,
-			// and a hedge would go around it.
+			// A quota hold counts what it lets through; a hedge would pass
+			// it, so none is sent to a destination under one.
 			if left == 0 || !requestLive(r.req) || r.limits(r.clock.Now()).check(0) != nil ||
-				r.t.holds.find(r.req.URL) != nil || !r.budget.withdraw(r.req.URL) {
+				r.t.holds.find(r.req.URL) != nil || r.throttled() || !r.budget.withdraw(r.req.URL) {
 				left = 0
 				break
 			}
@@ -224,7 +256,7 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 				p.OnHedge(HedgeEvent{Request: r.req, Attempt: sent, Delay: delay, Adaptive: adaptive})
 			}
 			if left--; left > 0 {
-				timer.start(ctx, r.clock, delay)
+				timer.start(ctx, r.clock, delay, latest.wrote)
 			}
 		case <-done:
 			// No hedge after the caller is gone; the attempts end on their
@@ -233,11 +265,8 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 			timer.stop()
 		}
 	}
-	rc.mu.Lock()
-	rc.over = true
-	rc.mu.Unlock()
 	if kept != nil && kept != winner {
-		closeLoser(kept)
+		r.refused(kept)
 	}
 	now := time.Now()
 	for res := range inFlight {
@@ -248,17 +277,14 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 			lat.add(now.Sub(res.sent))
 		}
 	}
-	// Results sent before the race was over and not read: losers too.
-	for {
-		select {
-		case res := <-rc.results:
-			if res != winner {
-				closeLoser(res)
-			}
-			continue
-		default:
+	if resp := winner.resp; resp != nil {
+		if winner.n != sent {
+			// Outcome counts the attempts made, which the winner's own
+			// number does not tell when others were sent after it.
+			withOutcome(resp, winner.req, sent, nil)
+		} else if resp.Request == nil {
+			resp.Request = winner.req // Outcome reads the attempt number there
 		}
-		break
 	}
 	r.sent = sent
 	r.bodyErr = winner.body
@@ -295,12 +321,19 @@ func (r *retrier) launch(rc *race, n int, hedge bool) (*raceResult, error) {
 	if hedge {
 		ctx = context.WithValue(ctx, hedgeKey{}, true)
 	}
+	res := &raceResult{n: n}
+	if _, real := r.clock.(realClock); !real {
+		res.wrote = make(chan struct{})
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+			WroteRequest: func(httptrace.WroteRequestInfo) { res.written() },
+		})
+	}
 	ctx, ac := startAttempt(ctx, p.AttemptTimeout)
+	res.release = ac.release
 	// A clone for every attempt, the first too: attempts run at once, and a
 	// Base that changed one's header must not race with the cloning of the
 	// next.
 	attemptReq := req.Clone(ctx)
-	res := &raceResult{n: n, release: ac.release}
 	if req.Body != nil && req.Body != http.NoBody {
 		if n > 1 || hedge {
 			body, err := req.GetBody()
@@ -321,23 +354,39 @@ func (r *retrier) launch(rc *race, n int, hedge bool) (*raceResult, error) {
 	go func() {
 		resp, err := base.RoundTrip(attemptReq)
 		res.took = time.Since(res.sent)
+		res.written()
 		if bodyErr := res.bodyError(); err != nil && bodyErr != nil {
 			ac.abandon()
 			res.resp, res.err = nil, callerBodyError(err, bodyErr)
 		} else {
 			res.resp, res.err = ac.finish(callerCtx, resp, err)
 		}
-		rc.mu.Lock()
-		over := rc.over
-		if !over {
-			rc.results <- res // never blocks: room for every attempt
-		}
-		rc.mu.Unlock()
-		if over {
+		select {
+		case rc.results <- res:
+		case <-rc.over:
+			// Nobody receives once the race is over, so this is the only
+			// case left then: a loser.
 			closeLoser(res)
 		}
 	}()
 	return res, nil
+}
+
+// throttled reports whether the Policy's Throttle rejects a hedge, as it
+// would a retry.
+func (r *retrier) throttled() bool {
+	th := r.t.Policy.Throttle
+	return th != nil && th.admit(r.req.URL, r.clock.Now()) != nil
+}
+
+// refused discards an attempt of a race whose outcome was retryable, after
+// counting it for the Throttle as a request not accepted: the winner's is
+// counted when the race's outcome is judged.
+func (r *retrier) refused(res *raceResult) {
+	if th := r.t.Policy.Throttle; th != nil {
+		th.record(r.req.URL, r.clock.Now(), false)
+	}
+	closeLoser(res)
 }
 
 // closeLoser discards the outcome of an attempt whose answer is not
@@ -352,14 +401,27 @@ func closeLoser(res *raceResult) {
 
 // hedgeTimer fires after the hedge delay, on the real clock with a timer,
 // and on any other Clock by sleeping on it in a goroutine, so that a fake
-// clock (see package retrytest) plays the delay in virtual time.
+// clock (see package retrytest) plays the delay in virtual time. A fake
+// clock's Sleep returns at once in real time, so that a hedge would race
+// the attempt it hedges to the server, and a test's scripted answers would
+// go to either: on such a Clock the delay starts once that attempt's
+// request is written (httptrace's WroteRequest), or it ended, or, for a
+// Base that reports no writing, after writtenWait of real time.
 type hedgeTimer struct {
 	c      <-chan struct{}
 	t      *time.Timer
 	cancel context.CancelFunc
 }
 
-func (h *hedgeTimer) start(ctx context.Context, clock Clock, d time.Duration) {
+// writtenWait bounds the real time a hedge on a Clock other than the real
+// one waits for the attempt it hedges to be written.
+const writtenWait = 50 * time.Millisecond
+
+// writtenGrace is the real time a hedge on a Clock other than the real one
+// waits after the attempt it hedges was written, for the server to read it.
+const writtenGrace = 5 * time.Millisecond
+
+func (h *hedgeTimer) start(ctx context.Context, clock Clock, d time.Duration, wrote <-chan struct{}) {
 	h.stop()
 	c := make(chan struct{}, 1)
 	h.c = c
@@ -369,6 +431,22 @@ func (h *hedgeTimer) start(ctx context.Context, clock Clock, d time.Duration) {
 	}
 	ctx, h.cancel = context.WithCancel(ctx)
 	go func() {
+		if wrote != nil {
+			t := time.NewTimer(writtenWait)
+			select {
+			case <-wrote:
+				// Written is not yet read: give a loopback server the
+				// moment it takes to read the request.
+				t.Reset(writtenGrace)
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+				}
+			case <-t.C:
+			case <-ctx.Done():
+			}
+			t.Stop()
+		}
 		if clock.Sleep(ctx, d) == nil {
 			c <- struct{}{}
 		}

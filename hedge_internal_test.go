@@ -2,8 +2,10 @@ package retryhttp
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -117,4 +119,108 @@ func TestLatencyRingMatchesASort(t *testing.T) {
 			require.Equal(t, window[(95*len(window)+99)/100-1], p95)
 		}
 	}
+}
+
+// slowFirstServer answers its first request after slow, every other at
+// once, each with status.
+func slowFirstServer(t *testing.T, slow time.Duration, status int) (*httptest.Server, *atomic.Int32) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			select {
+			case <-time.After(slow):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &n
+}
+
+// TestHedgeCountedAndThrottledByTheThrottle checks that the Throttle sees
+// hedges as the attempts they are: each refused attempt of a race is
+// counted as a request, and a hedge is rejected as a retry would be.
+func TestHedgeCountedAndThrottledByTheThrottle(t *testing.T) {
+	t.Run("every refused attempt of a race counts", func(t *testing.T) {
+		srv, n := slowFirstServer(t, 50*time.Millisecond, http.StatusServiceUnavailable)
+		th := NewThrottle(2, 10*time.Second)
+		th.random = script(0.999) // admits all
+		base := &http.Transport{}
+		t.Cleanup(base.CloseIdleConnections)
+		tr := &Transport{Base: base, Policy: Policy{
+			MaxAttempts: 2, Budget: UnlimitedBudget(), Throttle: th, Hedge: &Hedge{Delay: 5 * time.Millisecond},
+		}}
+		req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+		resp, err := tr.RoundTrip(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		require.EqualValues(t, 2, n.Load())
+		// Two requests, no accept: (2 − 0) / (2 + 1).
+		assert.InDelta(t, 2.0/3, th.Probability(srv.URL, time.Now()), 1e-9)
+	})
+	t.Run("a hedge is rejected as a retry is", func(t *testing.T) {
+		srv, n := slowFirstServer(t, 50*time.Millisecond, http.StatusOK)
+		th := NewThrottle(2, 10*time.Second)
+		u, _ := url.Parse(srv.URL)
+		for range 10 {
+			th.record(u, time.Now(), false)
+		}
+		th.random = script(0.999, 0) // admits the request, rejects what follows
+		var hedges int
+		base := &http.Transport{}
+		t.Cleanup(base.CloseIdleConnections)
+		tr := &Transport{Base: base, Policy: Policy{
+			Budget: UnlimitedBudget(), Throttle: th, Hedge: &Hedge{Delay: 5 * time.Millisecond},
+			OnHedge: func(HedgeEvent) { hedges++ },
+		}}
+		req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+		resp, err := tr.RoundTrip(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.EqualValues(t, 1, n.Load(), "the throttled hedge was not sent")
+		assert.Zero(t, hedges)
+	})
+}
+
+// TestNoHedgeAfterARefusalInTheRace checks that once an attempt of a race
+// comes back refused (a 429 asking to wait), no further hedge is sent while
+// another attempt still runs: a hedge is for an attempt that is slow, and
+// a refusal is the retries' to pace.
+func TestNoHedgeAfterARefusalInTheRace(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch n.Add(1) {
+		case 1:
+			select {
+			case <-time.After(400 * time.Millisecond):
+			case <-r.Context().Done():
+				return
+			}
+			w.WriteHeader(http.StatusOK)
+		case 2:
+			w.Header().Set("Retry-After", "5")
+			w.WriteHeader(http.StatusTooManyRequests)
+		default:
+			w.WriteHeader(http.StatusOK)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	base := &http.Transport{}
+	t.Cleanup(base.CloseIdleConnections)
+	var hedges atomic.Int32
+	tr := &Transport{Base: base, Policy: Policy{
+		Budget: UnlimitedBudget(), Hedge: &Hedge{Delay: 100 * time.Millisecond, Max: 2},
+		OnHedge: func(HedgeEvent) { hedges.Add(1) },
+	}}
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	resp, err := tr.RoundTrip(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.EqualValues(t, 1, hedges.Load(), "no hedge after the 429")
+	assert.EqualValues(t, 2, n.Load())
 }

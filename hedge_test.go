@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -559,5 +560,110 @@ func TestHedgeKeepsTheRequestContract(t *testing.T) {
 	require.Len(t, bodies, 3, "the caller's body and one from GetBody for each hedge")
 	for i, b := range bodies {
 		assert.Eventually(t, b.closed.Load, 5*time.Second, time.Millisecond, "body %d closed", i)
+	}
+}
+
+// TestHedgeOutcomeCountsEveryAttempt checks that Outcome reports the
+// attempts made, hedges included, whichever attempt won: Attempt of the
+// winner tells which one answered, not how many were sent.
+func TestHedgeOutcomeCountsEveryAttempt(t *testing.T) {
+	tests := []struct {
+		name       string
+		script     []retrytest.Answer
+		max        int
+		wantBody   string
+		wantSent   int
+		wantWinner int
+	}{
+		{
+			name:     "the first attempt wins after a hedge was sent",
+			script:   []retrytest.Answer{retrytest.OK("first").WithDelay(30 * time.Millisecond), retrytest.OK("hedge").WithSlow(time.Hour)},
+			max:      1,
+			wantBody: "first", wantSent: 2, wantWinner: 1,
+		},
+		{
+			name: "the first hedge wins after a second was sent",
+			script: []retrytest.Answer{
+				retrytest.OK("first").WithSlow(time.Hour), retrytest.OK("hedge").WithDelay(30 * time.Millisecond),
+				retrytest.OK("late").WithSlow(time.Hour),
+			},
+			max:      2,
+			wantBody: "hedge", wantSent: 3, wantWinner: 2,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := retrytest.NewServer(t, tt.script...)
+			client, _, events := hedgingClient(t, srv, retryhttp.Policy{
+				Budget: retryhttp.UnlimitedBudget(), Hedge: &retryhttp.Hedge{Delay: time.Millisecond, Max: tt.max},
+			})
+			resp, body, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+			require.NoError(t, err)
+			require.Equal(t, tt.wantBody, body)
+			require.Len(t, events.all(), tt.wantSent-1)
+			assert.Equal(t, tt.wantWinner, retryhttp.Attempt(resp.Request.Context()), "the attempt that answered")
+			attempts, reason := retryhttp.Outcome(resp)
+			assert.Equal(t, tt.wantSent, attempts, "every attempt sent, hedges included")
+			assert.NoError(t, reason)
+		})
+	}
+}
+
+// TestHedgeKeepsToTheQuotaHold checks that a hedge does not pass a quota
+// hold: after a 429 with Retry-After and no announced quota, the window
+// that opens at the reset lets one request through, so a slow request is
+// not hedged while it is in flight.
+func TestHedgeKeepsToTheQuotaHold(t *testing.T) {
+	srv := retrytest.NewServer(t,
+		retrytest.TooManyRequests(time.Second),
+		retrytest.OK("first").WithDelay(50*time.Millisecond),
+		retrytest.OK("hedge"))
+	client, clock, events := hedgingClient(t, srv, retryhttp.Policy{
+		Budget: retryhttp.UnlimitedBudget(), Hedge: &retryhttp.Hedge{Delay: time.Millisecond},
+	})
+	srv.UseClock(clock)
+	// A POST is not hedged: its 429 only tells the quota is spent.
+	resp, _, err := do(t, client, newRequest(t, http.MethodPost, srv.URL, strings.NewReader("x")))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+
+	_, body, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+	require.NoError(t, err)
+	assert.Equal(t, "first", body)
+	assert.Equal(t, 2, srv.Count(), "the window after the reset lets one request through")
+	assert.Empty(t, events.all())
+}
+
+// TestHedgeWithoutBounds checks that Max and MaxAttempts as large as an int
+// holds are valid, as Validate says: a race holds no room for attempts it
+// may never send.
+func TestHedgeWithoutBounds(t *testing.T) {
+	srv := retrytest.NewServer(t).Otherwise(retrytest.OK("ok"))
+	client, _, _ := hedgingClient(t, srv, retryhttp.Policy{
+		MaxAttempts: math.MaxInt, Budget: retryhttp.UnlimitedBudget(),
+		Hedge: &retryhttp.Hedge{Delay: time.Hour, Max: math.MaxInt},
+	})
+	require.NoError(t, (&retryhttp.Policy{MaxAttempts: math.MaxInt, Hedge: &retryhttp.Hedge{Max: math.MaxInt}}).Validate())
+	_, body, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+	require.NoError(t, err)
+	assert.Equal(t, "ok", body)
+}
+
+// TestHedgeOnTheFakeClockKeepsTheScriptsOrder checks that on the fake clock,
+// where the hedge delay passes at once in real time, the hedge reaches the
+// server after the attempt it hedges, so that a script's answers go to the
+// attempts in their order without a Base that orders them.
+func TestHedgeOnTheFakeClockKeepsTheScriptsOrder(t *testing.T) {
+	for range 20 {
+		srv := retrytest.NewServer(t, retrytest.OK("first").WithSlow(time.Hour), retrytest.OK("hedge"))
+		clock := retrytest.NewClock(t)
+		srv.UseClock(clock)
+		client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t), Policy: retryhttp.Policy{
+			Clock: clock, Hedge: &retryhttp.Hedge{Delay: 100 * time.Millisecond},
+		}}}
+		resp, body, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+		require.NoError(t, err)
+		require.Equal(t, "hedge", body)
+		require.True(t, retryhttp.Hedged(resp.Request.Context()), "the hedge took the script's second answer")
 	}
 }

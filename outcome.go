@@ -213,7 +213,8 @@ func Outcome(resp *http.Response) (attempts int, reason error) {
 // was given up on carries its *givenUp.
 type outcomeKey struct{}
 
-// givenUp is what Outcome reports for a response that was given up on.
+// givenUp is what Outcome reports for a response that was given up on, or
+// for a hedge race's winner that was not the last attempt sent (reason nil).
 type givenUp struct {
 	attempts int
 	reason   error
