@@ -42,12 +42,14 @@ import (
 // and the context's deadline; a shorter named wait (Retry-After: 0) is a
 // blind retry. A retry that takes a token and is then not sent, its wait cut
 // short, gives it back. The bound, with S the successes of the 10 s up to
-// any moment:
+// any blind retry:
 //
 //	blind retries in the 9.8 s up to it ≤ ratio × S
 //	blind retries in the 0.8 s up to it ≤ ⌈ratio × S / 10⌉
 //
-// plus burst in all while it is open. So a process's retries are
+// plus burst in all while it is open. Successes expire while the retries
+// they paid for are still counted, so at any other moment the same holds
+// with S the successes of the 20 s up to it. So a process's retries are
 // at most ratio times its own recent successes, and a fleet of any size
 // sends a failing server at most ratio × that server's goodput of the last
 // 10 s in retries, about ratio × its goodput a second at the pace: there is

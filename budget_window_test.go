@@ -366,3 +366,54 @@ func TestFixedBudgetKeepsTheOldModel(t *testing.T) {
 	resp.Body.Close()
 	assert.EqualValues(t, 11, srv.sent.Load(), "the burst of 10, however old")
 }
+
+// TestBudgetBoundAtEveryMoment checks the bound the Budget documents for any
+// moment, not only at a retry: successes expire while the retries they paid
+// for are still in the window, so at a moment after a retry the window's
+// successes may be fewer than its retries need, and the bound must count
+// the successes of the 20 s up to the moment.
+func TestBudgetBoundAtEveryMoment(t *testing.T) {
+	for _, ratio := range []float64{0.1, 0.5} {
+		clock := retrytest.NewClock(t)
+		start := clock.Now()
+		rng := rand.New(rand.NewPCG(2, uint64(ratio*10)))
+		srv := &answerAt{clock: clock, fail: func(now time.Time) bool {
+			return int(now.Sub(start)/(1500*time.Millisecond))%3 == 1
+		}}
+		const burst = 3
+		var mu sync.Mutex
+		var retries []time.Time
+		rt := &retryhttp.Transport{Base: srv, Policy: retryhttp.Policy{
+			Budget: retryhttp.NewBudget(ratio, burst), Clock: clock, MaxAttempts: 3, Backoff: noWait,
+			OnRetry: func(retryhttp.RetryEvent) {
+				mu.Lock()
+				retries = append(retries, clock.Now())
+				mu.Unlock()
+			},
+		}}
+		var moments []time.Time
+		for range 5000 {
+			clock.Advance(time.Duration(rng.IntN(40)) * time.Millisecond)
+			moments = append(moments, clock.Now())
+			req, _ := http.NewRequest(http.MethodGet, "http://api.example/", nil)
+			resp, err := rt.RoundTrip(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+		}
+		require.NotEmpty(t, srv.oks)
+		firstOK := srv.oks[0]
+		for _, at := range moments {
+			earned := ratio * float64(countIn(srv.oks, at.Add(-2*retryhttp.BudgetWindow), at))
+			if at.Before(firstOK.Add(retryhttp.BudgetWindow)) {
+				earned += burst
+			}
+			made := countIn(retries, at.Add(-retryhttp.BudgetWindow+200*time.Millisecond), at)
+			paced := countIn(retries, at.Add(-retryhttp.BudgetPace+200*time.Millisecond), at)
+			require.LessOrEqualf(t, float64(made), earned+1e-9, "ratio %v: %d retries in the 9.8 s up to %v", ratio, made, at.Sub(start))
+			if !at.Before(firstOK.Add(retryhttp.BudgetPace)) {
+				require.LessOrEqualf(t, float64(paced), math.Ceil(earned/10-1e-9), "ratio %v: %d retries in the 0.8 s up to %v", ratio, paced, at.Sub(start))
+			}
+		}
+		assert.Greater(t, len(retries), 100, "ratio %v: the failures were retried", ratio)
+	}
+}
