@@ -221,8 +221,9 @@ func (l *ledger) deposit(e uint32) {
 func (l *ledger) young() bool { return !l.seen.Load() }
 
 // withdraw counts a retry in slot e if the window allows it, and else takes
-// one of the burst while it is open (see young).
-func (l *ledger) withdraw(e uint32, ratio int64) bool {
+// one of the burst while it is open (see young), and returns the token it
+// took, or noToken.
+func (l *ledger) withdraw(e uint32, ratio int64) budgetToken {
 	k := &l.tries[e%budgetSlots]
 	for first := true; ; first = false {
 		// Load the current slot before summing: a retry counted in it
@@ -238,38 +239,38 @@ func (l *ledger) withdraw(e uint32, ratio int64) bool {
 			n = int32(uint32(old)) + 1
 		}
 		if k.CompareAndSwap(old, uint64(e)<<32|uint64(uint32(n))) {
-			return true
+			return windowToken | budgetToken(e)
 		}
 	}
 	for l.young() {
 		f := l.fresh.Load()
 		if f <= 0 {
-			return false
+			return noToken
 		}
 		if l.fresh.CompareAndSwap(f, f-1) {
-			return true
+			return burstToken
 		}
 	}
-	return false
+	return noToken
 }
 
-// refund uncounts a retry that was not sent: the latest one counted in the
-// window, or else one of the burst.
-func (l *ledger) refund(e uint32, burst int64) {
-	for back := range uint32(budgetSlots) {
-		s := e - back
+// refund uncounts a retry that was not sent, given the token withdraw
+// returned for it: a window's retry in the slot it was counted in, unless
+// that slot has left the window, or one of the burst while it is open.
+// Giving back another token would uncount a retry that was sent, in a pace
+// or a window that already spent it.
+func (l *ledger) refund(t budgetToken, burst int64) {
+	if t&windowToken != 0 {
+		s := uint32(t)
 		k := &l.tries[s%budgetSlots]
 		for {
 			old := k.Load()
-			if stamp(old) != s || int32(uint32(old)) <= 0 {
-				break
-			}
-			if k.CompareAndSwap(old, old-1) {
+			if stamp(old) != s || int32(uint32(old)) <= 0 || k.CompareAndSwap(old, old-1) {
 				return
 			}
 		}
 	}
-	if !l.young() {
+	if t != burstToken || !l.young() {
 		return
 	}
 	for {

@@ -417,3 +417,52 @@ func TestBudgetBoundAtEveryMoment(t *testing.T) {
 		assert.Greater(t, len(retries), 100, "ratio %v: the failures were retried", ratio)
 	}
 }
+
+// TestRefundGivesBackTheTokenTaken checks that a retry cancelled in its wait
+// gives back the token it took, not another: a retry that took one of the
+// burst, cancelled after the first success has closed the burst and another
+// request's retry has spent the pace, must not uncount that retry, which was
+// sent, and so let a second blind retry into the same pace.
+func TestRefundGivesBackTheTokenTaken(t *testing.T) {
+	clock := retrytest.NewClock(t)
+	var fail atomic.Bool
+	srv := &answerAt{clock: clock, fail: func(time.Time) bool { return fail.Load() }}
+	var rt *retryhttp.Transport
+	get := func(ctx context.Context) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://api.example/", nil)
+		resp, err := rt.RoundTrip(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	ctxA, cancelA := context.WithCancel(context.Background())
+	defer cancelA()
+	var nested atomic.Bool
+	rt = &retryhttp.Transport{Base: srv, Policy: retryhttp.Policy{
+		Budget: retryhttp.NewBudget(1, 1), Clock: clock, MaxAttempts: 2, Backoff: noWait,
+		OnRetry: func(retryhttp.RetryEvent) {
+			if nested.Swap(true) {
+				return
+			}
+			// Request A has taken the burst's token for its retry. Ten
+			// successes close the burst and earn one retry for this pace,
+			// which request C spends and sends; then A is cancelled.
+			fail.Store(false)
+			for range 10 {
+				require.NoError(t, get(context.Background()))
+			}
+			fail.Store(true)
+			before := srv.sent.Load()
+			_ = get(context.Background())
+			require.Equal(t, int32(2), srv.sent.Load()-before, "request C's retry was sent")
+			cancelA()
+		},
+	}}
+	fail.Store(true)
+	require.ErrorIs(t, get(ctxA), context.Canceled)
+	// The pace allows ⌈1 × 10 / 10⌉ = 1 blind retry, and C made it.
+	before := srv.sent.Load()
+	require.NoError(t, get(context.Background()))
+	assert.Equal(t, int32(1), srv.sent.Load()-before, "no second blind retry in the pace")
+}

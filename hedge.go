@@ -201,14 +201,19 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 				winner = kept
 			}
 		case <-timer.c:
-			if left == 0 || !requestLive(r.req) || r.limits(r.clock.Now()).check(0) != nil || !r.budget.withdraw(r.req.URL) {
+			if left == 0 || !requestLive(r.req) || r.limits(r.clock.Now()).check(0) != nil {
+				left = 0
+				break
+			}
+			token := r.budget.withdraw(r.req.URL)
+			if token == noToken {
 				left = 0
 				break
 			}
 			if launch(sent+1, true) != nil {
 				// GetBody failed: the hedge is not sent, and the retries
 				// will meet the error if they need the body.
-				r.budget.refund(r.req.URL)
+				r.budget.refund(r.req.URL, token)
 				left = 0
 				break
 			}

@@ -298,8 +298,8 @@ type decision struct {
 	decidedReal time.Time     // the real time then
 	wait        time.Duration // counted from decidedAt
 	server      serverWait
-	reason      error // nil: retry
-	charged     bool  // a token was taken from the Budget for the retry
+	reason      error       // nil: retry
+	token       budgetToken // the token taken from the Budget for the retry, if any
 }
 
 // errNilBackoff is a configuration error found only when a retry is
@@ -349,19 +349,17 @@ func (r *retrier) decide(attempt int, resp *http.Response) decision {
 	if (d.server.ok && d.server.wait >= ScheduledRetryMin) || r.pacedByHold(resp) {
 		return d
 	}
-	if !r.budget.withdraw(r.req.URL) {
+	if d.token = r.budget.withdraw(r.req.URL); d.token == noToken {
 		d.reason = ErrBudgetEmpty
-		return d
 	}
-	d.charged = true
 	return d
 }
 
 // refund gives back the token of a retry decided and not sent, if it took
 // one.
 func (d *decision) refund(r *retrier) {
-	if d.charged {
-		r.budget.refund(r.req.URL)
+	if d.token != noToken {
+		r.budget.refund(r.req.URL, d.token)
 	}
 }
 
