@@ -140,6 +140,9 @@ type ledger struct {
 	// lastRetry orders the destinations of a NewHostBudget by their latest
 	// retry, for eviction; only retries, never the happy path, write it.
 	lastRetry atomic.Int64
+	// active is the latest slot anything was counted in, for eviction to
+	// read one word a ledger rather than its hundred; written once a slot.
+	active atomic.Uint32
 }
 
 func newLedger(dest string, burst int) *ledger {
@@ -210,7 +213,15 @@ func bump(ring *[budgetSlots]atomic.Uint64, e uint32, d int32) {
 	}
 }
 
+// touch records that l counted something in slot e.
+func (l *ledger) touch(e uint32) {
+	if l.active.Load() != e {
+		l.active.Store(e)
+	}
+}
+
 func (l *ledger) deposit(e uint32) {
+	l.touch(e)
 	bump(&l.ok, e, 1)
 	if !l.seen.Load() {
 		l.seen.Store(true)
@@ -224,6 +235,7 @@ func (l *ledger) young() bool { return !l.seen.Load() }
 // one of the burst while it is open (see young), and returns the token it
 // took, or noToken.
 func (l *ledger) withdraw(e uint32, ratio int64) budgetToken {
+	l.touch(e)
 	k := &l.tries[e%budgetSlots]
 	for first := true; ; first = false {
 		// Load the current slot before summing: a retry counted in it
@@ -293,18 +305,10 @@ func (l *ledger) tokens(e uint32, ratio int64) float64 {
 }
 
 // idle returns how many slots back from e l last counted anything, for
-// eviction: the larger, the staler.
-func (l *ledger) idle(e uint32) uint32 {
-	least := uint32(math.MaxUint32)
-	for i := range budgetSlots {
-		for _, w := range [2]uint64{l.ok[i].Load(), l.tries[i].Load()} {
-			if w != 0 {
-				least = min(least, e-stamp(w))
-			}
-		}
-	}
-	return least
-}
+// eviction: the larger, the staler. Reading one word rather than the
+// window's hundred keeps the lock that a new destination takes short: with
+// MaxHostBuckets destinations tracked, each new one scanned them all.
+func (l *ledger) idle(e uint32) uint32 { return e - l.active.Load() }
 
 // hostLedgers holds the ledgers of a NewHostBudget in a map that is
 // replaced, never changed: readers, which every request is, take no lock
@@ -358,6 +362,7 @@ func (h *hostLedgers) findOrAdd(u *url.URL, burst int64, now uint32) *ledger {
 		delete(next, stalest)
 	}
 	l := newLedger(canonicalDestination(u), int(burst/microPerToken))
+	l.active.Store(now)
 	next[hashDestination(h.seed, u)] = l // a colliding destination takes the slot over
 	h.m.Store(&next)
 	return l
