@@ -211,14 +211,14 @@ func (b *Budget) Tokens() float64 {
 // track of has burst. For a single Budget, which serves every destination
 // alike, it is Tokens(); for an UnlimitedBudget it is +Inf; for a nil
 // *Budget NaN. A host that does not parse as a URL with a scheme and a host
-// yields NaN.
+// yields NaN, whatever the Budget.
 func (b *Budget) TokensFor(host string) float64 {
-	if b == nil || (b.hosts == nil && b.ledgers == nil) {
-		return b.Tokens()
-	}
 	u, err := url.Parse(host)
-	if err != nil || u.Scheme == "" || u.Host == "" {
+	if b == nil || err != nil || u.Scheme == "" || u.Host == "" {
 		return math.NaN()
+	}
+	if b.hosts == nil && b.ledgers == nil {
+		return b.Tokens()
 	}
 	if b.ledgers != nil {
 		if l := b.ledgers.find(u); l != nil {

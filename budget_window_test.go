@@ -466,3 +466,23 @@ func TestRefundGivesBackTheTokenTaken(t *testing.T) {
 	require.NoError(t, get(context.Background()))
 	assert.Equal(t, int32(1), srv.sent.Load()-before, "no second blind retry in the pace")
 }
+
+// TestTokensForBadHostIsNaN: TokensFor documents NaN for a host that does
+// not parse as a URL with a scheme and a host, whatever the Budget; a single
+// Budget, which serves every destination alike, answered its Tokens instead.
+func TestTokensForBadHostIsNaN(t *testing.T) {
+	budgets := map[string]*retryhttp.Budget{
+		"NewBudget":          retryhttp.NewBudget(0.1, 3),
+		"NewHostBudget":      retryhttp.NewHostBudget(0.1, 3),
+		"NewFixedBudget":     retryhttp.NewFixedBudget(0.1, 10),
+		"NewFixedHostBudget": retryhttp.NewFixedHostBudget(0.1, 10),
+		"UnlimitedBudget":    retryhttp.UnlimitedBudget(),
+		"nil":                nil,
+	}
+	for name, b := range budgets {
+		for _, host := range []string{"", "api.example.com", "://x", "https://"} {
+			assert.Truef(t, math.IsNaN(b.TokensFor(host)), "%s.TokensFor(%q)", name, host)
+		}
+		assert.Falsef(t, math.IsNaN(b.TokensFor("https://api.example.com")) && b != nil, "%s reads a good host", name)
+	}
+}
