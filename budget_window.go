@@ -235,6 +235,7 @@ func (l *ledger) young() bool { return !l.seen.Load() }
 // one of the burst while it is open (see young), and returns the token it
 // took, or noToken.
 func (l *ledger) withdraw(e uint32, ratio int64) budgetToken {
+	e = l.latest(e)
 	l.touch(e)
 	k := &l.tries[e%budgetSlots]
 	for first := true; ; first = false {
@@ -264,6 +265,21 @@ func (l *ledger) withdraw(e uint32, ratio int64) budgetToken {
 		}
 	}
 	return noToken
+}
+
+// latest returns e, or the latest slot counted in that is after it: a
+// request that read the clock just before others counted in a later slot
+// must count its retry in their window, which holds theirs, rather than in
+// its own, which does not.
+func (l *ledger) latest(e uint32) uint32 {
+	for i := range budgetSlots {
+		for _, w := range [2]uint64{l.ok[i].Load(), l.tries[i].Load()} {
+			if d := stamp(w) - e; w != 0 && d != 0 && d < budgetSlots {
+				e = stamp(w)
+			}
+		}
+	}
+	return e
 }
 
 // refund uncounts a retry that was not sent, given the token withdraw

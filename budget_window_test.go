@@ -6,6 +6,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -485,4 +487,94 @@ func TestTokensForBadHostIsNaN(t *testing.T) {
 		}
 		assert.Falsef(t, math.IsNaN(b.TokensFor("https://api.example.com")) && b != nil, "%s reads a good host", name)
 	}
+}
+
+// stallClock is a Clock whose next reading by the Budget, once stall is
+// set, is taken and then held until release closes: the request reading it
+// goes on with a slot that other requests have since left behind.
+type stallClock struct {
+	mu      sync.Mutex
+	now     time.Time
+	stall   atomic.Bool
+	stalled chan struct{}
+	release chan struct{}
+}
+
+func (c *stallClock) Now() time.Time {
+	c.mu.Lock()
+	now := c.now
+	c.mu.Unlock()
+	if c.stall.Load() && calledFromBudgetSlot() && c.stall.Swap(false) {
+		close(c.stalled)
+		<-c.release
+	}
+	return now
+}
+
+func (c *stallClock) Sleep(ctx context.Context, d time.Duration) error {
+	c.advance(d)
+	return ctx.Err()
+}
+
+func (c *stallClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(max(d, 0))
+	c.mu.Unlock()
+}
+
+func calledFromBudgetSlot() bool {
+	pcs := make([]uintptr, 8)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
+	for {
+		f, more := frames.Next()
+		if strings.HasSuffix(f.Function, "(*Budget).slot") {
+			return true
+		}
+		if !more {
+			return false
+		}
+	}
+}
+
+// TestBudgetRetryReadingAnOlderSlot: a retry whose request read the clock
+// just before a slot ended, and was counted after another request's retry
+// in the next slot, must still count that retry. It summed the window of
+// its own slot, which does not hold the later one, so both were made where
+// the pace allowed one.
+func TestBudgetRetryReadingAnOlderSlot(t *testing.T) {
+	clock := &stallClock{now: time.Unix(1_800_000_000, 0), stalled: make(chan struct{}), release: make(chan struct{})}
+	var fail atomic.Bool
+	var sent atomic.Int32
+	base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		sent.Add(1)
+		status := http.StatusOK
+		if fail.Load() {
+			status = http.StatusServiceUnavailable
+		}
+		return &http.Response{StatusCode: status, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+	})
+	rt := &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{
+		Budget: retryhttp.NewBudget(1, 0), Clock: clock, MaxAttempts: 2, Backoff: noWait,
+	}}
+	get := func() {
+		req, _ := http.NewRequest(http.MethodGet, "http://api.example/", nil)
+		resp, err := rt.RoundTrip(req)
+		if assert.NoError(t, err) {
+			resp.Body.Close()
+		}
+	}
+	for range 10 { // ten successes: the pace allows ⌈1 × 10 / 10⌉ = 1 retry
+		get()
+	}
+	fail.Store(true)
+	sent.Store(0)
+	clock.stall.Store(true)
+	done := make(chan struct{})
+	go func() { defer close(done); get() }() // reads the slot, and stalls
+	<-clock.stalled
+	clock.advance(200 * time.Millisecond) // the next slot
+	get()
+	close(clock.release)
+	<-done
+	assert.Equal(t, int32(2+1), sent.Load(), "two requests, one blind retry in the pace")
 }
