@@ -578,3 +578,65 @@ func TestBudgetRetryReadingAnOlderSlot(t *testing.T) {
 	<-done
 	assert.Equal(t, int32(2+1), sent.Load(), "two requests, one blind retry in the pace")
 }
+
+// TestBudgetBoundUnderConcurrency stresses one Budget from many goroutines
+// while the fake clock moves, the server failing in spells, and checks the
+// window's bound at every 200 ms: the retries of the 9.6 s up to it (a slot
+// less than the 9.8 s of the bound, since a retry is recorded a moment after
+// it is counted, and the clock moves meanwhile) are at most ratio × the
+// successes of the 20 s up to it, plus burst for 10 s after the first
+// success, and in all at most ratio × all successes plus burst.
+func TestBudgetBoundUnderConcurrency(t *testing.T) {
+	const ratio, burst = 0.2, 3
+	clock := retrytest.NewClock(t)
+	start := clock.Now()
+	srv := &answerAt{clock: clock, fail: func(now time.Time) bool {
+		return int(now.Sub(start)/(1300*time.Millisecond))%3 != 0
+	}}
+	var mu sync.Mutex
+	var retries []time.Time
+	rt := &retryhttp.Transport{Base: srv, Policy: retryhttp.Policy{
+		Budget: retryhttp.NewHostBudget(ratio, burst), Clock: clock, MaxAttempts: 4, Backoff: noWait,
+		OnRetry: func(retryhttp.RetryEvent) {
+			mu.Lock()
+			retries = append(retries, clock.Now())
+			mu.Unlock()
+		},
+	}}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(g), 3))
+			for range 1500 {
+				if rng.IntN(4) == 0 {
+					clock.Advance(time.Duration(rng.IntN(20)) * time.Millisecond)
+				}
+				req, _ := http.NewRequest(http.MethodGet, "http://api.example/", nil)
+				resp, err := rt.RoundTrip(req)
+				if assert.NoError(t, err) {
+					resp.Body.Close()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	end := clock.Now()
+	require.NotEmpty(t, srv.oks)
+	firstOK := srv.oks[0]
+	for _, o := range srv.oks {
+		if o.Before(firstOK) {
+			firstOK = o
+		}
+	}
+	for at := start; !at.After(end.Add(time.Second)); at = at.Add(200 * time.Millisecond) {
+		earned := ratio * float64(countIn(srv.oks, at.Add(-2*retryhttp.BudgetWindow), at))
+		if at.Before(firstOK.Add(retryhttp.BudgetWindow + time.Second)) {
+			earned += burst
+		}
+		made := countIn(retries, at.Add(-retryhttp.BudgetWindow+400*time.Millisecond), at)
+		require.LessOrEqualf(t, float64(made), earned+1e-9, "%d retries in the 9.6 s up to %v", made, at.Sub(start))
+	}
+	assert.LessOrEqual(t, float64(len(retries)), ratio*float64(len(srv.oks))+burst+1e-9)
+	assert.Greater(t, len(retries), 50, "the failures were retried")
+	t.Logf("%d successes, %d retries over %v", len(srv.oks), len(retries), end.Sub(start))
+}
