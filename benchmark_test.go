@@ -286,3 +286,28 @@ func runImpls(b *testing.B, impls []impl, run func(b *testing.B, rt http.RoundTr
 		})
 	}
 }
+
+// BenchmarkHostBudgetNewDestination measures the first success to a
+// destination that a NewHostBudget already tracking MaxHostBuckets others
+// must make room for, as a crawler's every request is: it takes the
+// Budget's lock, so its cost bounds how fast requests to new hosts go.
+func BenchmarkHostBudgetNewDestination(b *testing.B) {
+	rt := &retryhttp.Transport{Base: cannedTransport{}, Policy: retryhttp.Policy{
+		Budget: retryhttp.NewHostBudget(retryhttp.DefaultBudgetRatio, retryhttp.DefaultBudgetBurst),
+	}}
+	reqs := make([]*http.Request, retryhttp.MaxHostBuckets+b.N)
+	for i := range reqs {
+		reqs[i], _ = http.NewRequest(http.MethodGet, fmt.Sprintf("http://h%d.example/", i), nil)
+	}
+	for _, req := range reqs[:retryhttp.MaxHostBuckets] {
+		if _, err := rt.RoundTrip(req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for _, req := range reqs[retryhttp.MaxHostBuckets:] {
+		if _, err := rt.RoundTrip(req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -42,12 +42,14 @@ import (
 // and the context's deadline; a shorter named wait (Retry-After: 0) is a
 // blind retry. A retry that takes a token and is then not sent, its wait cut
 // short, gives it back. The bound, with S the successes of the 10 s up to
-// any moment:
+// any blind retry:
 //
 //	blind retries in the 9.8 s up to it ≤ ratio × S
 //	blind retries in the 0.8 s up to it ≤ ⌈ratio × S / 10⌉
 //
-// plus burst in all while it is open. So a process's retries are
+// plus burst in all while it is open. Successes expire while the retries
+// they paid for are still counted, so at any other moment the same holds
+// with S the successes of the 20 s up to it. So a process's retries are
 // at most ratio times its own recent successes, and a fleet of any size
 // sends a failing server at most ratio × that server's goodput of the last
 // 10 s in retries, about ratio × its goodput a second at the pace: there is
@@ -209,14 +211,14 @@ func (b *Budget) Tokens() float64 {
 // track of has burst. For a single Budget, which serves every destination
 // alike, it is Tokens(); for an UnlimitedBudget it is +Inf; for a nil
 // *Budget NaN. A host that does not parse as a URL with a scheme and a host
-// yields NaN.
+// yields NaN, whatever the Budget.
 func (b *Budget) TokensFor(host string) float64 {
-	if b == nil || (b.hosts == nil && b.ledgers == nil) {
-		return b.Tokens()
-	}
 	u, err := url.Parse(host)
-	if err != nil || u.Scheme == "" || u.Host == "" {
+	if b == nil || err != nil || u.Scheme == "" || u.Host == "" {
 		return math.NaN()
+	}
+	if b.hosts == nil && b.ledgers == nil {
+		return b.Tokens()
 	}
 	if b.ledgers != nil {
 		if l := b.ledgers.find(u); l != nil {
@@ -264,14 +266,26 @@ func (b *Budget) deposit(u *url.URL) {
 	}
 }
 
-// withdraw takes a token for one retry of a request to u and reports
-// whether there was one. A nil Budget has none.
-func (b *Budget) withdraw(u *url.URL) bool {
+// budgetToken says which token a retry took, so that a refund gives back
+// that one: a window's retry counted in a slot, one of the burst, or a
+// bucket's.
+type budgetToken uint64
+
+const (
+	noToken     budgetToken = 0
+	windowToken budgetToken = 1 << 32 // | the slot the retry is counted in
+	burstToken  budgetToken = 1 << 33
+	bucketToken budgetToken = 1 << 34
+)
+
+// withdraw takes a token for one retry of a request to u and returns it, or
+// noToken when there was none. A nil Budget has none.
+func (b *Budget) withdraw(u *url.URL) budgetToken {
 	switch {
 	case b == nil:
-		return false
+		return noToken
 	case b.unlimited:
-		return true
+		return bucketToken
 	case b.single != nil:
 		return b.single.withdraw(b.slot(), b.ratio)
 	case b.ledgers != nil:
@@ -280,30 +294,35 @@ func (b *Budget) withdraw(u *url.URL) bool {
 		l.lastRetry.Store(b.ledgers.retries.Add(1))
 		return l.withdraw(e, b.ratio)
 	case b.hosts == nil:
-		ok, _ := b.one.take()
-		return ok
+		if ok, _ := b.one.take(); ok {
+			return bucketToken
+		}
+		return noToken
 	}
 	for {
 		hb := b.hosts.findOrAdd(u, b.burst)
 		hb.lastRetry.Store(b.hosts.retries.Add(1))
 		if ok, gone := hb.take(); !gone {
-			return ok
+			if ok {
+				return bucketToken
+			}
+			return noToken
 		}
 	}
 }
 
-// refund gives back the token of a retry of a request to u that was not
-// sent. A nil Budget ignores it.
-func (b *Budget) refund(u *url.URL) {
+// refund gives back the token, taken by withdraw, of a retry of a request
+// to u that was not sent. A nil Budget ignores it.
+func (b *Budget) refund(u *url.URL, t budgetToken) {
 	switch {
-	case b == nil || b.unlimited:
+	case b == nil || b.unlimited || t == noToken:
 		return
 	case b.single != nil:
-		b.single.refund(b.slot(), b.burst)
+		b.single.refund(t, b.burst)
 		return
 	case b.ledgers != nil:
 		if l := b.ledgers.find(u); l != nil {
-			l.refund(b.slot(), b.burst)
+			l.refund(t, b.burst)
 		}
 		return
 	case b.hosts == nil:

@@ -140,6 +140,9 @@ type ledger struct {
 	// lastRetry orders the destinations of a NewHostBudget by their latest
 	// retry, for eviction; only retries, never the happy path, write it.
 	lastRetry atomic.Int64
+	// active is the latest slot anything was counted in, for eviction to
+	// read one word a ledger rather than its hundred; written once a slot.
+	active atomic.Uint32
 }
 
 func newLedger(dest string, burst int) *ledger {
@@ -210,7 +213,15 @@ func bump(ring *[budgetSlots]atomic.Uint64, e uint32, d int32) {
 	}
 }
 
+// touch records that l counted something in slot e.
+func (l *ledger) touch(e uint32) {
+	if l.active.Load() != e {
+		l.active.Store(e)
+	}
+}
+
 func (l *ledger) deposit(e uint32) {
+	l.touch(e)
 	bump(&l.ok, e, 1)
 	if !l.seen.Load() {
 		l.seen.Store(true)
@@ -221,8 +232,11 @@ func (l *ledger) deposit(e uint32) {
 func (l *ledger) young() bool { return !l.seen.Load() }
 
 // withdraw counts a retry in slot e if the window allows it, and else takes
-// one of the burst while it is open (see young).
-func (l *ledger) withdraw(e uint32, ratio int64) bool {
+// one of the burst while it is open (see young), and returns the token it
+// took, or noToken.
+func (l *ledger) withdraw(e uint32, ratio int64) budgetToken {
+	e = l.latest(e)
+	l.touch(e)
 	k := &l.tries[e%budgetSlots]
 	for first := true; ; first = false {
 		// Load the current slot before summing: a retry counted in it
@@ -238,38 +252,53 @@ func (l *ledger) withdraw(e uint32, ratio int64) bool {
 			n = int32(uint32(old)) + 1
 		}
 		if k.CompareAndSwap(old, uint64(e)<<32|uint64(uint32(n))) {
-			return true
+			return windowToken | budgetToken(e)
 		}
 	}
 	for l.young() {
 		f := l.fresh.Load()
 		if f <= 0 {
-			return false
+			return noToken
 		}
 		if l.fresh.CompareAndSwap(f, f-1) {
-			return true
+			return burstToken
 		}
 	}
-	return false
+	return noToken
 }
 
-// refund uncounts a retry that was not sent: the latest one counted in the
-// window, or else one of the burst.
-func (l *ledger) refund(e uint32, burst int64) {
-	for back := range uint32(budgetSlots) {
-		s := e - back
+// latest returns e, or the latest slot counted in that is after it: a
+// request that read the clock just before others counted in a later slot
+// must count its retry in their window, which holds theirs, rather than in
+// its own, which does not.
+func (l *ledger) latest(e uint32) uint32 {
+	for i := range budgetSlots {
+		for _, w := range [2]uint64{l.ok[i].Load(), l.tries[i].Load()} {
+			if d := stamp(w) - e; w != 0 && d != 0 && d < budgetSlots {
+				e = stamp(w)
+			}
+		}
+	}
+	return e
+}
+
+// refund uncounts a retry that was not sent, given the token withdraw
+// returned for it: a window's retry in the slot it was counted in, unless
+// that slot has left the window, or one of the burst while it is open.
+// Giving back another token would uncount a retry that was sent, in a pace
+// or a window that already spent it.
+func (l *ledger) refund(t budgetToken, burst int64) {
+	if t&windowToken != 0 {
+		s := uint32(t)
 		k := &l.tries[s%budgetSlots]
 		for {
 			old := k.Load()
-			if stamp(old) != s || int32(uint32(old)) <= 0 {
-				break
-			}
-			if k.CompareAndSwap(old, old-1) {
+			if stamp(old) != s || int32(uint32(old)) <= 0 || k.CompareAndSwap(old, old-1) {
 				return
 			}
 		}
 	}
-	if !l.young() {
+	if t != burstToken || !l.young() {
 		return
 	}
 	for {
@@ -292,18 +321,10 @@ func (l *ledger) tokens(e uint32, ratio int64) float64 {
 }
 
 // idle returns how many slots back from e l last counted anything, for
-// eviction: the larger, the staler.
-func (l *ledger) idle(e uint32) uint32 {
-	least := uint32(math.MaxUint32)
-	for i := range budgetSlots {
-		for _, w := range [2]uint64{l.ok[i].Load(), l.tries[i].Load()} {
-			if w != 0 {
-				least = min(least, e-stamp(w))
-			}
-		}
-	}
-	return least
-}
+// eviction: the larger, the staler. Reading one word rather than the
+// window's hundred keeps the lock that a new destination takes short: with
+// MaxHostBuckets destinations tracked, each new one scanned them all.
+func (l *ledger) idle(e uint32) uint32 { return e - l.active.Load() }
 
 // hostLedgers holds the ledgers of a NewHostBudget in a map that is
 // replaced, never changed: readers, which every request is, take no lock
@@ -357,6 +378,7 @@ func (h *hostLedgers) findOrAdd(u *url.URL, burst int64, now uint32) *ledger {
 		delete(next, stalest)
 	}
 	l := newLedger(canonicalDestination(u), int(burst/microPerToken))
+	l.active.Store(now)
 	next[hashDestination(h.seed, u)] = l // a colliding destination takes the slot over
 	h.m.Store(&next)
 	return l

@@ -6,6 +6,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -242,6 +244,16 @@ func TestScheduledRetriesTakeNoToken(t *testing.T) {
 		}
 		assert.Equal(t, 100+retryhttp.DefaultBudgetBurst, srv.Count())
 	})
+	t.Run("a rate-limit refusal with Retry-After: 0 to everything is still bounded", func(t *testing.T) {
+		srv := retrytest.NewServer(t).Otherwise(retrytest.Reply(429, "").
+			WithHeader("Retry-After", "0").WithHeader("X-RateLimit-Remaining", "0"))
+		client, _ := newClient(t, retryhttp.Policy{})
+		for range 100 {
+			_, _, err := do(t, client, newRequest(t, "GET", srv.URL, nil))
+			require.NoError(t, err)
+		}
+		assert.Equal(t, 100+retryhttp.DefaultBudgetBurst, srv.Count(), "a quota hold's retry told to come back at once is blind")
+	})
 	t.Run("a scheduled retry is still bounded by MaxAttempts", func(t *testing.T) {
 		srv := retrytest.NewServer(t).Otherwise(retrytest.Unavailable(time.Second))
 		var hook giveUps
@@ -283,12 +295,12 @@ func TestRateLimitAndTheBudget(t *testing.T) {
 					time.Sleep(time.Millisecond)
 				}
 			}}
-			if recovers {
-				// The fake clock plays concurrent waits one after the
-				// other: 25 waits of 3 s would pass the default MaxElapsed
-				// there, though not in real time.
-				p.MaxElapsed = time.Hour
-			}
+			// The fake clock plays concurrent waits one after the other:
+			// 25 waits of 3 s would pass the default MaxElapsed there,
+			// though not in real time, whether the quota comes back or not;
+			// a quota hold then gave some requests up with ErrMaxElapsed and
+			// no response, as the goroutines happened to run.
+			p.MaxElapsed = time.Hour
 			client, _ := newClient(t, p)
 			var ok atomic.Int32
 			var wg sync.WaitGroup
@@ -365,4 +377,276 @@ func TestFixedBudgetKeepsTheOldModel(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.EqualValues(t, 11, srv.sent.Load(), "the burst of 10, however old")
+}
+
+// TestBudgetBoundAtEveryMoment checks the bound the Budget documents for any
+// moment, not only at a retry: successes expire while the retries they paid
+// for are still in the window, so at a moment after a retry the window's
+// successes may be fewer than its retries need, and the bound must count
+// the successes of the 20 s up to the moment.
+func TestBudgetBoundAtEveryMoment(t *testing.T) {
+	for _, ratio := range []float64{0.1, 0.5} {
+		clock := retrytest.NewClock(t)
+		start := clock.Now()
+		rng := rand.New(rand.NewPCG(2, uint64(ratio*10)))
+		srv := &answerAt{clock: clock, fail: func(now time.Time) bool {
+			return int(now.Sub(start)/(1500*time.Millisecond))%3 == 1
+		}}
+		const burst = 3
+		var mu sync.Mutex
+		var retries []time.Time
+		rt := &retryhttp.Transport{Base: srv, Policy: retryhttp.Policy{
+			Budget: retryhttp.NewBudget(ratio, burst), Clock: clock, MaxAttempts: 3, Backoff: noWait,
+			OnRetry: func(retryhttp.RetryEvent) {
+				mu.Lock()
+				retries = append(retries, clock.Now())
+				mu.Unlock()
+			},
+		}}
+		var moments []time.Time
+		for range 5000 {
+			clock.Advance(time.Duration(rng.IntN(40)) * time.Millisecond)
+			moments = append(moments, clock.Now())
+			req, _ := http.NewRequest(http.MethodGet, "http://api.example/", nil)
+			resp, err := rt.RoundTrip(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+		}
+		require.NotEmpty(t, srv.oks)
+		firstOK := srv.oks[0]
+		for _, at := range moments {
+			earned := ratio * float64(countIn(srv.oks, at.Add(-2*retryhttp.BudgetWindow), at))
+			if at.Before(firstOK.Add(retryhttp.BudgetWindow)) {
+				earned += burst
+			}
+			made := countIn(retries, at.Add(-retryhttp.BudgetWindow+200*time.Millisecond), at)
+			paced := countIn(retries, at.Add(-retryhttp.BudgetPace+200*time.Millisecond), at)
+			require.LessOrEqualf(t, float64(made), earned+1e-9, "ratio %v: %d retries in the 9.8 s up to %v", ratio, made, at.Sub(start))
+			if !at.Before(firstOK.Add(retryhttp.BudgetPace)) {
+				require.LessOrEqualf(t, float64(paced), math.Ceil(earned/10-1e-9), "ratio %v: %d retries in the 0.8 s up to %v", ratio, paced, at.Sub(start))
+			}
+		}
+		assert.Greater(t, len(retries), 100, "ratio %v: the failures were retried", ratio)
+	}
+}
+
+// TestRefundGivesBackTheTokenTaken checks that a retry cancelled in its wait
+// gives back the token it took, not another: a retry that took one of the
+// burst, cancelled after the first success has closed the burst and another
+// request's retry has spent the pace, must not uncount that retry, which was
+// sent, and so let a second blind retry into the same pace.
+func TestRefundGivesBackTheTokenTaken(t *testing.T) {
+	clock := retrytest.NewClock(t)
+	var fail atomic.Bool
+	srv := &answerAt{clock: clock, fail: func(time.Time) bool { return fail.Load() }}
+	var rt *retryhttp.Transport
+	get := func(ctx context.Context) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://api.example/", nil)
+		resp, err := rt.RoundTrip(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	ctxA, cancelA := context.WithCancel(context.Background())
+	defer cancelA()
+	var nested atomic.Bool
+	rt = &retryhttp.Transport{Base: srv, Policy: retryhttp.Policy{
+		Budget: retryhttp.NewBudget(1, 1), Clock: clock, MaxAttempts: 2, Backoff: noWait,
+		OnRetry: func(retryhttp.RetryEvent) {
+			if nested.Swap(true) {
+				return
+			}
+			// Request A has taken the burst's token for its retry. Ten
+			// successes close the burst and earn one retry for this pace,
+			// which request C spends and sends; then A is cancelled.
+			fail.Store(false)
+			for range 10 {
+				require.NoError(t, get(context.Background()))
+			}
+			fail.Store(true)
+			before := srv.sent.Load()
+			_ = get(context.Background())
+			require.Equal(t, int32(2), srv.sent.Load()-before, "request C's retry was sent")
+			cancelA()
+		},
+	}}
+	fail.Store(true)
+	require.ErrorIs(t, get(ctxA), context.Canceled)
+	// The pace allows ⌈1 × 10 / 10⌉ = 1 blind retry, and C made it.
+	before := srv.sent.Load()
+	require.NoError(t, get(context.Background()))
+	assert.Equal(t, int32(1), srv.sent.Load()-before, "no second blind retry in the pace")
+}
+
+// TestTokensForBadHostIsNaN: TokensFor documents NaN for a host that does
+// not parse as a URL with a scheme and a host, whatever the Budget; a single
+// Budget, which serves every destination alike, answered its Tokens instead.
+func TestTokensForBadHostIsNaN(t *testing.T) {
+	budgets := map[string]*retryhttp.Budget{
+		"NewBudget":          retryhttp.NewBudget(0.1, 3),
+		"NewHostBudget":      retryhttp.NewHostBudget(0.1, 3),
+		"NewFixedBudget":     retryhttp.NewFixedBudget(0.1, 10),
+		"NewFixedHostBudget": retryhttp.NewFixedHostBudget(0.1, 10),
+		"UnlimitedBudget":    retryhttp.UnlimitedBudget(),
+		"nil":                nil,
+	}
+	for name, b := range budgets {
+		for _, host := range []string{"", "api.example.com", "://x", "https://"} {
+			assert.Truef(t, math.IsNaN(b.TokensFor(host)), "%s.TokensFor(%q)", name, host)
+		}
+		assert.Falsef(t, math.IsNaN(b.TokensFor("https://api.example.com")) && b != nil, "%s reads a good host", name)
+	}
+}
+
+// stallClock is a Clock whose next reading by the Budget, once stall is
+// set, is taken and then held until release closes: the request reading it
+// goes on with a slot that other requests have since left behind.
+type stallClock struct {
+	mu      sync.Mutex
+	now     time.Time
+	stall   atomic.Bool
+	stalled chan struct{}
+	release chan struct{}
+}
+
+func (c *stallClock) Now() time.Time {
+	c.mu.Lock()
+	now := c.now
+	c.mu.Unlock()
+	if c.stall.Load() && calledFromBudgetSlot() && c.stall.Swap(false) {
+		close(c.stalled)
+		<-c.release
+	}
+	return now
+}
+
+func (c *stallClock) Sleep(ctx context.Context, d time.Duration) error {
+	c.advance(d)
+	return ctx.Err()
+}
+
+func (c *stallClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(max(d, 0))
+	c.mu.Unlock()
+}
+
+func calledFromBudgetSlot() bool {
+	pcs := make([]uintptr, 8)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
+	for {
+		f, more := frames.Next()
+		if strings.HasSuffix(f.Function, "(*Budget).slot") {
+			return true
+		}
+		if !more {
+			return false
+		}
+	}
+}
+
+// TestBudgetRetryReadingAnOlderSlot: a retry whose request read the clock
+// just before a slot ended, and was counted after another request's retry
+// in the next slot, must still count that retry. It summed the window of
+// its own slot, which does not hold the later one, so both were made where
+// the pace allowed one.
+func TestBudgetRetryReadingAnOlderSlot(t *testing.T) {
+	clock := &stallClock{now: time.Unix(1_800_000_000, 0), stalled: make(chan struct{}), release: make(chan struct{})}
+	var fail atomic.Bool
+	var sent atomic.Int32
+	base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		sent.Add(1)
+		status := http.StatusOK
+		if fail.Load() {
+			status = http.StatusServiceUnavailable
+		}
+		return &http.Response{StatusCode: status, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+	})
+	rt := &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{
+		Budget: retryhttp.NewBudget(1, 0), Clock: clock, MaxAttempts: 2, Backoff: noWait,
+	}}
+	get := func() {
+		req, _ := http.NewRequest(http.MethodGet, "http://api.example/", nil)
+		resp, err := rt.RoundTrip(req)
+		if assert.NoError(t, err) {
+			resp.Body.Close()
+		}
+	}
+	for range 10 { // ten successes: the pace allows ⌈1 × 10 / 10⌉ = 1 retry
+		get()
+	}
+	fail.Store(true)
+	sent.Store(0)
+	clock.stall.Store(true)
+	done := make(chan struct{})
+	go func() { defer close(done); get() }() // reads the slot, and stalls
+	<-clock.stalled
+	clock.advance(200 * time.Millisecond) // the next slot
+	get()
+	close(clock.release)
+	<-done
+	assert.Equal(t, int32(2+1), sent.Load(), "two requests, one blind retry in the pace")
+}
+
+// TestBudgetBoundUnderConcurrency stresses one Budget from many goroutines
+// while the fake clock moves, the server failing in spells, and checks the
+// window's bound at every 200 ms: the retries of the 9.6 s up to it (a slot
+// less than the 9.8 s of the bound, since a retry is recorded a moment after
+// it is counted, and the clock moves meanwhile) are at most ratio × the
+// successes of the 20 s up to it, plus burst for 10 s after the first
+// success, and in all at most ratio × all successes plus burst.
+func TestBudgetBoundUnderConcurrency(t *testing.T) {
+	const ratio, burst = 0.2, 3
+	clock := retrytest.NewClock(t)
+	start := clock.Now()
+	srv := &answerAt{clock: clock, fail: func(now time.Time) bool {
+		return int(now.Sub(start)/(1300*time.Millisecond))%3 != 0
+	}}
+	var mu sync.Mutex
+	var retries []time.Time
+	rt := &retryhttp.Transport{Base: srv, Policy: retryhttp.Policy{
+		Budget: retryhttp.NewHostBudget(ratio, burst), Clock: clock, MaxAttempts: 4, Backoff: noWait,
+		OnRetry: func(retryhttp.RetryEvent) {
+			mu.Lock()
+			retries = append(retries, clock.Now())
+			mu.Unlock()
+		},
+	}}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(g), 3))
+			for range 1500 {
+				if rng.IntN(4) == 0 {
+					clock.Advance(time.Duration(rng.IntN(20)) * time.Millisecond)
+				}
+				req, _ := http.NewRequest(http.MethodGet, "http://api.example/", nil)
+				resp, err := rt.RoundTrip(req)
+				if assert.NoError(t, err) {
+					resp.Body.Close()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	end := clock.Now()
+	require.NotEmpty(t, srv.oks)
+	firstOK := srv.oks[0]
+	for _, o := range srv.oks {
+		if o.Before(firstOK) {
+			firstOK = o
+		}
+	}
+	for at := start; !at.After(end.Add(time.Second)); at = at.Add(200 * time.Millisecond) {
+		earned := ratio * float64(countIn(srv.oks, at.Add(-2*retryhttp.BudgetWindow), at))
+		if at.Before(firstOK.Add(retryhttp.BudgetWindow + time.Second)) {
+			earned += burst
+		}
+		made := countIn(retries, at.Add(-retryhttp.BudgetWindow+400*time.Millisecond), at)
+		require.LessOrEqualf(t, float64(made), earned+1e-9, "%d retries in the 9.6 s up to %v", made, at.Sub(start))
+	}
+	assert.LessOrEqual(t, float64(len(retries)), ratio*float64(len(srv.oks))+burst+1e-9)
+	assert.Greater(t, len(retries), 50, "the failures were retried")
+	t.Logf("%d successes, %d retries over %v", len(srv.oks), len(retries), end.Sub(start))
 }

@@ -239,14 +239,19 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 			// A quota hold counts what it lets through; a hedge would pass
 			// it, so none is sent to a destination under one.
 			if left == 0 || !requestLive(r.req) || r.limits(r.clock.Now()).check(0) != nil ||
-				r.t.holds.find(r.req.URL) != nil || r.throttled() || !r.budget.withdraw(r.req.URL) {
+				r.t.holds.find(r.req.URL) != nil || r.throttled() {
+				left = 0
+				break
+			}
+			token := r.budget.withdraw(r.req.URL)
+			if token == noToken {
 				left = 0
 				break
 			}
 			if launch(sent+1, true) != nil {
 				// GetBody failed: the hedge is not sent, and the retries
 				// will meet the error if they need the body.
-				r.budget.refund(r.req.URL)
+				r.budget.refund(r.req.URL, token)
 				left = 0
 				break
 			}

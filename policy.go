@@ -92,11 +92,9 @@ type Policy struct {
 	// returns it. Set the same *Budget on several Transports to share it,
 	// NewBudget for one window across all destinations, NewFixedHostBudget
 	// for the token bucket of earlier versions, or UnlimitedBudget() to turn
-	// budgeting off. The retry of a rate-limit refusal (a remaining quota
-	// of 0, or an IETF RateLimit policy with r=0) to a destination the
-	// Transport holds takes no token either: the hold sends no more than
-	// the quota the server announced, so such retries add no load the
-	// server has not offered to serve.
+	// budgeting off. A retry at a time the server named, a second or more
+	// ahead, takes no token (see Budget), nor does the retry of a
+	// rate-limit refusal that a quota hold paces to a reset still ahead.
 	Budget *Budget
 
 	// Retryable reports whether the outcome of an attempt, a response or a
@@ -298,8 +296,8 @@ type decision struct {
 	decidedReal time.Time     // the real time then
 	wait        time.Duration // counted from decidedAt
 	server      serverWait
-	reason      error // nil: retry
-	charged     bool  // a token was taken from the Budget for the retry
+	reason      error       // nil: retry
+	token       budgetToken // the token taken from the Budget for the retry, if any
 }
 
 // errNilBackoff is a configuration error found only when a retry is
@@ -345,23 +343,25 @@ func (r *retrier) decide(attempt int, resp *http.Response) decision {
 	// A retry at a time the server named, a second or more ahead, is the
 	// server's own schedule, not a blind retry: it takes no token (see
 	// Budget). A shorter named wait, Retry-After: 0 above all, is blind.
-	// Nor does a retry that a quota hold paces (see pacedByHold).
-	if (d.server.ok && d.server.wait >= ScheduledRetryMin) || r.pacedByHold(resp) {
+	// Nor does the retry of a rate-limit refusal that a quota hold paces
+	// to a reset still ahead: the hold lets through no more than the quota
+	// the server announced. One told to come back at once (Retry-After: 0,
+	// a reset of now) is blind like any other, so that a server answering
+	// so to everything is still bounded.
+	if d.server.ok && (d.server.wait >= ScheduledRetryMin || d.server.wait > 0 && r.pacedByHold(resp)) {
 		return d
 	}
-	if !r.budget.withdraw(r.req.URL) {
+	if d.token = r.budget.withdraw(r.req.URL); d.token == noToken {
 		d.reason = ErrBudgetEmpty
-		return d
 	}
-	d.charged = true
 	return d
 }
 
 // refund gives back the token of a retry decided and not sent, if it took
 // one.
 func (d *decision) refund(r *retrier) {
-	if d.charged {
-		r.budget.refund(r.req.URL)
+	if d.token != noToken {
+		r.budget.refund(r.req.URL, d.token)
 	}
 }
 
