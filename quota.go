@@ -444,19 +444,20 @@ type HoldEvent struct {
 	Header string
 	// Err is nil when the request is sent next, the context's error when
 	// the caller gave up during the hold, or the limit that the hold would
-	// have passed (ErrMaxElapsed, ErrDeadline, ErrRetryAfterTooLong): a
-	// first attempt is then sent as usual, and a retry is not made.
+	// have passed (ErrMaxElapsed, ErrDeadline, ErrRetryAfterTooLong): the
+	// attempt, a first one or a retry, is then sent as usual.
 	Err error
 }
 
 // holdAttempt passes attempt n of r.req through its destination's quota
-// hold, if there is one. It returns a reason when a retry's hold would pass
-// a limit (a first attempt is then sent as usual), and an error when the
-// request was cancelled while held.
-func (r *retrier) holdAttempt(n int) (reason, err error) {
+// hold, if there is one. A hold that would pass a limit is not waited for,
+// and the attempt is sent as usual. It returns an error when the request
+// was cancelled while held.
+func (r *retrier) holdAttempt(n int) (err error) {
+	var reason error // the limit a hold would pass, for OnHold
 	h := r.t.holds.find(r.req.URL)
 	if h == nil {
-		return nil, nil
+		return nil
 	}
 	if r.start.IsZero() {
 		r.start = startTime(r.clock)
@@ -476,9 +477,10 @@ func (r *retrier) holdAttempt(n int) (reason, err error) {
 			}
 			p.OnHold(ev)
 		}
-		if reason != nil && n == 1 {
-			reason = nil // sent as usual
-		}
+		// A hold that does not fit the limits is not waited for: the
+		// attempt is sent as usual, a retry too, so that the caller gets
+		// the server's answer (it may have reset early) rather than an
+		// error with the response already discarded.
 	}()
 	h.mu.Lock()
 	for !h.gone {
@@ -501,7 +503,7 @@ func (r *retrier) holdAttempt(n int) (reason, err error) {
 			if reason != nil {
 				r.pastHold, r.pastReset = h, h.reset
 				h.mu.Unlock()
-				return reason, nil
+				return nil
 			}
 			why, header = HoldReset, h.header
 			h.waiters++
@@ -517,7 +519,7 @@ func (r *retrier) holdAttempt(n int) (reason, err error) {
 			h.waiters--
 			if err != nil {
 				h.mu.Unlock()
-				return nil, err
+				return err
 			}
 			continue
 		}
@@ -540,7 +542,7 @@ func (r *retrier) holdAttempt(n int) (reason, err error) {
 			if reason = lim.check(0); reason == nil {
 				reason = ErrDeadline
 			}
-			return reason, nil
+			return nil
 		}
 		why, header = HoldQuota, h.header
 		if h.changed == nil {
@@ -556,15 +558,16 @@ func (r *retrier) holdAttempt(n int) (reason, err error) {
 		h.waiters--
 		if werr != nil {
 			h.mu.Unlock()
-			return nil, werr
+			return werr
 		}
 		if timedOut {
 			h.mu.Unlock()
-			return lim.check(room + 1), nil
+			reason = lim.check(room + 1)
+			return nil
 		}
 	}
 	h.mu.Unlock()
-	return nil, nil
+	return nil
 }
 
 // sleepHeld waits d on the Policy's Clock, or until the request is

@@ -310,7 +310,7 @@ func (r *retrier) gate() error {
 			return r.reportGiveUp(0, nil, err, ErrThrottled, serverWait{})
 		}
 	}
-	if _, err := r.holdAttempt(1); err != nil {
+	if err := r.holdAttempt(1); err != nil {
 		return r.reportGiveUp(0, nil, nil, err, serverWait{})
 	}
 	return nil

@@ -258,12 +258,8 @@ func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) 
 			}
 		}
 		if waitErr == nil {
-			// A quota hold may keep the retry back further; one that
-			// would pass a limit ends the retries.
-			var reason error
-			if reason, waitErr = r.holdAttempt(attempt + 1); reason != nil {
-				waitErr = reason
-			}
+			// A quota hold may keep the retry back further.
+			waitErr = r.holdAttempt(attempt + 1)
 		}
 		if waitErr != nil {
 			d.refund(r)
