@@ -38,22 +38,7 @@ func (o inOrder) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // hedgeEvents collects the HedgeEvents of a Policy.
-type hedgeEvents struct {
-	mu     sync.Mutex
-	events []retryhttp.HedgeEvent
-}
-
-func (h *hedgeEvents) record(ev retryhttp.HedgeEvent) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.events = append(h.events, ev)
-}
-
-func (h *hedgeEvents) all() []retryhttp.HedgeEvent {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]retryhttp.HedgeEvent(nil), h.events...)
-}
+type hedgeEvents = recorder[retryhttp.HedgeEvent]
 
 // hedgingClient returns a client that hedges with p over a fresh base that
 // delivers attempts to srv in order, on a fake clock unless p has one, and

@@ -23,23 +23,27 @@ import (
 	"github.com/b4dedce7/retryhttp/retrytest"
 )
 
-// giveUps records every GiveUpEvent.
-type giveUps struct {
+// recorder records every event a Policy hook receives, for hooks called
+// from many goroutines.
+type recorder[T any] struct {
 	mu     sync.Mutex
-	events []retryhttp.GiveUpEvent
+	events []T
 }
 
-func (g *giveUps) record(ev retryhttp.GiveUpEvent) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.events = append(g.events, ev)
+func (r *recorder[T]) record(ev T) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, ev)
 }
 
-func (g *giveUps) all() []retryhttp.GiveUpEvent {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return append([]retryhttp.GiveUpEvent(nil), g.events...)
+func (r *recorder[T]) all() []T {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]T(nil), r.events...)
 }
+
+// giveUps records every GiveUpEvent.
+type giveUps = recorder[retryhttp.GiveUpEvent]
 
 // refusedURL returns the URL of a loopback port that nothing listens on.
 func refusedURL(t *testing.T) string {
