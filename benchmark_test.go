@@ -36,20 +36,7 @@ func BenchmarkHappyPath(b *testing.B) {
 	runImpls(b, []impl{
 		{"impl=bare", base},
 		{"impl=retryhttp", &retryhttp.Transport{Base: base}},
-	}, func(b *testing.B, rt http.RoundTripper) {
-		req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for b.Loop() {
-			resp, err := rt.RoundTrip(req)
-			if err != nil {
-				b.Fatal(err)
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
-	})
+	}, func(b *testing.B, rt http.RoundTripper) { getLoop(b, rt, srv.URL) })
 }
 
 // BenchmarkParseRetryAfter measures parsing both forms of the header.
@@ -211,20 +198,7 @@ func BenchmarkHappyPathAttemptTimeout(b *testing.B) {
 			runImpls(b, []impl{
 				{"impl=retryhttp", &retryhttp.Transport{Base: base}},
 				{"impl=retryhttp-attempt-timeout", &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{AttemptTimeout: time.Second}}},
-			}, func(b *testing.B, rt http.RoundTripper) {
-				req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				for b.Loop() {
-					resp, err := rt.RoundTrip(req)
-					if err != nil {
-						b.Fatal(err)
-					}
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-			})
+			}, func(b *testing.B, rt http.RoundTripper) { getLoop(b, rt, srv.URL) })
 		})
 		base.CloseIdleConnections()
 		srv.Close()
@@ -309,5 +283,22 @@ func BenchmarkHostBudgetNewDestination(b *testing.B) {
 		if _, err := rt.RoundTrip(req); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// getLoop GETs url through rt for the benchmark's loop, reading and closing
+// each response body as a caller would.
+func getLoop(b *testing.B, rt http.RoundTripper, url string) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		resp, err := rt.RoundTrip(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
 	}
 }
