@@ -52,11 +52,13 @@ func TestLatencyRingPercentile(t *testing.T) {
 }
 
 // sleepyBase answers 200 after the latency it is set to, in real time.
-type sleepyBase struct{ latency time.Duration }
+// The latency is atomic: a losing hedge may still be starting its
+// RoundTrip after the request it raced has returned.
+type sleepyBase struct{ latency atomic.Int64 }
 
 func (s *sleepyBase) RoundTrip(req *http.Request) (*http.Response, error) {
 	select {
-	case <-time.After(s.latency):
+	case <-time.After(time.Duration(s.latency.Load())):
 	case <-req.Context().Done():
 		return nil, req.Context().Err()
 	}
@@ -64,7 +66,8 @@ func (s *sleepyBase) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 func TestAdaptiveDelayFollowsAShiftThroughTheTransport(t *testing.T) {
-	base := &sleepyBase{latency: time.Millisecond}
+	base := &sleepyBase{}
+	base.latency.Store(int64(time.Millisecond))
 	tr := &Transport{Base: base, Policy: Policy{Budget: UnlimitedBudget(), Hedge: &Hedge{}}}
 	u, _ := url.Parse("http://shift.example/")
 	send := func(n int) {
@@ -80,7 +83,7 @@ func TestAdaptiveDelayFollowsAShiftThroughTheTransport(t *testing.T) {
 	require.True(t, warm)
 	assert.Less(t, fast, 15*time.Millisecond)
 
-	base.latency = 30 * time.Millisecond // between requests: no race with the Base
+	base.latency.Store(int64(30 * time.Millisecond))
 	send(hedgeWindow/20 + 3)
 	slow, _ := tr.latency.ring(u).estimate()
 	assert.GreaterOrEqual(t, slow, 25*time.Millisecond, "the delay rose with the latency")
