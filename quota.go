@@ -32,7 +32,18 @@ import (
 // the next reset. When a server announces no quota at all (a 429 or 503 with
 // only Retry-After), each success after the reset lets two more requests
 // through, as a TCP slow start does, so that a recovering server is not met
-// by every held request at once. A window that served fewer requests than
+// by every held request at once.
+//
+// A 503 with only Retry-After is a server shedding load, not a quota: its
+// other requests may still be served. While such a hold lasts, each success
+// answered lets one held request through, the one that has waited longest,
+// so that the requests in flight stay at what the server serves (as TCP's
+// ACK clocking keeps a window full) rather than drop to nothing until the
+// reset; each refusal lets none through, so that the requests in flight
+// shrink to what the server serves. A server that refuses everything is
+// sent nothing more until its reset. A 429, or an answer that names a
+// quota, holds everything until the reset: the quota is the client's, and
+// the answers to requests sent before it was spent say nothing of it. A window that served fewer requests than
 // announced (a quota shared with other clients, or announced wrong) makes
 // the next reset let through no more than that; and a window that served
 // all its announced quota, with answers that say nothing of what is left,
@@ -76,8 +87,17 @@ type hold struct {
 	opened    bool          // a window opened since the quota was last spent
 	served    int           // successes answered since the window opened
 	waiters   int           // requests waiting on the hold
+	shedding  bool          // spent by a 503 that named no quota: each success lets a held request through
+	turns     []*heldTurn   // while shedding, the requests waiting for a success, longest first
 	changed   chan struct{}
 	gone      bool // taken out of the map
+}
+
+// heldTurn is a request held by a shedding hold, waiting for a success to
+// let it through or for the reset.
+type heldTurn struct {
+	wake    chan struct{} // closed when granted
+	granted bool          // let through by a success, and counted in flight
 }
 
 // find returns the hold of u's destination, or nil: on the happy path an
@@ -212,14 +232,16 @@ func (h *hold) broadcast() {
 // open starts the window that follows a reset. h.mu is held.
 func (h *hold) open() {
 	h.reset = time.Time{}
+	h.shedding = false
 	h.left, h.bounded = h.fresh, h.announced
 	h.lowest = -1
 	h.opened, h.served = true, 0
 }
 
 // spend records that the quota is spent until now+wait, and the quota
-// announced for the fresh window, if any (limit > 0). h.mu is held.
-func (h *hold) spend(now time.Time, wait time.Duration, header string, limit int) {
+// announced for the fresh window, if any (limit > 0); shed says the answer
+// was a 503 that named no quota. h.mu is held.
+func (h *hold) spend(now time.Time, wait time.Duration, header string, limit int, shed bool) {
 	reset := now.Add(wait)
 	if reset.After(h.reset) {
 		h.reset = reset
@@ -243,7 +265,39 @@ func (h *hold) spend(now time.Time, wait time.Duration, header string, limit int
 	}
 	h.left, h.bounded, h.lowest = 0, true, -1
 	h.opened = false
+	// A quota announced once is a quota: a later 503 does not make it load
+	// shedding.
+	h.shedding = shed && !h.announced
 	h.broadcast()
+}
+
+// grantTurn lets the request that has waited longest for a success through,
+// counting it in flight. h.mu is held.
+func (h *hold) grantTurn() {
+	if len(h.turns) == 0 {
+		return
+	}
+	t := h.turns[0]
+	h.turns[0] = nil
+	h.turns = h.turns[1:]
+	t.granted = true
+	h.inflight++
+	close(t.wake)
+}
+
+// leaveTurn takes t out of the queue of turns, or, when it was granted,
+// passes its place on. h.mu is held.
+func (h *hold) leaveTurn(t *heldTurn) {
+	if t.granted {
+		h.inflight--
+		if h.shedding {
+			h.grantTurn()
+		}
+		return
+	}
+	if i := slices.Index(h.turns, t); i >= 0 {
+		h.turns = slices.Delete(h.turns, i, i+1)
+	}
 }
 
 // answered records what an answer said of a window that is not spent: the
@@ -251,7 +305,12 @@ func (h *hold) spend(now time.Time, wait time.Duration, header string, limit int
 // success. h.mu is held.
 func (h *hold) answered(now time.Time, remaining int, success bool) {
 	if h.spentAt(now) {
-		return // an answer from before the quota was spent
+		// An answer from before the quota was spent. A success while a
+		// server sheds load frees its place for a held request.
+		if success && h.shedding {
+			h.grantTurn()
+		}
+		return
 	}
 	if !h.reset.IsZero() {
 		h.open()
@@ -272,7 +331,7 @@ func (h *hold) answered(now time.Time, remaining int, success bool) {
 		// what is left: the quota is spent, though no answer says so.
 		// Rather than find out with a refusal, hold until a reset as far
 		// off as the last one was.
-		h.spend(now, h.lastWait, h.header, 0)
+		h.spend(now, h.lastWait, h.header, 0, false)
 		return
 	}
 	h.broadcast()
@@ -282,6 +341,7 @@ func (h *hold) answered(now time.Time, remaining int, success bool) {
 type quotaNews struct {
 	spent     bool          // the quota is spent until wait from now
 	wait      time.Duration // until the reset
+	shed      bool          // a 503 that named only its wait, no quota: a server shedding load
 	header    string        // the field that said so
 	limit     int           // the quota of a fresh window; 0 when not announced
 	remaining int           // the quota left, or -1 when not said
@@ -321,6 +381,7 @@ func readQuota(resp *http.Response, now time.Time) quotaNews {
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 		if d, ok := RetryAfter(resp, now); ok {
 			news.spent, news.wait, news.header = true, d, "Retry-After"
+			news.shed = resp.StatusCode == http.StatusServiceUnavailable && news.limit == 0 && !tellsRemaining(h)
 			return news
 		}
 	}
@@ -341,6 +402,16 @@ func readQuota(resp *http.Response, now time.Time) quotaNews {
 		}
 	}
 	return news
+}
+
+// tellsRemaining reports whether h has a field that counts the quota left.
+func tellsRemaining(h http.Header) bool {
+	for _, key := range [...]string{keyXRateLimitRemaining, keyXRateDashLimitRem, keyRateLimitRemaining, rateLimitFields[0].key} {
+		if len(h[key]) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // wholeCount reads a remaining-quota field as a whole number: a fraction is
@@ -405,7 +476,8 @@ type HoldReason int
 
 const (
 	// HoldReset: the destination's quota was spent, and the request waited
-	// for its reset.
+	// for its reset, or, after a 503 that named only its wait, for a
+	// success that let it through.
 	HoldReset HoldReason = iota + 1
 	// HoldQuota: the requests the server's quota allows had been let
 	// through, and the request waited for an answer that says how much is
@@ -507,16 +579,32 @@ func (r *retrier) holdAttempt(n int) (err error) {
 			}
 			why, header = HoldReset, h.header
 			h.waiters++
+			var turn *heldTurn
+			var wake <-chan struct{}
+			if h.shedding {
+				// A success may free a place before the reset.
+				turn = &heldTurn{wake: make(chan struct{})}
+				h.turns = append(h.turns, turn)
+				wake = turn.wake
+			}
 			h.mu.Unlock()
 			started := time.Now()
-			err = r.sleepHeld(total)
-			if isVirtual(r.clock) {
+			woken, serr := r.sleepHeld(total, wake)
+			err = serr
+			if isVirtual(r.clock) && !woken {
 				held += total + time.Since(started)
 			} else {
 				held += time.Since(started)
 			}
 			h.mu.Lock()
 			h.waiters--
+			if turn != nil {
+				if turn.granted && err == nil {
+					r.admitted = h // counted in flight by grantTurn
+					break
+				}
+				h.leaveTurn(turn)
+			}
 			if err != nil {
 				h.mu.Unlock()
 				return err
@@ -570,9 +658,9 @@ func (r *retrier) holdAttempt(n int) (err error) {
 	return nil
 }
 
-// sleepHeld waits d on the Policy's Clock, or until the request is
-// cancelled.
-func (r *retrier) sleepHeld(d time.Duration) error {
+// sleepHeld waits d on the Policy's Clock, until wake is closed (woken), or
+// until the request is cancelled (an error). wake may be nil.
+func (r *retrier) sleepHeld(d time.Duration, wake <-chan struct{}) (woken bool, err error) {
 	ctx := r.req.Context()
 	//lint:ignore SA1019 net/http still honours the deprecated Cancel channel, so must a hold.
 	if cancel := r.req.Cancel; cancel != nil {
@@ -580,16 +668,32 @@ func (r *retrier) sleepHeld(d time.Duration) error {
 		ctx, stop = withCancelChannel(ctx, cancel)
 		defer stop()
 	}
+	if wake != nil {
+		var stop context.CancelFunc
+		ctx, stop = withCancelChannel(ctx, wake)
+		defer stop()
+	}
 	if err := r.clock.Sleep(ctx, d); err != nil {
-		return err
+		if !requestLive(r.req) {
+			if err := r.req.Context().Err(); err != nil {
+				return false, err
+			}
+			return false, context.Canceled
+		}
+		select {
+		case <-wake:
+			return true, nil
+		default:
+		}
+		return false, err
 	}
 	if !requestLive(r.req) {
 		if err := r.req.Context().Err(); err != nil {
-			return err
+			return false, err
 		}
-		return context.Canceled
+		return false, context.Canceled
 	}
-	return nil
+	return false, nil
 }
 
 // awaitAnswer waits until changed is closed, room has passed in real time,
@@ -651,7 +755,7 @@ func (r *retrier) observeQuota(resp *http.Response, success bool) {
 	}
 	switch {
 	case news.spent:
-		h.spend(now, news.wait, news.header, news.limit)
+		h.spend(now, news.wait, news.header, news.limit, news.shed)
 	case resp != nil:
 		h.answered(now, news.remaining, success)
 	default:

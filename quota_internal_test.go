@@ -1,0 +1,137 @@
+package retryhttp
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestSheddingHoldLetsAHeldRequestThroughPerSuccess: a 503 that names only
+// its wait is a server shedding load. While its hold lasts, a success
+// answered lets one held request through, and a refusal none; a 429's hold
+// (a spent quota) lets nothing through before its reset.
+func TestSheddingHoldLetsAHeldRequestThroughPerSuccess(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		status   int
+		released bool
+	}{
+		{"503 with only Retry-After: load shedding", http.StatusServiceUnavailable, true},
+		{"429 with Retry-After: a spent quota", http.StatusTooManyRequests, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			release := map[string]chan struct{}{"/ok": make(chan struct{}), "/refused": make(chan struct{})}
+			arrived := make(chan string, 4)
+			var held atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				switch r.URL.Path {
+				case "/ok":
+					arrived <- r.URL.Path
+					<-release[r.URL.Path]
+				case "/refused":
+					arrived <- r.URL.Path
+					<-release[r.URL.Path]
+					w.Header().Set("Retry-After", "10")
+					w.WriteHeader(tt.status)
+				case "/spend":
+					w.Header().Set("Retry-After", "10")
+					w.WriteHeader(tt.status)
+				case "/held":
+					held.Add(1)
+				}
+			}))
+			defer srv.Close()
+			var mu sync.Mutex
+			var events []HoldEvent
+			tr := &Transport{Policy: Policy{Budget: UnlimitedBudget(), OnHold: func(ev HoldEvent) {
+				mu.Lock()
+				defer mu.Unlock()
+				events = append(events, ev)
+			}}}
+			defer tr.CloseIdleConnections()
+			u, err := url.Parse(srv.URL)
+			require.NoError(t, err)
+
+			// Two requests in flight; POSTs, so that a refusal is not retried.
+			var inflight sync.WaitGroup
+			for _, path := range []string{"/ok", "/refused"} {
+				inflight.Go(func() {
+					req, _ := http.NewRequest(http.MethodPost, srv.URL+path, nil)
+					resp, err := tr.RoundTrip(req)
+					if assert.NoError(t, err) {
+						resp.Body.Close()
+					}
+				})
+				<-arrived
+			}
+			// A refusal says the destination is spent for 10 s.
+			req, _ := http.NewRequest(http.MethodPost, srv.URL+"/spend", nil)
+			resp, err := tr.RoundTrip(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			require.Equal(t, tt.status, resp.StatusCode)
+
+			// A new request is held.
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			heldDone := make(chan error, 1)
+			go func() {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/held", nil)
+				resp, err := tr.RoundTrip(req)
+				if err == nil {
+					resp.Body.Close()
+				}
+				heldDone <- err
+			}()
+			require.Eventually(t, func() bool {
+				h := tr.holds.find(u)
+				if h == nil {
+					return false
+				}
+				h.mu.Lock()
+				defer h.mu.Unlock()
+				return h.waiters == 1
+			}, 5*time.Second, time.Millisecond)
+
+			close(release["/refused"])
+			assert.Never(t, func() bool { return held.Load() > 0 }, 200*time.Millisecond, 5*time.Millisecond, "a refusal frees no place")
+			close(release["/ok"])
+			if tt.released {
+				select {
+				case err := <-heldDone:
+					require.NoError(t, err)
+				case <-time.After(5 * time.Second):
+					t.Fatal("the held request was not let through by the success")
+				}
+				assert.Equal(t, int32(1), held.Load())
+				mu.Lock()
+				require.Len(t, events, 1)
+				assert.Equal(t, HoldReset, events[0].Reason)
+				assert.Less(t, events[0].Held, 5*time.Second, "let through by a success, not the reset")
+				assert.NoError(t, events[0].Err)
+				mu.Unlock()
+			} else {
+				assert.Never(t, func() bool { return held.Load() > 0 }, 300*time.Millisecond, 5*time.Millisecond, "a spent quota frees no place")
+				cancel()
+				assert.ErrorIs(t, <-heldDone, context.Canceled)
+				assert.Zero(t, held.Load())
+			}
+			inflight.Wait()
+			h := tr.holds.find(u)
+			require.NotNil(t, h)
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			assert.Zero(t, h.inflight, "every place given is given back")
+			assert.Empty(t, h.turns)
+			assert.Zero(t, h.waiters)
+		})
+	}
+}
