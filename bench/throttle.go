@@ -25,8 +25,9 @@ import (
 // retryhttp's opt-in Throttle (the SRE book's client-side throttling, K = 2)
 // beside the bare transport, retryhttp's defaults, and failsafe-go's
 // adaptivethrottler in front of its default retry policy, in the metastable
-// scenario: on loopback with 20 processes, and in the simulation with the
-// fleet's 10,000, at 80%, 95% and 100% load.
+// scenario: on loopback with 20 processes (every contender) and with the
+// largest count of -meta-procs (the bare transport and the Throttle), and in
+// the simulation with 1,000 and 10,000, at 80%, 95% and 100% load.
 
 // Names of the throttling contenders.
 const (
@@ -101,6 +102,8 @@ var throttleLoads = []float64{0.8, 0.95, 1.0}
 
 type throttleReport struct {
 	loopback [][]metaResult      // [load][contender]
+	fleetLB  [][]metaResult      // [load][contender]: the largest -meta-procs, on loopback
+	fleetLBN int
 	sim20    [][]simMetaResult   // [load][client]: 20 processes
 	fleets   [][][]simMetaResult // [fleet][load][client]
 	fleetNs  []int
@@ -130,6 +133,22 @@ func throttleScenario(cfg config, step func(string)) *throttleReport {
 			}
 		}
 		rep.loopback = append(rep.loopback, row)
+	}
+	if n := cfg.metaProcs[len(cfg.metaProcs)-1]; n > cfg.meta.clients {
+		// The fleet on loopback: the same load shared by n processes, each
+		// its own transport; one contender at a time.
+		rep.fleetLBN = n
+		for _, load := range throttleLoads {
+			step(fmt.Sprintf("throttling: loopback at %.0f%%, %d processes", 100*load, n))
+			p := cfg.meta
+			p.load, p.clients = load, n
+			sched := metaSchedule(p)
+			var row []metaResult
+			for _, lib := range []string{"bare transport", libThrottle} {
+				row = append(row, metastableOne(p, lib, sched, native))
+			}
+			rep.fleetLB = append(rep.fleetLB, row)
+		}
 	}
 	step("throttling: simulation")
 	simKinds := []simClient{simClients[0], simClients[1], {name: libThrottle, make: throttleSimClient},
@@ -175,6 +194,14 @@ func (rep *throttleReport) markdown() string {
 	for li, row := range rep.loopback {
 		for _, r := range row {
 			p("| %.0f%% | %s | %s | %d of %d | %d |\n", 100*throttleLoads[li], r.lib, recoveryText(r.recovered, r.recovery), r.ok, r.requests, r.attempts)
+		}
+	}
+	if len(rep.fleetLB) > 0 {
+		p("\nLoopback, the same load shared by %d processes, each its own transport:\n\n| load | contender | recovery | successes | attempts |\n|---|---|---|---|---|\n", rep.fleetLBN)
+		for li, row := range rep.fleetLB {
+			for _, r := range row {
+				p("| %.0f%% | %s | %s | %d of %d | %d |\n", 100*throttleLoads[li], r.lib, recoveryText(r.recovered, r.recovery), r.ok, r.requests, r.attempts)
+			}
 		}
 	}
 	type part struct {
