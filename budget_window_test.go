@@ -178,50 +178,74 @@ func TestDeadServerFromAFreshTransport(t *testing.T) {
 	}
 }
 
-// TestBlipWithHistory: a process that has sent 30 requests a second rides
-// out a blip on the retries its own traffic earned, and its extra load
-// stays within the ratio of that traffic.
+// TestBlipWithHistory is the blip of the Budget's documentation: a process
+// that has sent 30 requests a second for 60 s, all answered, rides out a
+// 3 s window in which every request gets a 503, on the retries its own
+// traffic earned, and its extra load stays within the ratio of that
+// traffic.
+//
+// The process sends one request after another on the fake clock, whose
+// waits move it, so a request that meets the blip holds the next back until
+// it ends: the reading of a caller that waits for each answer. The default
+// backoff (1, 2 and 4 s, each ±50%) puts a request's last retry at least
+// 3.5 s after its first attempt, past the blip; the schedule of earlier
+// versions, from 250 ms, spent all three retries within 2.6 s, inside it.
+// What an open-loop process, each request on its own goroutine, gets
+// through is another matter: see the Limits of docs/budget.md.
 func TestBlipWithHistory(t *testing.T) {
 	clock := retrytest.NewClock(t)
 	start := clock.Now()
-	const history, blip = 60 * time.Second, 3 * time.Second
+	const rate, history, blip = 30, 60 * time.Second, 3 * time.Second
+	blipFrom, blipTo := start.Add(history), start.Add(history+blip)
 	srv := &answerAt{clock: clock, fail: func(now time.Time) bool {
-		d := now.Sub(start)
-		return d >= history && d < history+blip
+		return !now.Before(blipFrom) && now.Before(blipTo)
 	}}
 	var retries atomic.Int32
 	rt := &retryhttp.Transport{Base: srv, Policy: retryhttp.Policy{Clock: clock, OnRetry: func(retryhttp.RetryEvent) { retries.Add(1) }}}
-	sent := 0
-	for clock.Now().Add(time.Second/30).Sub(start) < history {
-		clock.Advance(time.Second / 30)
+	get := func() int {
 		req, _ := http.NewRequest(http.MethodGet, "http://api.example/", nil)
 		resp, err := rt.RoundTrip(req)
 		require.NoError(t, err)
-		require.Equal(t, 200, resp.StatusCode)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	sent := 0
+	for clock.Now().Add(time.Second / rate).Before(blipFrom) {
+		clock.Advance(time.Second / rate)
+		require.Equal(t, 200, get())
 		sent++
 	}
+	require.GreaterOrEqual(t, sent, int(history.Seconds())*rate-1, "60 s at 30 requests a second")
 	tokens := rt.Budget().TokensFor("http://api.example")
 	assert.InDelta(t, 3, tokens, 0.11, "ratio × the successes of the last 10 s, 30, paced at a tenth a second")
-	// A blip of 503s: the first request spends its retries inside it, the
-	// next gets through when it ends.
-	ok, total := 0, 0
-	for clock.Now().Sub(start) < history+2*blip {
-		clock.Advance(time.Second / 30)
-		req, _ := http.NewRequest(http.MethodGet, "http://api.example/", nil)
-		resp, err := rt.RoundTrip(req)
-		require.NoError(t, err)
-		total++
-		if resp.StatusCode == 200 {
-			ok++
+	require.Zero(t, retries.Load())
+
+	// The blip, and the 3 s after it, at the same rate: each request
+	// starts 1/30 s after the previous one ended.
+	var inBlip, inBlipOK, all, allOK int
+	for clock.Now().Before(blipTo.Add(blip)) {
+		clock.Advance(time.Second / rate)
+		started := clock.Now()
+		ok := get() == 200
+		all++
+		if ok {
+			allOK++
+		}
+		if !started.Before(blipFrom) && started.Before(blipTo) {
+			inBlip++
+			if ok {
+				inBlipOK++
+			}
 		}
 	}
-	t.Logf("%d of %d requests through the blip and the 3 s after it, %d retries", ok, total, retries.Load())
-	// One request after another on the fake clock, whose waits move it:
-	// each spends its three retries inside the blip, or gets through when
-	// it ends, as far as the pace lets it retry: 86% to 99% in trials.
-	assert.GreaterOrEqual(t, float64(ok), 0.75*float64(total))
-	assert.LessOrEqual(t, float64(retries.Load()), retryhttp.DefaultBudgetRatio*float64(sent), "extra load within the ratio of the process's own traffic")
+	t.Logf("%d of %d requests started in the blip got a 200, %d of %d over the blip and the 3 s after it; %d retries",
+		inBlipOK, inBlip, allOK, all, retries.Load())
+	require.Positive(t, inBlip)
+	assert.GreaterOrEqual(t, float64(inBlipOK), 0.95*float64(inBlip), "requests started in the blip got through")
+	assert.GreaterOrEqual(t, float64(allOK), 0.95*float64(all), "requests of the blip and the 3 s after it got through")
 	assert.Positive(t, retries.Load())
+	assert.LessOrEqual(t, float64(retries.Load()), retryhttp.DefaultBudgetRatio*float64(sent),
+		"extra load within the ratio of the process's own traffic")
 }
 
 // TestScheduledRetriesTakeNoToken: a retry at a time the server named, a

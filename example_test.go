@@ -51,7 +51,7 @@ func Example() {
 // name to keep), and a shorter limit on how long a server may ask the
 // client to wait.
 func ExamplePolicy() {
-	srv := flakyServer(3)
+	srv := flakyServer(2)
 	defer srv.Close()
 
 	client := &http.Client{

@@ -34,10 +34,21 @@ const (
 )
 
 // The default backoff schedule, used when no Retry-After applies: exponential
-// from a few hundred milliseconds, capped at a few seconds, each wait
-// randomised by ±50% so that clients that failed together spread out.
+// from 1 s, capped at 4 s, each wait randomised by ±50% so that clients that
+// failed together spread out.
+//
+// It starts at 1 s, as go-retryablehttp's minimum wait and gRPC's initial
+// backoff do, so that a request's retries outlast a brief failure rather
+// than all falling inside it: under DefaultMaxAttempts the three waits, 1, 2
+// and 4 s ±50%, put the last retry at least 3.5 s after the first attempt,
+// past a blip of 3 s, while a start at 250 ms spent every retry within
+// 2.6 s. The cap stays 4 s: the default MaxAttempts draws exactly the three
+// waits up to it, so the cap changes nothing there, and a Policy that raises
+// MaxAttempts keeps retrying every 4 s ±50%, about five more times within
+// the 30 s of DefaultMaxElapsed, where a schedule doubling on to 8 and 16 s
+// would fit one.
 const (
-	defaultInitialInterval     = 250 * time.Millisecond
+	defaultInitialInterval     = time.Second
 	defaultMultiplier          = 2
 	defaultMaxInterval         = 4 * time.Second
 	defaultRandomizationFactor = 0.5
@@ -80,8 +91,9 @@ type Policy struct {
 	// before every retry, so that a schedule returning backoff.Stop ends
 	// the retries even when the server named a time; it must not return
 	// nil. A nil Backoff means an
-	// exponential schedule with jitter: about 250 ms before the first
-	// retry, doubling up to 4 s, each wait randomised by ±50%.
+	// exponential schedule with jitter: about 1 s before the first retry,
+	// doubling up to 4 s (1 s, 2 s, 4 s, 4 s…), each wait randomised by
+	// ±50%.
 	Backoff func() backoff.BackOff
 
 	// Budget limits blind retries across every request that shares it, to

@@ -44,9 +44,9 @@
 //	no URL given: fetching from a flaky demo server at http://127.0.0.1:40671/demo
 //	attempt 1: 503 Service Unavailable; Retry-After "1" read as delay-seconds: 1s; waiting 1.42s; budget 3.0 tokens left
 //	attempt 2: 503 Service Unavailable; Retry-After "Thu, 01 Jan 2026 00:00:02 GMT" read as HTTP-date, IMF-fixdate: 1s; waiting 1.716s; budget 3.0 tokens left
-//	attempt 3: error: EOF; no response, so backoff; waiting 1.105s; budget 2.0 tokens left
+//	attempt 3: error: EOF; no response, so backoff; waiting 4.105s; budget 2.0 tokens left
 //	attempt 4: 200 OK
-//	200 OK after 4 attempts in 4.248s
+//	200 OK after 4 attempts in 7.248s
 //
 // and, with -X POST:
 //
@@ -334,8 +334,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // startDemoServer starts the flaky server a newcomer sees every path with.
 // Its two waits of a second each get up to a second of jitter apiece, and
-// the dropped connection's backoff is the schedule's third step (0.5 s to
-// 1.5 s, since the schedule advances on every retry): about 4 s in all.
+// the dropped connection's backoff is the schedule's third step (2 s to 6 s,
+// since the schedule advances on every retry): about 7 s in all, 4 s to
+// 10 s.
 func startDemoServer() *retrytest.Server {
 	return retrytest.NewServer(nil,
 		retrytest.Unavailable(time.Second),
