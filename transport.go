@@ -91,7 +91,8 @@ const (
 // retryable response arrives, that response is returned as a give-up with
 // the same reason. An error from reading the caller's request body, or
 // from req.GetBody, ends the request at once with that very error, for
-// every request. An error that was never worth retrying is returned as it
+// every request; only a hedge (see Hedge) whose GetBody fails is simply not
+// sent, since the attempt it would have raced is still in flight. An error that was never worth retrying is returned as it
 // is on the first attempt, and wrapped with the number of attempts after
 // retries.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
