@@ -101,8 +101,8 @@ func throttleSimProcess(s *sim, k float64, window time.Duration) func(ctx contex
 var throttleLoads = []float64{0.8, 0.95, 1.0}
 
 type throttleReport struct {
-	loopback [][]metaResult      // [load][contender]
-	fleetLB  [][]metaResult      // [load][contender]: the largest -meta-procs, on loopback
+	loopback [][]metaResult // [load][contender]
+	fleetLB  [][]metaResult // [load][contender]: the largest -meta-procs, on loopback
 	fleetLBN int
 	sim20    [][]simMetaResult   // [load][client]: 20 processes
 	fleets   [][][]simMetaResult // [fleet][load][client]
