@@ -242,6 +242,10 @@ func (h *hold) open() {
 // announced for the fresh window, if any (limit > 0); shed says the answer
 // was a 503 that named no quota. h.mu is held.
 func (h *hold) spend(now time.Time, wait time.Duration, header string, limit int, shed bool) {
+	// A 503 answered while a quota is spent (a 429's, or a remaining
+	// count's) is the answer to a request sent before: the quota still
+	// holds everything until its reset.
+	quotaSpent := h.spentAt(now) && !h.shedding
 	reset := now.Add(wait)
 	if reset.After(h.reset) {
 		h.reset = reset
@@ -267,7 +271,7 @@ func (h *hold) spend(now time.Time, wait time.Duration, header string, limit int
 	h.opened = false
 	// A quota announced once is a quota: a later 503 does not make it load
 	// shedding.
-	h.shedding = shed && !h.announced
+	h.shedding = shed && !h.announced && !quotaSpent
 	h.broadcast()
 }
 

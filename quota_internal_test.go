@@ -135,3 +135,172 @@ func TestSheddingHoldLetsAHeldRequestThroughPerSuccess(t *testing.T) {
 		})
 	}
 }
+
+// waitForWaiters waits until the hold of u has n requests waiting on it.
+func waitForWaiters(t *testing.T, tr *Transport, u *url.URL, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		h := tr.holds.find(u)
+		if h == nil {
+			return false
+		}
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.waiters == n
+	}, 5*time.Second, time.Millisecond)
+}
+
+// TestShedding503DoesNotSoftenASpentQuota: a 503 that names only its wait,
+// answered while a quota is spent (by a 429, or by a remaining count of 0),
+// is the answer to a request sent before; it does not make the quota load
+// shedding, and a later success lets no held request into the spent quota
+// before its reset.
+func TestShedding503DoesNotSoftenASpentQuota(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		spend func(w http.ResponseWriter)
+	}{
+		{"429 with Retry-After", func(w http.ResponseWriter) {
+			w.Header().Set("Retry-After", "10")
+			w.WriteHeader(http.StatusTooManyRequests)
+		}},
+		{"X-RateLimit-Remaining: 0 with its reset", func(w http.ResponseWriter) {
+			w.Header().Set("X-RateLimit-Remaining", "0")
+			w.Header().Set("X-RateLimit-Reset-After", "10")
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			release := map[string]chan struct{}{"/ok": make(chan struct{}), "/shed": make(chan struct{})}
+			arrived := make(chan string, 4)
+			var held atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				switch r.URL.Path {
+				case "/ok":
+					arrived <- r.URL.Path
+					<-release[r.URL.Path]
+				case "/shed":
+					arrived <- r.URL.Path
+					<-release[r.URL.Path]
+					w.Header().Set("Retry-After", "1")
+					w.WriteHeader(http.StatusServiceUnavailable)
+				case "/spend":
+					tt.spend(w)
+				case "/held":
+					held.Add(1)
+				}
+			}))
+			defer srv.Close()
+			tr := &Transport{Policy: Policy{Budget: UnlimitedBudget()}}
+			defer tr.CloseIdleConnections()
+			u, err := url.Parse(srv.URL)
+			require.NoError(t, err)
+
+			// Two POSTs in flight, so that the 503 is not retried.
+			var inflight sync.WaitGroup
+			answered := map[string]chan struct{}{"/ok": make(chan struct{}), "/shed": make(chan struct{})}
+			for _, path := range []string{"/ok", "/shed"} {
+				inflight.Go(func() {
+					defer close(answered[path])
+					req, _ := http.NewRequest(http.MethodPost, srv.URL+path, nil)
+					resp, err := tr.RoundTrip(req)
+					if assert.NoError(t, err) {
+						resp.Body.Close()
+					}
+				})
+				<-arrived
+			}
+			// The quota is spent for 10 s.
+			req, _ := http.NewRequest(http.MethodPost, srv.URL+"/spend", nil)
+			resp, err := tr.RoundTrip(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			// The 503 of a request sent before comes back.
+			close(release["/shed"])
+			<-answered["/shed"]
+
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			heldDone := make(chan error, 1)
+			go func() {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/held", nil)
+				resp, err := tr.RoundTrip(req)
+				if err == nil {
+					resp.Body.Close()
+				}
+				heldDone <- err
+			}()
+			waitForWaiters(t, tr, u, 1)
+			close(release["/ok"])
+			assert.Never(t, func() bool { return held.Load() > 0 }, 300*time.Millisecond, 5*time.Millisecond,
+				"nothing is sent into a spent quota before its reset")
+			cancel()
+			assert.ErrorIs(t, <-heldDone, context.Canceled)
+			inflight.Wait()
+		})
+	}
+}
+
+// TestSheddingHoldSuccessPastTheHoldLetsTheLongestWaiterThrough: a request
+// whose deadline does not fit a shedding hold is sent as usual; its success
+// says that the server serves some of its load, not that it reset early, so
+// it lets the request that waited longest through, and the hold lasts.
+func TestSheddingHoldSuccessPastTheHoldLetsTheLongestWaiterThrough(t *testing.T) {
+	var held atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/spend":
+			w.Header().Set("Retry-After", "10")
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case "/held":
+			held.Add(1)
+		}
+	}))
+	defer srv.Close()
+	tr := &Transport{Policy: Policy{Budget: UnlimitedBudget()}}
+	defer tr.CloseIdleConnections()
+	u, err := url.Parse(srv.URL)
+	require.NoError(t, err)
+
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/spend", nil)
+	resp, err := tr.RoundTrip(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	heldDone := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/held", nil)
+		resp, err := tr.RoundTrip(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		heldDone <- err
+	}()
+	waitForWaiters(t, tr, u, 1)
+
+	// The reset does not fit this request's deadline: it is sent, and served.
+	short, cancelShort := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancelShort()
+	req, _ = http.NewRequestWithContext(short, http.MethodGet, srv.URL+"/ok", nil)
+	resp, err = tr.RoundTrip(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	select {
+	case err := <-heldDone:
+		require.NoError(t, err)
+	case <-time.After(3 * time.Second):
+		t.Fatal("the held request was not let through by the success")
+	}
+	assert.Equal(t, int32(1), held.Load())
+	h := tr.holds.find(u)
+	require.NotNil(t, h)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	assert.True(t, h.spentAt(tr.Policy.clock().Now()), "a success of a shedding server is no early reset")
+	assert.Zero(t, h.inflight)
+	assert.Empty(t, h.turns)
+}
