@@ -748,10 +748,12 @@ func (r *retrier) observeQuota(resp *http.Response, success bool) {
 	if admitted != nil {
 		h.inflight--
 	}
-	if success && !news.spent && h == pastHold && h.reset.Equal(r.pastReset) && h.spentAt(now) {
+	if success && !news.spent && h == pastHold && h.reset.Equal(r.pastReset) && h.spentAt(now) && !h.shedding {
 		// Sent after the quota was spent, because the reset was too far
 		// off to wait for, and served: the server reset early, and the
-		// window is open again (answered opens it).
+		// window is open again (answered opens it). A server shedding
+		// load serves some of its requests anyway: that success lets a
+		// held request through instead (answered).
 		h.reset = now
 	}
 	if success && !h.spentAt(now) {
