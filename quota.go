@@ -748,12 +748,14 @@ func (r *retrier) observeQuota(resp *http.Response, success bool) {
 	if admitted != nil {
 		h.inflight--
 	}
-	if success && !news.spent && h == pastHold && h.reset.Equal(r.pastReset) && h.spentAt(now) && !h.shedding {
+	if success && !news.spent && h == pastHold && h.reset.Equal(r.pastReset) && h.spentAt(now) && !(h.shedding && len(h.turns) > 0) {
 		// Sent after the quota was spent, because the reset was too far
 		// off to wait for, and served: the server reset early, and the
 		// window is open again (answered opens it). A server shedding
-		// load serves some of its requests anyway: that success lets a
-		// held request through instead (answered).
+		// load serves some of its requests anyway: while requests wait on
+		// its hold, that success lets the one held longest through
+		// (answered), rather than open the window to newcomers while the
+		// held sleep until the reset.
 		h.reset = now
 	}
 	if success && !h.spentAt(now) {
