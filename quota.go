@@ -43,12 +43,14 @@ import (
 // shrink to what the server serves. A server that refuses everything is
 // sent nothing more until its reset. A 429, or an answer that names a
 // quota, holds everything until the reset: the quota is the client's, and
-// the answers to requests sent before it was spent say nothing of it. A window that served fewer requests than
-// announced (a quota shared with other clients, or announced wrong) makes
-// the next reset let through no more than that; and a window that served
-// all its announced quota, with answers that say nothing of what is left,
-// is taken as spent until a reset as far off as the last one, rather than
-// found spent by a refusal.
+// the answers to requests sent before it was spent say nothing of it (a 503
+// among them does not make it load shedding).
+//
+// A window that served fewer requests than announced (a quota shared with
+// other clients, or announced wrong) makes the next reset let through no
+// more than that; and a window that served all its announced quota, with
+// answers that say nothing of what is left, is taken as spent until a reset
+// as far off as the last one, rather than found spent by a refusal.
 //
 // A hold expires on its own: once its reset has passed by as long again as
 // the server asked to wait (at least a second), and no request waits on it,
