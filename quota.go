@@ -292,11 +292,12 @@ func (h *hold) grantTurn() {
 }
 
 // leaveTurn takes t out of the queue of turns, or, when it was granted,
-// passes its place on. h.mu is held.
-func (h *hold) leaveTurn(t *heldTurn) {
+// passes its place on while the hold lasts (after its reset, the window that
+// opens decides). h.mu is held.
+func (h *hold) leaveTurn(t *heldTurn, now time.Time) {
 	if t.granted {
 		h.inflight--
-		if h.shedding {
+		if h.shedding && h.spentAt(now) {
 			h.grantTurn()
 		}
 		return
@@ -609,7 +610,7 @@ func (r *retrier) holdAttempt(n int) (err error) {
 					r.admitted = h // counted in flight by grantTurn
 					break
 				}
-				h.leaveTurn(turn)
+				h.leaveTurn(turn, r.clock.Now())
 			}
 			if err != nil {
 				h.mu.Unlock()
