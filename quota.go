@@ -547,6 +547,7 @@ func (r *retrier) holdAttempt(n int) (err error) {
 		jitterFor    time.Time
 		why          HoldReason
 		header       string
+		turn         *heldTurn // a shedding hold's place in line, kept from one wait to the next
 	)
 	defer func() {
 		if why != 0 && p.OnHold != nil {
@@ -580,19 +581,26 @@ func (r *retrier) holdAttempt(n int) (err error) {
 				reason = lim.check(total)
 			}
 			if reason != nil {
+				if turn != nil {
+					h.leaveTurn(turn, now)
+				}
 				r.pastHold, r.pastReset = h, h.reset
 				h.mu.Unlock()
 				return nil
 			}
 			why, header = HoldReset, h.header
 			h.waiters++
-			var turn *heldTurn
 			var wake <-chan struct{}
 			if h.shedding {
 				// A success may free a place before the reset.
-				turn = &heldTurn{wake: make(chan struct{})}
-				h.turns = append(h.turns, turn)
+				if turn == nil {
+					turn = &heldTurn{wake: make(chan struct{})}
+					h.turns = append(h.turns, turn)
+				}
 				wake = turn.wake
+			} else if turn != nil {
+				h.leaveTurn(turn, now)
+				turn = nil
 			}
 			h.mu.Unlock()
 			started := time.Now()
@@ -608,15 +616,25 @@ func (r *retrier) holdAttempt(n int) (err error) {
 			if turn != nil {
 				if turn.granted && err == nil {
 					r.admitted = h // counted in flight by grantTurn
+					turn = nil
 					break
 				}
-				h.leaveTurn(turn, r.clock.Now())
+				if turn.granted || err != nil {
+					h.leaveTurn(turn, r.clock.Now())
+					turn = nil
+				}
+				// Otherwise its wait ended with the hold still on (its
+				// reset moved further off): it keeps its place in line.
 			}
 			if err != nil {
 				h.mu.Unlock()
 				return err
 			}
 			continue
+		}
+		if turn != nil {
+			h.leaveTurn(turn, now)
+			turn = nil
 		}
 		if !h.reset.IsZero() {
 			h.open()
@@ -660,6 +678,9 @@ func (r *retrier) holdAttempt(n int) (err error) {
 			reason = lim.check(room + 1)
 			return nil
 		}
+	}
+	if turn != nil {
+		h.leaveTurn(turn, r.clock.Now()) // the hold was forgotten
 	}
 	h.mu.Unlock()
 	return nil

@@ -339,3 +339,143 @@ func TestGrantedTurnLeftAfterTheResetPassesNothingOn(t *testing.T) {
 		})
 	}
 }
+
+// stepClock is a Clock whose time moves only when the test steps it; Sleep
+// waits until the time has moved by d, or ctx is done.
+type stepClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	moved  chan struct{}
+	sleeps int
+}
+
+func newStepClock() *stepClock {
+	return &stepClock{now: time.Now(), moved: make(chan struct{})}
+}
+
+func (c *stepClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *stepClock) Sleep(ctx context.Context, d time.Duration) error {
+	c.mu.Lock()
+	c.sleeps++
+	until := c.now.Add(d)
+	c.mu.Unlock()
+	for {
+		c.mu.Lock()
+		now, moved := c.now, c.moved
+		c.mu.Unlock()
+		if !now.Before(until) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-moved:
+		}
+	}
+}
+
+func (c *stepClock) step(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	close(c.moved)
+	c.moved = make(chan struct{})
+}
+
+func (c *stepClock) sleepsStarted() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sleeps
+}
+
+// TestSheddingHoldKeepsTheLongestWaiterFirst: a request held by a shedding
+// hold whose reset moved further off (another 503) keeps its place in line
+// when its wait ends: the next success lets it through, not a request that
+// came after it.
+func TestSheddingHoldKeepsTheLongestWaiterFirst(t *testing.T) {
+	release, releaseLate := make(chan struct{}), make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	var served sync.Map
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/ok":
+			arrived <- struct{}{}
+			<-release
+		case "/late":
+			arrived <- struct{}{}
+			<-releaseLate
+			w.Header().Set("Retry-After", "10")
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case "/spend":
+			w.Header().Set("Retry-After", r.URL.Query().Get("wait"))
+			w.WriteHeader(http.StatusServiceUnavailable)
+		default:
+			served.Store(r.URL.Path, true)
+		}
+	}))
+	defer srv.Close()
+	clock := newStepClock()
+	tr := &Transport{Policy: Policy{Budget: UnlimitedBudget(), Clock: clock}}
+	defer tr.CloseIdleConnections()
+	u, err := url.Parse(srv.URL)
+	require.NoError(t, err)
+	post := func(path string) {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+path, nil)
+		resp, err := tr.RoundTrip(req)
+		if assert.NoError(t, err) {
+			resp.Body.Close()
+		}
+	}
+
+	var inflight sync.WaitGroup
+	for _, path := range []string{"/ok", "/late"} {
+		inflight.Go(func() { post(path) })
+		<-arrived
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 2)
+	hold := func(path string) {
+		go func() {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+path, nil)
+			resp, err := tr.RoundTrip(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			done <- err
+		}()
+	}
+	post("/spend?wait=1")
+	hold("/first")
+	waitForWaiters(t, tr, u, 1)
+	close(releaseLate) // a 503 of a request sent before: the reset moves 10 s off
+	require.Eventually(t, func() bool {
+		h := tr.holds.find(u)
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.reset.Sub(clock.Now()) > 5*time.Second
+	}, 5*time.Second, time.Millisecond)
+	hold("/second")
+	waitForWaiters(t, tr, u, 2)
+	require.Equal(t, 2, clock.sleepsStarted())
+	// The first request's wait ends (1 s and its jitter, under 1 s), but
+	// the reset is still ahead: it waits again.
+	clock.step(2 * time.Second)
+	require.Eventually(t, func() bool { return clock.sleepsStarted() == 3 }, 5*time.Second, time.Millisecond)
+	waitForWaiters(t, tr, u, 2)
+
+	close(release) // a success
+	require.NoError(t, <-done)
+	_, first := served.Load("/first")
+	_, second := served.Load("/second")
+	assert.True(t, first, "the request held longest goes first")
+	assert.False(t, second)
+	cancel()
+	<-done
+	inflight.Wait()
+}
