@@ -43,12 +43,14 @@ import (
 // shrink to what the server serves. A server that refuses everything is
 // sent nothing more until its reset. A 429, or an answer that names a
 // quota, holds everything until the reset: the quota is the client's, and
-// the answers to requests sent before it was spent say nothing of it. A window that served fewer requests than
-// announced (a quota shared with other clients, or announced wrong) makes
-// the next reset let through no more than that; and a window that served
-// all its announced quota, with answers that say nothing of what is left,
-// is taken as spent until a reset as far off as the last one, rather than
-// found spent by a refusal.
+// the answers to requests sent before it was spent say nothing of it (a 503
+// among them does not make it load shedding).
+//
+// A window that served fewer requests than announced (a quota shared with
+// other clients, or announced wrong) makes the next reset let through no
+// more than that; and a window that served all its announced quota, with
+// answers that say nothing of what is left, is taken as spent until a reset
+// as far off as the last one, rather than found spent by a refusal.
 //
 // A hold expires on its own: once its reset has passed by as long again as
 // the server asked to wait (at least a second), and no request waits on it,
@@ -242,6 +244,10 @@ func (h *hold) open() {
 // announced for the fresh window, if any (limit > 0); shed says the answer
 // was a 503 that named no quota. h.mu is held.
 func (h *hold) spend(now time.Time, wait time.Duration, header string, limit int, shed bool) {
+	// A 503 answered while a quota is spent (a 429's, or a remaining
+	// count's) is the answer to a request sent before: the quota still
+	// holds everything until its reset.
+	quotaSpent := h.spentAt(now) && !h.shedding
 	reset := now.Add(wait)
 	if reset.After(h.reset) {
 		h.reset = reset
@@ -267,7 +273,7 @@ func (h *hold) spend(now time.Time, wait time.Duration, header string, limit int
 	h.opened = false
 	// A quota announced once is a quota: a later 503 does not make it load
 	// shedding.
-	h.shedding = shed && !h.announced
+	h.shedding = shed && !h.announced && !quotaSpent
 	h.broadcast()
 }
 
@@ -286,11 +292,12 @@ func (h *hold) grantTurn() {
 }
 
 // leaveTurn takes t out of the queue of turns, or, when it was granted,
-// passes its place on. h.mu is held.
-func (h *hold) leaveTurn(t *heldTurn) {
+// passes its place on while the hold lasts (after its reset, the window that
+// opens decides). h.mu is held.
+func (h *hold) leaveTurn(t *heldTurn, now time.Time) {
 	if t.granted {
 		h.inflight--
-		if h.shedding {
+		if h.shedding && h.spentAt(now) {
 			h.grantTurn()
 		}
 		return
@@ -540,6 +547,7 @@ func (r *retrier) holdAttempt(n int) (err error) {
 		jitterFor    time.Time
 		why          HoldReason
 		header       string
+		turn         *heldTurn // a shedding hold's place in line, kept from one wait to the next
 	)
 	defer func() {
 		if why != 0 && p.OnHold != nil {
@@ -573,19 +581,26 @@ func (r *retrier) holdAttempt(n int) (err error) {
 				reason = lim.check(total)
 			}
 			if reason != nil {
+				if turn != nil {
+					h.leaveTurn(turn, now)
+				}
 				r.pastHold, r.pastReset = h, h.reset
 				h.mu.Unlock()
 				return nil
 			}
 			why, header = HoldReset, h.header
 			h.waiters++
-			var turn *heldTurn
 			var wake <-chan struct{}
 			if h.shedding {
 				// A success may free a place before the reset.
-				turn = &heldTurn{wake: make(chan struct{})}
-				h.turns = append(h.turns, turn)
+				if turn == nil {
+					turn = &heldTurn{wake: make(chan struct{})}
+					h.turns = append(h.turns, turn)
+				}
 				wake = turn.wake
+			} else if turn != nil {
+				h.leaveTurn(turn, now)
+				turn = nil
 			}
 			h.mu.Unlock()
 			started := time.Now()
@@ -601,15 +616,25 @@ func (r *retrier) holdAttempt(n int) (err error) {
 			if turn != nil {
 				if turn.granted && err == nil {
 					r.admitted = h // counted in flight by grantTurn
+					turn = nil
 					break
 				}
-				h.leaveTurn(turn)
+				if turn.granted || err != nil {
+					h.leaveTurn(turn, r.clock.Now())
+					turn = nil
+				}
+				// Otherwise its wait ended with the hold still on (its
+				// reset moved further off): it keeps its place in line.
 			}
 			if err != nil {
 				h.mu.Unlock()
 				return err
 			}
 			continue
+		}
+		if turn != nil {
+			h.leaveTurn(turn, now)
+			turn = nil
 		}
 		if !h.reset.IsZero() {
 			h.open()
@@ -653,6 +678,9 @@ func (r *retrier) holdAttempt(n int) (err error) {
 			reason = lim.check(room + 1)
 			return nil
 		}
+	}
+	if turn != nil {
+		h.leaveTurn(turn, r.clock.Now()) // the hold was forgotten
 	}
 	h.mu.Unlock()
 	return nil
@@ -744,10 +772,14 @@ func (r *retrier) observeQuota(resp *http.Response, success bool) {
 	if admitted != nil {
 		h.inflight--
 	}
-	if success && !news.spent && h == pastHold && h.reset.Equal(r.pastReset) && h.spentAt(now) {
+	if success && !news.spent && h == pastHold && h.reset.Equal(r.pastReset) && h.spentAt(now) && !(h.shedding && len(h.turns) > 0) {
 		// Sent after the quota was spent, because the reset was too far
 		// off to wait for, and served: the server reset early, and the
-		// window is open again (answered opens it).
+		// window is open again (answered opens it). A server shedding
+		// load serves some of its requests anyway: while requests wait on
+		// its hold, that success lets the one held longest through
+		// (answered), rather than open the window to newcomers while the
+		// held sleep until the reset.
 		h.reset = now
 	}
 	if success && !h.spentAt(now) {

@@ -135,3 +135,347 @@ func TestSheddingHoldLetsAHeldRequestThroughPerSuccess(t *testing.T) {
 		})
 	}
 }
+
+// waitForWaiters waits until the hold of u has n requests waiting on it.
+func waitForWaiters(t *testing.T, tr *Transport, u *url.URL, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		h := tr.holds.find(u)
+		if h == nil {
+			return false
+		}
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.waiters == n
+	}, 5*time.Second, time.Millisecond)
+}
+
+// TestShedding503DoesNotSoftenASpentQuota: a 503 that names only its wait,
+// answered while a quota is spent (by a 429, or by a remaining count of 0),
+// is the answer to a request sent before; it does not make the quota load
+// shedding, and a later success lets no held request into the spent quota
+// before its reset.
+func TestShedding503DoesNotSoftenASpentQuota(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		spend func(w http.ResponseWriter)
+	}{
+		{"429 with Retry-After", func(w http.ResponseWriter) {
+			w.Header().Set("Retry-After", "10")
+			w.WriteHeader(http.StatusTooManyRequests)
+		}},
+		{"X-RateLimit-Remaining: 0 with its reset", func(w http.ResponseWriter) {
+			w.Header().Set("X-RateLimit-Remaining", "0")
+			w.Header().Set("X-RateLimit-Reset-After", "10")
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			release := map[string]chan struct{}{"/ok": make(chan struct{}), "/shed": make(chan struct{})}
+			arrived := make(chan string, 4)
+			var held atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				switch r.URL.Path {
+				case "/ok":
+					arrived <- r.URL.Path
+					<-release[r.URL.Path]
+				case "/shed":
+					arrived <- r.URL.Path
+					<-release[r.URL.Path]
+					w.Header().Set("Retry-After", "1")
+					w.WriteHeader(http.StatusServiceUnavailable)
+				case "/spend":
+					tt.spend(w)
+				case "/held":
+					held.Add(1)
+				}
+			}))
+			defer srv.Close()
+			tr := &Transport{Policy: Policy{Budget: UnlimitedBudget()}}
+			defer tr.CloseIdleConnections()
+			u, err := url.Parse(srv.URL)
+			require.NoError(t, err)
+
+			// Two POSTs in flight, so that the 503 is not retried.
+			var inflight sync.WaitGroup
+			answered := map[string]chan struct{}{"/ok": make(chan struct{}), "/shed": make(chan struct{})}
+			for _, path := range []string{"/ok", "/shed"} {
+				inflight.Go(func() {
+					defer close(answered[path])
+					req, _ := http.NewRequest(http.MethodPost, srv.URL+path, nil)
+					resp, err := tr.RoundTrip(req)
+					if assert.NoError(t, err) {
+						resp.Body.Close()
+					}
+				})
+				<-arrived
+			}
+			// The quota is spent for 10 s.
+			req, _ := http.NewRequest(http.MethodPost, srv.URL+"/spend", nil)
+			resp, err := tr.RoundTrip(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			// The 503 of a request sent before comes back.
+			close(release["/shed"])
+			<-answered["/shed"]
+
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			heldDone := make(chan error, 1)
+			go func() {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/held", nil)
+				resp, err := tr.RoundTrip(req)
+				if err == nil {
+					resp.Body.Close()
+				}
+				heldDone <- err
+			}()
+			waitForWaiters(t, tr, u, 1)
+			close(release["/ok"])
+			assert.Never(t, func() bool { return held.Load() > 0 }, 300*time.Millisecond, 5*time.Millisecond,
+				"nothing is sent into a spent quota before its reset")
+			cancel()
+			assert.ErrorIs(t, <-heldDone, context.Canceled)
+			inflight.Wait()
+		})
+	}
+}
+
+// TestSheddingHoldSuccessPastTheHoldLetsTheLongestWaiterThrough: a request
+// whose deadline does not fit a shedding hold is sent as usual; its success
+// says that the server serves some of its load, not that it reset early, so
+// it lets the request that waited longest through, and the hold lasts.
+func TestSheddingHoldSuccessPastTheHoldLetsTheLongestWaiterThrough(t *testing.T) {
+	var held atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/spend":
+			w.Header().Set("Retry-After", "10")
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case "/held":
+			held.Add(1)
+		}
+	}))
+	defer srv.Close()
+	tr := &Transport{Policy: Policy{Budget: UnlimitedBudget()}}
+	defer tr.CloseIdleConnections()
+	u, err := url.Parse(srv.URL)
+	require.NoError(t, err)
+
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/spend", nil)
+	resp, err := tr.RoundTrip(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	heldDone := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/held", nil)
+		resp, err := tr.RoundTrip(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		heldDone <- err
+	}()
+	waitForWaiters(t, tr, u, 1)
+
+	// The reset does not fit this request's deadline: it is sent, and served.
+	short, cancelShort := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancelShort()
+	req, _ = http.NewRequestWithContext(short, http.MethodGet, srv.URL+"/ok", nil)
+	resp, err = tr.RoundTrip(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	select {
+	case err := <-heldDone:
+		require.NoError(t, err)
+	case <-time.After(3 * time.Second):
+		t.Fatal("the held request was not let through by the success")
+	}
+	assert.Equal(t, int32(1), held.Load())
+	h := tr.holds.find(u)
+	require.NotNil(t, h)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	assert.True(t, h.spentAt(tr.Policy.clock().Now()), "a success of a shedding server is no early reset")
+	assert.Zero(t, h.inflight)
+	assert.Empty(t, h.turns)
+}
+
+// TestGrantedTurnLeftAfterTheResetPassesNothingOn: a request let through by
+// a success that is cancelled before it is sent passes its place on while
+// the hold lasts, and not after its reset, when the window that opens lets
+// through what it lets through (one probe), not one more.
+func TestGrantedTurnLeftAfterTheResetPassesNothingOn(t *testing.T) {
+	now := time.Now()
+	for _, tt := range []struct {
+		name   string
+		reset  time.Time
+		passed bool
+	}{
+		{"before the reset", now.Add(time.Second), true},
+		{"after the reset", now.Add(-time.Millisecond), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := &hold{lowest: -1, reset: tt.reset, shedding: true}
+			first := &heldTurn{wake: make(chan struct{})}
+			next := &heldTurn{wake: make(chan struct{})}
+			h.turns = []*heldTurn{first, next}
+			h.grantTurn()
+			require.True(t, first.granted)
+			require.Equal(t, 1, h.inflight)
+			h.leaveTurn(first, now)
+			assert.Equal(t, tt.passed, next.granted)
+			if tt.passed {
+				assert.Equal(t, 1, h.inflight)
+				assert.Empty(t, h.turns)
+			} else {
+				assert.Zero(t, h.inflight)
+				assert.Equal(t, []*heldTurn{next}, h.turns)
+			}
+		})
+	}
+}
+
+// stepClock is a Clock whose time moves only when the test steps it; Sleep
+// waits until the time has moved by d, or ctx is done.
+type stepClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	moved  chan struct{}
+	sleeps int
+}
+
+func newStepClock() *stepClock {
+	return &stepClock{now: time.Now(), moved: make(chan struct{})}
+}
+
+func (c *stepClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *stepClock) Sleep(ctx context.Context, d time.Duration) error {
+	c.mu.Lock()
+	c.sleeps++
+	until := c.now.Add(d)
+	c.mu.Unlock()
+	for {
+		c.mu.Lock()
+		now, moved := c.now, c.moved
+		c.mu.Unlock()
+		if !now.Before(until) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-moved:
+		}
+	}
+}
+
+func (c *stepClock) step(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	close(c.moved)
+	c.moved = make(chan struct{})
+}
+
+func (c *stepClock) sleepsStarted() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sleeps
+}
+
+// TestSheddingHoldKeepsTheLongestWaiterFirst: a request held by a shedding
+// hold whose reset moved further off (another 503) keeps its place in line
+// when its wait ends: the next success lets it through, not a request that
+// came after it.
+func TestSheddingHoldKeepsTheLongestWaiterFirst(t *testing.T) {
+	release, releaseLate := make(chan struct{}), make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	var served sync.Map
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/ok":
+			arrived <- struct{}{}
+			<-release
+		case "/late":
+			arrived <- struct{}{}
+			<-releaseLate
+			w.Header().Set("Retry-After", "10")
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case "/spend":
+			w.Header().Set("Retry-After", r.URL.Query().Get("wait"))
+			w.WriteHeader(http.StatusServiceUnavailable)
+		default:
+			served.Store(r.URL.Path, true)
+		}
+	}))
+	defer srv.Close()
+	clock := newStepClock()
+	tr := &Transport{Policy: Policy{Budget: UnlimitedBudget(), Clock: clock}}
+	defer tr.CloseIdleConnections()
+	u, err := url.Parse(srv.URL)
+	require.NoError(t, err)
+	post := func(path string) {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+path, nil)
+		resp, err := tr.RoundTrip(req)
+		if assert.NoError(t, err) {
+			resp.Body.Close()
+		}
+	}
+
+	var inflight sync.WaitGroup
+	for _, path := range []string{"/ok", "/late"} {
+		inflight.Go(func() { post(path) })
+		<-arrived
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 2)
+	hold := func(path string) {
+		go func() {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+path, nil)
+			resp, err := tr.RoundTrip(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			done <- err
+		}()
+	}
+	post("/spend?wait=1")
+	hold("/first")
+	waitForWaiters(t, tr, u, 1)
+	close(releaseLate) // a 503 of a request sent before: the reset moves 10 s off
+	require.Eventually(t, func() bool {
+		h := tr.holds.find(u)
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.reset.Sub(clock.Now()) > 5*time.Second
+	}, 5*time.Second, time.Millisecond)
+	hold("/second")
+	waitForWaiters(t, tr, u, 2)
+	require.Equal(t, 2, clock.sleepsStarted())
+	// The first request's wait ends (1 s and its jitter, under 1 s), but
+	// the reset is still ahead: it waits again.
+	clock.step(2 * time.Second)
+	require.Eventually(t, func() bool { return clock.sleepsStarted() == 3 }, 5*time.Second, time.Millisecond)
+	waitForWaiters(t, tr, u, 2)
+
+	close(release) // a success
+	require.NoError(t, <-done)
+	_, first := served.Load("/first")
+	_, second := served.Load("/second")
+	assert.True(t, first, "the request held longest goes first")
+	assert.False(t, second)
+	cancel()
+	<-done
+	inflight.Wait()
+}
