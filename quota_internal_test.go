@@ -73,33 +73,14 @@ func TestSheddingHoldLetsAHeldRequestThroughPerSuccess(t *testing.T) {
 				<-arrived
 			}
 			// A refusal says the destination is spent for 10 s.
-			req, _ := http.NewRequest(http.MethodPost, srv.URL+"/spend", nil)
-			resp, err := tr.RoundTrip(req)
-			require.NoError(t, err)
-			resp.Body.Close()
+			resp := postClosed(t, tr, srv.URL+"/spend")
 			require.Equal(t, tt.status, resp.StatusCode)
 
 			// A new request is held.
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			heldDone := make(chan error, 1)
-			go func() {
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/held", nil)
-				resp, err := tr.RoundTrip(req)
-				if err == nil {
-					resp.Body.Close()
-				}
-				heldDone <- err
-			}()
-			require.Eventually(t, func() bool {
-				h := tr.holds.find(u)
-				if h == nil {
-					return false
-				}
-				h.mu.Lock()
-				defer h.mu.Unlock()
-				return h.waiters == 1
-			}, 5*time.Second, time.Millisecond)
+			heldDone := sendInBackground(ctx, tr, srv.URL+"/held")
+			waitForWaiters(t, tr, u, 1)
 
 			close(release["/refused"])
 			assert.Never(t, func() bool { return held.Load() > 0 }, 200*time.Millisecond, 5*time.Millisecond, "a refusal frees no place")
@@ -137,6 +118,32 @@ func TestSheddingHoldLetsAHeldRequestThroughPerSuccess(t *testing.T) {
 }
 
 // waitForWaiters waits until the hold of u has n requests waiting on it.
+// sendInBackground starts a GET of url with ctx through tr, and returns the
+// channel that gets its error once it is answered (its body closed).
+func sendInBackground(ctx context.Context, tr *Transport, url string) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := tr.RoundTrip(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	return done
+}
+
+// postClosed sends a POST of url through tr and closes its body: a POST
+// is never retried, so its answer reaches the hold as the server gave it.
+func postClosed(t *testing.T, tr *Transport, url string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, nil)
+	resp, err := tr.RoundTrip(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	return resp
+}
+
 func waitForWaiters(t *testing.T, tr *Transport, u *url.URL, n int) {
 	t.Helper()
 	require.Eventually(t, func() bool {
@@ -210,25 +217,14 @@ func TestShedding503DoesNotSoftenASpentQuota(t *testing.T) {
 				<-arrived
 			}
 			// The quota is spent for 10 s.
-			req, _ := http.NewRequest(http.MethodPost, srv.URL+"/spend", nil)
-			resp, err := tr.RoundTrip(req)
-			require.NoError(t, err)
-			resp.Body.Close()
+			postClosed(t, tr, srv.URL+"/spend")
 			// The 503 of a request sent before comes back.
 			close(release["/shed"])
 			<-answered["/shed"]
 
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			heldDone := make(chan error, 1)
-			go func() {
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/held", nil)
-				resp, err := tr.RoundTrip(req)
-				if err == nil {
-					resp.Body.Close()
-				}
-				heldDone <- err
-			}()
+			heldDone := sendInBackground(ctx, tr, srv.URL+"/held")
 			waitForWaiters(t, tr, u, 1)
 			close(release["/ok"])
 			assert.Never(t, func() bool { return held.Load() > 0 }, 300*time.Millisecond, 5*time.Millisecond,
@@ -261,29 +257,18 @@ func TestSheddingHoldSuccessPastTheHoldLetsTheLongestWaiterThrough(t *testing.T)
 	u, err := url.Parse(srv.URL)
 	require.NoError(t, err)
 
-	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/spend", nil)
-	resp, err := tr.RoundTrip(req)
-	require.NoError(t, err)
-	resp.Body.Close()
+	resp := postClosed(t, tr, srv.URL+"/spend")
 	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	heldDone := make(chan error, 1)
-	go func() {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/held", nil)
-		resp, err := tr.RoundTrip(req)
-		if err == nil {
-			resp.Body.Close()
-		}
-		heldDone <- err
-	}()
+	heldDone := sendInBackground(ctx, tr, srv.URL+"/held")
 	waitForWaiters(t, tr, u, 1)
 
 	// The reset does not fit this request's deadline: it is sent, and served.
 	short, cancelShort := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancelShort()
-	req, _ = http.NewRequestWithContext(short, http.MethodGet, srv.URL+"/ok", nil)
+	req, _ := http.NewRequestWithContext(short, http.MethodGet, srv.URL+"/ok", nil)
 	resp, err = tr.RoundTrip(req)
 	require.NoError(t, err)
 	resp.Body.Close()
