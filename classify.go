@@ -374,35 +374,53 @@ func isHTTP2PeerReset(msg string, codes map[string]bool) bool {
 	return ok && codes[code]
 }
 
-// neverSent reports whether err proves that the request never reached the
-// server, so that sending it again cannot repeat its effect: the connection
-// could not be dialled (net/http's dial error, a *net.OpError with Op
-// "dial", which it returns before writing anything, even when it timed
-// out), the server refused
-// the HTTP/2 stream, or a GOAWAY left the stream out. An error after which
-// a byte of the request may have been written and processed (a reset, an
-// EOF, a timeout) proves nothing of the kind.
+// sendHistory is what net/http's own tries of one attempt did, as
+// httptrace told (see tryTrace). The zero value is an attempt of which
+// nothing is known: one that Base never said it sent.
+type sendHistory struct {
+	// gotConn: a try was given a connection (GotConn), on which the
+	// request may have gone out.
+	gotConn bool
+	// wroteEarlier: a try before the last wrote the request's headers
+	// (WroteHeaders), so a copy of it may have been processed whatever
+	// became of the last.
+	wroteEarlier bool
+}
+
+// neverSent reports whether err, the error of an attempt whose tries did
+// what h says, proves that no copy of the request ever reached the server,
+// so that sending it again cannot repeat its effect. An error tells only of
+// the attempt's last try, and net/http resends a request by itself (even a
+// POST, after an HTTP/2 PROTOCOL_ERROR from the server), so each proof
+// holds only when no earlier try can have sent the request:
 //
-// gotConn says that the attempt was given a connection (httptrace's
-// GotConn): a dial error then comes from net/http's own resend on a new
-// connection after the request went out on that one (it resends even a
-// POST after an HTTP/2 PROTOCOL_ERROR from the server), and proves nothing.
-func neverSent(err error, gotConn bool) bool {
+//   - the connection could not be dialled (net/http's dial error, a
+//     *net.OpError with Op "dial", which it returns before writing
+//     anything, even when it timed out), and no try was given a connection
+//     before;
+//   - the server refused the HTTP/2 stream, or a GOAWAY left it out, and no
+//     try before the last wrote the request's headers.
+//
+// An error after which a byte of the request may have been written and
+// processed (a reset, an EOF, a timeout) proves nothing of the kind.
+func neverSent(err error, h sendHistory) bool {
 	var timeout *attemptTimeoutError
 	if errors.As(err, &timeout) {
 		// net/http's own dial timeout (a net.Dialer's Timeout) is a dial
 		// error too; Policy.AttemptTimeout's own timer tells nothing of
 		// where the attempt was.
-		return timeout.cause != nil && neverSent(timeout.cause, gotConn)
+		return timeout.cause != nil && neverSent(timeout.cause, h)
 	}
 	var opErr *net.OpError
 	if errors.As(err, &opErr) {
 		// The first *net.OpError is what net/http returned: a dial through
 		// a proxy comes as Op "proxyconnect", which may also be a failed
 		// CONNECT, and does not count.
-		return opErr.Op == "dial" && !gotConn
+		return opErr.Op == "dial" && !h.gotConn
 	}
-	return hasNetHTTPText(err, neverSentHTTP2)
+	// The stream the server refused or left out is the last try's; the
+	// headers that try wrote are the ones the server did not process.
+	return !h.wroteEarlier && hasNetHTTPText(err, neverSentHTTP2)
 }
 
 // peerTextError marks an error that may be a proxy's words: net/http turns

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"net/url"
 	"os"
 	"os/exec"
@@ -553,8 +554,63 @@ func TestNeverSent(t *testing.T) {
 		{"a proxy's words", &peerTextError{errors.New("http2: Transport received Server's graceful shutdown GOAWAY")}, false},
 		{"quoted", errors.New(`malformed MIME header: missing colon: "http2: Transport received Server's graceful shutdown GOAWAY"`), false},
 	} {
-		assert.Equal(t, tt.never, neverSent(tt.err, false), tt.name)
+		assert.Equal(t, tt.never, neverSent(tt.err, sendHistory{}), tt.name)
 	}
+}
+
+// An error tells only of the last of net/http's own tries of an attempt: a
+// proof that the last one never left holds only when no earlier one can
+// have sent the request.
+func TestNeverSentAfterNetHTTPResends(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	refusedStream := errors.New("stream error: stream ID 3; REFUSED_STREAM; received from peer")
+	goAway := errors.New("http2: Transport received GOAWAY from server ErrCode:PROTOCOL_ERROR")
+	graceful := errors.New("http2: Transport received Server's graceful shutdown GOAWAY")
+	lastAlone := sendHistory{gotConn: true}
+	earlierWrote := sendHistory{gotConn: true, wroteEarlier: true}
+	for _, tt := range []struct {
+		name  string
+		err   error
+		h     sendHistory
+		never bool
+	}{
+		{"dial refused, no connection before", refused, sendHistory{}, true},
+		{"dial refused after a try got a connection", refused, lastAlone, false},
+		{"refused stream, written by the last try alone", refusedStream, lastAlone, true},
+		{"refused stream after an earlier try wrote", refusedStream, earlierWrote, false},
+		{"GOAWAY without the stream, written by the last try alone", goAway, lastAlone, true},
+		{"GOAWAY without the stream after an earlier try wrote", goAway, earlierWrote, false},
+		{"graceful GOAWAY after an earlier try wrote", graceful, earlierWrote, false},
+	} {
+		assert.Equal(t, tt.never, neverSent(tt.err, tt.h), tt.name)
+	}
+}
+
+// Each try of an attempt begins with GotConn; its WroteHeaders counts for
+// it, and for the history once a later try begins.
+func TestTryTraceHistory(t *testing.T) {
+	gotConn := func(tt *tryTrace) { tt.gotConn(httptrace.GotConnInfo{}) }
+	wrote := func(tt *tryTrace) { tt.wroteHeaders() }
+	for _, tc := range []struct {
+		name   string
+		events []func(*tryTrace)
+		want   sendHistory
+	}{
+		{"no try", nil, sendHistory{}},
+		{"one try, not written", []func(*tryTrace){gotConn}, sendHistory{gotConn: true}},
+		{"one try, written", []func(*tryTrace){gotConn, wrote}, sendHistory{gotConn: true}},
+		{"a written try, then another", []func(*tryTrace){gotConn, wrote, gotConn}, sendHistory{gotConn: true, wroteEarlier: true}},
+		{"a written try, then another written", []func(*tryTrace){gotConn, wrote, gotConn, wrote}, sendHistory{gotConn: true, wroteEarlier: true}},
+		{"a try never written, then one written", []func(*tryTrace){gotConn, gotConn, wrote}, sendHistory{gotConn: true}},
+	} {
+		tt := new(tryTrace)
+		for _, ev := range tc.events {
+			ev(tt)
+		}
+		assert.Equal(t, tc.want, tt.history(), tc.name)
+	}
+	var untraced *tryTrace
+	assert.Equal(t, sendHistory{}, untraced.history(), "an attempt that was not traced")
 }
 
 // The mark that keeps a possible proxy's words from the text tables is for

@@ -127,11 +127,13 @@ type Policy struct {
 	// a request whose body cannot be replayed (a body other than
 	// http.NoBody without GetBody) is never sent twice. A request it
 	// rejects is still sent again, when its body can be replayed, after an
-	// attempt that failed in a way that proves the request never reached
-	// the server: the connection could not be dialled (and net/http
-	// had got no connection for the attempt before), or the HTTP/2
-	// server refused the stream (REFUSED_STREAM) or left it out of a
-	// GOAWAY. Such a retry is budgeted and limited like any other. Any
+	// attempt that failed in a way that proves no copy of the request,
+	// net/http's own resends included, ever reached the server: the
+	// connection could not be dialled (and net/http had got no connection
+	// for the attempt before), or the HTTP/2 server refused the stream
+	// (REFUSED_STREAM) or left it out of a GOAWAY (and no earlier try of
+	// net/http's within the attempt had written the request's headers, as
+	// httptrace tells). Such a retry is budgeted and limited like any other. Any
 	// other retryable outcome of a request that may not be resent is
 	// given up on with ErrNotIdempotent or ErrBodyNotReplayable, which say
 	// which rule applied.

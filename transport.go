@@ -29,7 +29,6 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -138,7 +137,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // otherwise only when its body can be replayed and err proves that the
 // attempt never reached the server.
 func (r *retrier) mayRetry(err error) bool {
-	return r.notResendable == nil || (err != nil && bodyReplayable(r.req) && neverSent(r.classifiable(err), r.gotConn != nil && r.gotConn.Load()))
+	return r.notResendable == nil || (err != nil && bodyReplayable(r.req) && neverSent(r.classifiable(err), r.tries.history()))
 }
 
 // classifiable returns err as the Policy's rule and neverSent see it:
@@ -189,10 +188,10 @@ type retrier struct {
 	abandon context.CancelCauseFunc
 	sched   schedule
 	// traceConns is set for a request that may not be resent but whose
-	// body can be replayed: its attempts record in gotConn whether Base
-	// was given a connection, after which a dial error proves nothing.
+	// body can be replayed: its attempts record in tries what net/http's
+	// own tries of it did (see tryTrace).
 	traceConns bool
-	gotConn    *atomic.Bool // the latest attempt's, when traceConns is set
+	tries      *tryTrace // the latest attempt's, when traceConns is set
 	// admitted is the quota hold that let the latest attempt through, to
 	// be told of its answer.
 	admitted *hold
@@ -205,20 +204,64 @@ type retrier struct {
 	hedges    int // hedges sent so far
 }
 
-// traceConn returns ctx, with a trace that records in r.gotConn whether the
-// attempt gets a connection when r.traceConns is set. It costs nothing to
-// the requests that may be resent, which never ask.
+// traceConn returns ctx, with a trace that records in r.tries what
+// net/http's tries of the attempt do when r.traceConns is set. It costs
+// nothing to the requests that may be resent, which never ask.
 func (r *retrier) traceConn(ctx context.Context) context.Context {
 	if !r.traceConns {
 		return ctx
 	}
-	got := new(atomic.Bool)
-	r.gotConn = got
+	tt := new(tryTrace)
+	r.tries = tt
 	// A new trace each time: WithClientTrace composes the caller's own
 	// trace into the one it is given.
-	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		GotConn: func(httptrace.GotConnInfo) { got.Store(true) },
-	})
+	tt.trace.GotConn = tt.gotConn
+	tt.trace.WroteHeaders = tt.wroteHeaders
+	return httptrace.WithClientTrace(ctx, &tt.trace)
+}
+
+// tryTrace records, through httptrace, what net/http's own tries of one
+// attempt did. An attempt's error tells only of its last try, but net/http
+// resends a request by itself, on the same connection or a new one, even a
+// POST without a key (after an HTTP/2 PROTOCOL_ERROR or REFUSED_STREAM from
+// the server, or a GOAWAY), and the copies it sent before may have been
+// processed. Each try begins when net/http hands it a connection (GotConn,
+// which HTTP/2 calls for every stream, on a new connection or a reused one);
+// a try has written the request once its headers are out (WroteHeaders,
+// after the HTTP/1 header block or the HTTP/2 HEADERS frames, even when that
+// write failed). net/http ends a try, its writing included, before it begins
+// the next, so each event falls in its own try.
+type tryTrace struct {
+	trace        httptrace.ClientTrace // in one allocation with the record
+	mu           sync.Mutex
+	tries        int  // connections handed to the attempt, one per try
+	wrote        bool // the latest try wrote the request's headers
+	wroteEarlier bool // a try before the latest wrote them
+}
+
+func (tt *tryTrace) gotConn(httptrace.GotConnInfo) {
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	tt.tries++
+	tt.wroteEarlier = tt.wroteEarlier || tt.wrote
+	tt.wrote = false
+}
+
+func (tt *tryTrace) wroteHeaders() {
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	tt.wrote = true
+}
+
+// history returns what the attempt's tries did; nil, for an attempt that
+// was not traced, means none is known.
+func (tt *tryTrace) history() sendHistory {
+	if tt == nil {
+		return sendHistory{}
+	}
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	return sendHistory{gotConn: tt.tries > 0, wroteEarlier: tt.wroteEarlier}
 }
 
 // retry runs the retries of r.req, whose first attempt ended in resp or err
