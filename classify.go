@@ -176,9 +176,11 @@ func isConnectionFailure(err error) bool {
 //     whole message is the proxy's reason phrase, bare, which can be any
 //     text. No text match can tell it from net/http's own errors.New
 //     values, so the Transport hides such errors from the tables whenever
-//     the request may have gone through a CONNECT (see markPeerText), and
-//     the tables leave out errClientConnUnusable, which net/http already
-//     resends by itself.
+//     the request may have gone through a CONNECT (see markPeerText): an
+//     https request whose Base is not an *http.Transport without a proxy
+//     for it, directly or through wrappers that declare what they wrap
+//     (Unwrap() http.RoundTripper). The tables also leave out
+//     errClientConnUnusable, which net/http already resends by itself.
 //
 // classify_test.go lists every error text with where go1.26.8 makes it, and
 // why it is, or is not, retried.
@@ -441,14 +443,15 @@ var errorStringType = reflect.TypeOf(errors.New(""))
 // refused CONNECT's reason phrase: an error of errors.New's type anywhere
 // in its chain (a Base may wrap what net/http returned), of a request to an
 // https URL (net/http sends a CONNECT for those alone), whose Base either
-// sends it through a proxy or cannot be seen into (a Base that wraps an
-// *http.Transport hides whether it has one).
+// sends it through a proxy or cannot be seen into. A Base that wraps an
+// *http.Transport hides whether it has a proxy, unless it declares what it
+// wraps (see wrappedTransport).
 func markPeerText(base http.RoundTripper, req *http.Request, err error) error {
 	if !strings.EqualFold(req.URL.Scheme, "https") ||
 		!inChain(err, func(e error) bool { return reflect.TypeOf(e) == errorStringType }) {
 		return err
 	}
-	if tr, ok := base.(*http.Transport); ok {
+	if tr := wrappedTransport(base); tr != nil {
 		if tr.Proxy == nil {
 			return err
 		}
@@ -457,4 +460,33 @@ func markPeerText(base http.RoundTripper, req *http.Request, err error) error {
 		}
 	}
 	return &peerTextError{err: err}
+}
+
+// maxUnwrap bounds the chain of wrappers wrappedTransport follows, so that
+// a wrapper that unwraps to itself cannot hang a request.
+const maxUnwrap = 100
+
+// wrappedTransport returns the *http.Transport that base sends through: base
+// itself, or the one found by following, from base, each wrapper's
+// Unwrap() http.RoundTripper method, as http.ResponseController follows a
+// ResponseWriter's Unwrap. It returns nil when the chain ends in anything
+// else, or in a wrapper that does not declare what it wraps.
+//
+// A wrapper that declares Unwrap promises that it sends each request
+// through the RoundTripper Unwrap returns, and returns that RoundTripper's
+// errors, wrapped or not, and errors of its own, but no error whose text a
+// server or a proxy chose: the text of net/http's errors is then read as
+// net/http's (see netHTTPBroken).
+func wrappedTransport(base http.RoundTripper) *http.Transport {
+	for range maxUnwrap {
+		switch b := base.(type) {
+		case *http.Transport:
+			return b
+		case interface{ Unwrap() http.RoundTripper }:
+			base = b.Unwrap()
+		default:
+			return nil
+		}
+	}
+	return nil
 }

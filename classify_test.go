@@ -395,9 +395,12 @@ func TestPeerTextNeverDecidesARetry(t *testing.T) {
 				// wrapsErr: a Base that also wraps the errors it returns
 				// with %w, as many tracing and logging transports do.
 				wrapsErr bool
-			}{{"GET", false, false}, {"POST", false, false}, {"GET", true, false}, {"GET", true, true}, {"POST", true, true}} {
+				// unwraps: a Base that wraps it and declares so (Unwrap),
+				// which shows the proxy.
+				unwraps bool
+			}{{"GET", false, false, false}, {"POST", false, false, false}, {"GET", true, false, false}, {"GET", true, true, false}, {"POST", true, true, false}, {"GET", false, false, true}, {"POST", false, false, true}} {
 				method := tc.method
-				t.Run(fmt.Sprintf("%s wrapped=%v wrapsErr=%v %s", method, tc.wrapped, tc.wrapsErr, reason), func(t *testing.T) {
+				t.Run(fmt.Sprintf("%s wrapped=%v wrapsErr=%v unwraps=%v %s", method, tc.wrapped, tc.wrapsErr, tc.unwraps, reason), func(t *testing.T) {
 					var connects atomic.Int32
 					addr := serveTCP(t, func(conn net.Conn) {
 						req, err := http.ReadRequest(bufio.NewReader(conn))
@@ -415,6 +418,9 @@ func TestPeerTextNeverDecidesARetry(t *testing.T) {
 					rt := &Transport{Base: base, Policy: p}
 					if tc.wrapped {
 						rt.Base = wrappedBase{base}
+					}
+					if tc.unwraps {
+						rt.Base = unwrappingBase{base}
 					}
 					want := reason
 					if tc.wrapsErr {
@@ -480,6 +486,24 @@ func (w wrappedBase) RoundTrip(req *http.Request) (*http.Response, error) {
 	return w.base.RoundTrip(req)
 }
 
+// unwrappingBase is a wrappedBase that declares what it wraps.
+type unwrappingBase struct{ base http.RoundTripper }
+
+func (w unwrappingBase) RoundTrip(req *http.Request) (*http.Response, error) {
+	return w.base.RoundTrip(req)
+}
+
+func (w unwrappingBase) Unwrap() http.RoundTripper { return w.base }
+
+// selfUnwrapping is a wrapper whose Unwrap never ends.
+type selfUnwrapping struct{}
+
+func (selfUnwrapping) RoundTrip(*http.Request) (*http.Response, error) {
+	return nil, errors.New("not sent")
+}
+
+func (s selfUnwrapping) Unwrap() http.RoundTripper { return s }
+
 // errWrappingBase is a Base that wraps another and the errors it returns.
 type errWrappingBase struct{ base http.RoundTripper }
 
@@ -507,6 +531,11 @@ func TestMarkPeerText(t *testing.T) {
 		{"https through a proxy", proxied, "https://origin.test/", text, true},
 		{"https, a Base that hides whether it has a proxy", wrappedBase{direct}, "https://origin.test/", text, true},
 		{"https without a proxy", direct, "https://origin.test/", text, false},
+		{"https, a Base that declares it wraps one without a proxy", unwrappingBase{direct}, "https://origin.test/", text, false},
+		{"https, wrappers that declare it, around one without a proxy", unwrappingBase{unwrappingBase{direct}}, "https://origin.test/", text, false},
+		{"https, a Base that declares it wraps one with a proxy", unwrappingBase{proxied}, "https://origin.test/", text, true},
+		{"https, a declared wrapper around one that hides", unwrappingBase{wrappedBase{direct}}, "https://origin.test/", text, true},
+		{"https, a wrapper that unwraps to itself", selfUnwrapping{}, "https://origin.test/", text, true},
 		{"http: no CONNECT", proxied, "http://origin.test/", text, false},
 		{"http, a wrapped Base: no CONNECT", wrappedBase{proxied}, "http://origin.test/", text, false},
 		{"an errors.New value wrapped by a Base", wrappedBase{direct}, "https://origin.test/", fmt.Errorf("wrapped: %w", text), true},

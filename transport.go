@@ -43,6 +43,17 @@ import (
 // changed once it is in use.
 type Transport struct {
 	// Base sends each attempt. nil means http.DefaultTransport.
+	//
+	// A Base that wraps another RoundTripper (to log, to count, to trace)
+	// should declare what it wraps with an Unwrap() http.RoundTripper
+	// method, as a ResponseWriter does for http.ResponseController: the
+	// Transport follows Unwrap to the *http.Transport to see whether an
+	// https request may have gone through a proxy, whose refusal of a
+	// CONNECT net/http reports in the proxy's own words. Through a Base it
+	// cannot see into, no bare error is read as net/http's, and the
+	// retries only their text would give (an HTTP/2 GOAWAY that left out
+	// the first stream of a new connection, a connection the server closed
+	// as the request went out) are not made for https requests.
 	Base http.RoundTripper
 
 	// Policy decides what is retried, how long to wait and when to stop.

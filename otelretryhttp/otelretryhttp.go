@@ -176,7 +176,12 @@ func WithName(name string) Option {
 // NewTransport returns an http.RoundTripper that retries requests as a
 // retryhttp.Transport with Policy p does, sending each attempt through an
 // otelhttp Transport over base (http.DefaultTransport when nil), and that
-// records the metrics described in the package documentation.
+// records the metrics described in the package documentation. The retry
+// layer's Base declares base as what it wraps (Unwrap() http.RoundTripper),
+// so that the retry layer sees base's proxy settings as a
+// retryhttp.Transport over base itself would; a base that wraps an
+// *http.Transport should declare it likewise (see retryhttp.Transport's
+// Base).
 //
 // The hooks p.OnRetry, p.OnGiveUp, p.OnHold and p.OnHedge, when set, are
 // still called, each after the event has been recorded. When p.Budget is nil, NewTransport sets
@@ -229,7 +234,10 @@ func NewTransport(base http.RoundTripper, p retryhttp.Policy, opts ...Option) ht
 	}
 	return &transport{
 		retry: &retryhttp.Transport{
-			Base:   otelhttp.NewTransport(attemptLayer{base: base}, otelOpts...),
+			Base: spanLayer{
+				RoundTripper: otelhttp.NewTransport(attemptLayer{base: base}, otelOpts...),
+				base:         base,
+			},
 			Policy: p,
 		},
 		base:  base,
@@ -271,6 +279,21 @@ func (t *transport) CloseIdleConnections() {
 		c.CloseIdleConnections()
 	}
 }
+
+// spanLayer is otelhttp's Transport over the attempt layer, as the retry
+// layer's Base, and declares the base it sends through (Unwrap): the retry
+// layer reads net/http's errors by their text only when it can see that no
+// proxy's words may be behind it, which it sees in the *http.Transport that
+// the base is, or declares it wraps. Neither otelhttp nor the attempt layer
+// makes an error of its own from what a server or a proxy sent, so the
+// retries are those of a retryhttp.Transport over base itself.
+type spanLayer struct {
+	http.RoundTripper // otelhttp's Transport over the attempt layer
+	base              http.RoundTripper
+}
+
+// Unwrap returns the base that every attempt is sent through.
+func (l spanLayer) Unwrap() http.RoundTripper { return l.base }
 
 // attemptLayer sits below otelhttp, where the request's context holds the
 // attempt's span, and marks every resend's span with its resend count.
