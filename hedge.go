@@ -36,7 +36,15 @@ import (
 // hedged in turn while Max allows. Once an attempt of a race has been
 // refused with a wait named by the server (Retry-After, or its rate-limit
 // fields), no further hedge is sent in that race: the retries keep that
-// wait. Policy.Retryable is asked about each
+// wait. The race's outcome is the response that allows the retry latest:
+// the time it named, read as it came in, or else the time it came in; of
+// two that allow the same time, the later one; and a response before an
+// error. So a plain 503, or a shorter Retry-After, that comes in after a 403
+// with Retry-After: 5 does not bring the retry forward: it waits the 5 s
+// read from that 403, and a request that gives up returns that 403 (a
+// Retry-After beyond Policy.MaxRetryAfter then ends the retries, as it
+// would for a single attempt). No retry goes out before any copy's answer
+// said it may. Policy.Retryable is asked about each
 // attempt's outcome as it comes in, and about the winner's once more when
 // the race is over.
 //
@@ -150,6 +158,9 @@ type raceResult struct {
 	wroteOnce sync.Once
 	// told is set once the quota holds have been told of the outcome.
 	told bool
+	// until is, for a refusal, the earliest time on the Clock it allows a
+	// retry at: the time it named, or else when it came in.
+	until time.Time
 }
 
 // written closes res.wrote, once.
@@ -235,16 +246,22 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 			// the next request and the next hedge, whether or not this
 			// answer is the one the race returns.
 			r.tellQuota(res, n)
-			if res.resp != nil && serverWaitAt(res.resp, r.clock.Now()).ok {
+			now := r.clock.Now()
+			res.until = now
+			if sw := serverWaitAt(res.resp, now); sw.ok {
 				// The server asked to wait (Retry-After, or its rate-limit
 				// fields): the retries keep that wait, and no hedge is
 				// sent before it.
+				res.until = now.Add(sw.wait)
 				left = 0
 				timer.stop()
 			}
-			if kept == nil || res.resp != nil || kept.resp == nil {
+			if kept == nil || kept.resp == nil || res.resp != nil && !kept.until.After(res.until) {
 				// The latest outcome, a response before an error: a
-				// response may name the wait.
+				// response may name the wait. But not one that would let
+				// the retry go before an earlier answer said: the answer
+				// that named the latest time is kept, and the retries read
+				// their wait from it.
 				kept, res = res, kept
 			}
 			if res != nil {

@@ -826,3 +826,74 @@ func TestHedgeLoserAnswerCountsOnceForTheThrottle(t *testing.T) {
 		})
 	}
 }
+
+// TestHedgeRaceKeepsTheLongestNamedWait checks that when every copy of a
+// race is refused, the retry goes no earlier than the latest time any of
+// the answers named: a plain 503, or a shorter Retry-After, that comes in
+// after a 403 with Retry-After: 5 does not cut that wait short, and a
+// request that gives up returns the answer that named it.
+func TestHedgeRaceKeepsTheLongestNamedWait(t *testing.T) {
+	forbidden := func(retryAfter time.Duration) retrytest.Answer {
+		return retrytest.Answer{Status: http.StatusForbidden, RetryAfter: retryAfter, Body: "slow down"}
+	}
+	tests := []struct {
+		name string
+		// the first attempt's answer, which comes in after the hedge's
+		// 403 with Retry-After: 5
+		first retrytest.Answer
+	}{
+		{"a plain 503 after it", retrytest.Unavailable(0)},
+		{"a shorter named wait after it", forbidden(2 * time.Second)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Run("the retry waits for it", func(t *testing.T) {
+				clock := retrytest.NewClock(t)
+				retryable, judged := whenHedgeJudged()
+				srv := newRaceServer(t, clock, judged, tt.first, forbidden(5*time.Second), retrytest.OK("done"))
+				var retries recorder[retryhttp.RetryEvent]
+				client := &http.Client{Transport: &retryhttp.Transport{
+					Base: inOrder{base: newBase(t), seen: srv.count},
+					Policy: retryhttp.Policy{
+						Clock: clock, Budget: retryhttp.UnlimitedBudget(), Retryable: retryable,
+						Hedge: &retryhttp.Hedge{Delay: 100 * time.Millisecond}, OnRetry: retries.record,
+					},
+				}}
+				_, body, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+				require.NoError(t, err)
+				assert.Equal(t, "done", body)
+				at := srv.arrivals()
+				require.Len(t, at, 3)
+				assert.GreaterOrEqual(t, at[2].Sub(at[1]), 5*time.Second, "the retry comes no earlier than the 403 said")
+				if ev := retries.all(); assert.Len(t, ev, 1) {
+					assert.Equal(t, 5*time.Second, ev[0].RetryAfter)
+					assert.True(t, ev[0].HasRetryAfter)
+					assert.Equal(t, http.StatusForbidden, ev[0].Response.StatusCode)
+				}
+			})
+			t.Run("a give-up returns the answer that named it", func(t *testing.T) {
+				clock := retrytest.NewClock(t)
+				retryable, judged := whenHedgeJudged()
+				srv := newRaceServer(t, clock, judged, tt.first, forbidden(5*time.Second))
+				var giveUps recorder[retryhttp.GiveUpEvent]
+				client := &http.Client{Transport: &retryhttp.Transport{
+					Base: inOrder{base: newBase(t), seen: srv.count},
+					Policy: retryhttp.Policy{
+						Clock: clock, MaxAttempts: 2, Budget: retryhttp.UnlimitedBudget(), Retryable: retryable,
+						Hedge: &retryhttp.Hedge{Delay: 100 * time.Millisecond}, OnGiveUp: giveUps.record,
+					},
+				}}
+				resp, body, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+				require.NoError(t, err)
+				assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+				assert.Equal(t, "5", resp.Header.Get("Retry-After"))
+				assert.Equal(t, "slow down", body)
+				assert.Equal(t, 2, srv.count())
+				if ev := giveUps.all(); assert.Len(t, ev, 1) {
+					assert.ErrorIs(t, ev[0].Reason, retryhttp.ErrAttemptsUsedUp)
+					assert.Equal(t, 5*time.Second, ev[0].RetryAfter)
+				}
+			})
+		})
+	}
+}
