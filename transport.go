@@ -213,6 +213,10 @@ type retrier struct {
 	pastReset time.Time
 	sent      int // attempts sent so far, hedges included
 	hedges    int // hedges sent so far
+
+	// told is set when a race has told the quota holds of the latest
+	// attempt's answer already, as it came in.
+	told bool
 }
 
 // traceConn returns ctx, with a trace that records in r.tries what
