@@ -15,7 +15,8 @@ import (
 // Clock's Sleep wrapped it) when the context ended a wait or ended as a
 // retryable response arrived, so that both == and errors.Is work.
 var (
-	// ErrAttemptsUsedUp: Policy.MaxAttempts attempts were made.
+	// ErrAttemptsUsedUp: Policy.MaxAttempts attempts were made, or as
+	// many as the request's context allows (see NoRetry and MaxAttempts).
 	ErrAttemptsUsedUp = errors.New("retryhttp: attempts used up")
 	// ErrRetryAfterTooLong: the server asked for a wait (Retry-After, or a
 	// rate-limit header) longer than Policy.MaxRetryAfter.

@@ -64,7 +64,8 @@ const (
 // Policy is in use.
 type Policy struct {
 	// MaxAttempts is the number of attempts per request, the first
-	// included. 0 means DefaultMaxAttempts (4); 1 never retries.
+	// included. 0 means DefaultMaxAttempts (4); 1 never retries. A
+	// request's context may set its own: see NoRetry and MaxAttempts.
 	MaxAttempts int
 
 	// MaxElapsed bounds the time between the start of a request's first
@@ -123,7 +124,9 @@ type Policy struct {
 	Retryable func(resp *http.Response, err error) bool
 
 	// Idempotent reports whether the request may be sent more than once
-	// with the same effect. nil means DefaultIdempotent. Whatever it says,
+	// with the same effect. nil means DefaultIdempotent. It is not asked
+	// about a request whose context says so (see the function Idempotent).
+	// Whatever it says,
 	// a request whose body cannot be replayed (a body other than
 	// http.NoBody without GetBody) is never sent twice. A request it
 	// rejects is still sent again, when its body can be replayed, after an
@@ -336,7 +339,7 @@ func (r *retrier) decide(attempt int, resp *http.Response) decision {
 	p := &r.t.Policy
 	now := r.clock.Now()
 	d := decision{decidedAt: now, decidedReal: time.Now(), server: serverWaitAt(resp, now)}
-	if attempt >= p.maxAttempts() {
+	if attempt >= r.maxAttempts {
 		d.reason = ErrAttemptsUsedUp
 		return d
 	}
