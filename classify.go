@@ -15,18 +15,21 @@ import (
 )
 
 // whyNotResendable returns nil when req may be sent more than once: its
-// body can be replayed and the Policy deems it idempotent. Otherwise it
-// returns the rule that forbids it: ErrBodyNotReplayable or
-// ErrNotIdempotent.
-func (p *Policy) whyNotResendable(req *http.Request) error {
+// body can be replayed and the caller (idempotent: see Idempotent) or else
+// the Policy deems it idempotent. Otherwise it returns the rule that
+// forbids it: ErrBodyNotReplayable or ErrNotIdempotent.
+func (p *Policy) whyNotResendable(req *http.Request, idempotent bool) error {
 	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
 		return ErrBodyNotReplayable
 	}
-	idempotent := DefaultIdempotent
-	if p.Idempotent != nil {
-		idempotent = p.Idempotent
+	if idempotent {
+		return nil
 	}
-	if !idempotent(req) {
+	rule := DefaultIdempotent
+	if p.Idempotent != nil {
+		rule = p.Idempotent
+	}
+	if !rule(req) {
 		return ErrNotIdempotent
 	}
 	return nil

@@ -189,7 +189,7 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 	h := p.Hedge
 	lat := r.t.latencyFor(r.req.URL, h.Delay == 0)
 	delay, adaptive := h.Delay, h.Delay == 0
-	left := min(h.max()-r.hedges, p.maxAttempts()-n)
+	left := min(h.max()-r.hedges, r.maxAttempts-n)
 	if adaptive {
 		var warm bool
 		if delay, warm = lat.estimate(); !warm {

@@ -86,7 +86,8 @@ const (
 // the request has a body or Policy.AttemptTimeout is set, a shallow copy
 // with its own context or a body wrapper), and each retry a clone whose body
 // comes from req.GetBody and whose context carries its attempt number (see
-// Attempt). A request that may not be sent twice (see Policy.Idempotent)
+// Attempt). Its context may change the Policy for it (see NoRetry,
+// Idempotent and MaxAttempts). A request that may not be sent twice (see Policy.Idempotent)
 // gets exactly one attempt, unless that attempt failed in a way that proves
 // the request never reached the server and its body can be replayed. With
 // Policy.Hedge set, an attempt of a request that may be resent can race
@@ -115,10 +116,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeRequestBody(req)
 		return nil, errors.New("retryhttp: nil Request.URL")
 	}
+	over := requestPolicyOf(req.Context())
+	if err := over.validate(); err != nil {
+		closeRequestBody(req)
+		return nil, err
+	}
 	budget := t.budget()
 	budget.bind(p.clock())
-	r := retrier{t: t, req: req, clock: p.clock(), budget: budget}
-	r.notResendable = p.whyNotResendable(req)
+	r := retrier{t: t, req: req, clock: p.clock(), budget: budget, maxAttempts: over.attempts(p)}
+	r.notResendable = p.whyNotResendable(req, over.idempotent)
 	if r.notResendable == nil || bodyReplayable(req) {
 		// A request that may not be resent is still sent again after an
 		// error that proves it never left (see neverSent).
@@ -186,6 +192,9 @@ type retrier struct {
 	clock  Clock
 	budget *Budget
 	start  time.Time // when the first attempt began
+	// maxAttempts is the Policy's MaxAttempts, or the request's override
+	// (see requestpolicy.go).
+	maxAttempts int
 	// notResendable is nil when the request may be sent more than once,
 	// and otherwise the rule that forbids it (see Policy.whyNotResendable).
 	notResendable error
