@@ -391,7 +391,10 @@ func (r *retrier) limits(now time.Time) limits {
 	spent := max(now.Sub(r.start), 0) // Sub saturates; a clock that went back spent nothing
 	lim := limits{elapsed: r.t.Policy.maxElapsed() - spent}
 	if deadline, ok := r.req.Context().Deadline(); ok {
-		lim.deadline, lim.hasDeadline = time.Until(deadline), true
+		// The waits played on a virtual Clock took no real time, but a
+		// retry after them is that much later: they count against the
+		// deadline as real waits would (a retry's own wait, then a hold's).
+		lim.deadline, lim.hasDeadline = saturatingSub(time.Until(deadline), r.played), true
 	}
 	return lim
 }
@@ -454,6 +457,15 @@ func saturatingAdd(a, b time.Duration) time.Duration {
 		return math.MaxInt64
 	}
 	return a + b
+}
+
+// saturatingSub returns a-b for a non-negative b, or the smallest Duration
+// when the difference would not fit.
+func saturatingSub(a, b time.Duration) time.Duration {
+	if a < math.MinInt64+b {
+		return math.MinInt64
+	}
+	return a - b
 }
 
 // schedule is a request's backoff schedule, made on first use.

@@ -562,20 +562,29 @@ func (r *retrier) holdAttempt(n int) (err error) {
 		// the server's answer (it may have reset early) rather than an
 		// error with the response already discarded.
 	}()
+	defer func() { r.named = delayMark{} }()
 	h.mu.Lock()
 	for !h.gone {
 		now := r.clock.Now()
 		lim := r.limits(now)
 		if h.spentAt(now) {
 			wait := h.reset.Sub(now)
+			// The attempt may have been delayed already by waits the
+			// server named: a retry's Retry-After, an earlier reset of
+			// this hold. MaxRetryAfter bounds them all together, as the
+			// other limits do (they count from the first attempt).
+			if !r.named.set {
+				r.named = r.mark(now)
+			}
+			named := saturatingAdd(r.delayedSince(r.named, now), wait)
 			if !jitterFor.Equal(h.reset) {
 				// MaxRetryAfter is one of the limits a hold fits in, its
 				// jitter included.
-				room := min(lim.room(wait), p.maxRetryAfter()-wait)
+				room := min(lim.room(wait), p.maxRetryAfter()-named)
 				jitter, jitterFor = serverWaitJitter(wait, room), h.reset
 			}
 			total := saturatingAdd(wait, jitter)
-			if wait > p.maxRetryAfter() {
+			if named > p.maxRetryAfter() {
 				reason = ErrRetryAfterTooLong
 			} else {
 				reason = lim.check(total)
@@ -608,6 +617,7 @@ func (r *retrier) holdAttempt(n int) (err error) {
 			err = serr
 			if isVirtual(r.clock) && !woken {
 				held += total + time.Since(started)
+				r.played = saturatingAdd(r.played, total)
 			} else {
 				held += time.Since(started)
 			}
