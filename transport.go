@@ -207,9 +207,9 @@ type retrier struct {
 	// named marks when the attempt about to be sent began to be delayed by
 	// waits the server named (a retry's Retry-After, then a hold's reset),
 	// so that their sum, not each alone, fits MaxRetryAfter.
-	named delayMark
-	sent  int // attempts sent so far, hedges included
-	hedges    int // hedges sent so far
+	named  delayMark
+	sent   int // attempts sent so far, hedges included
+	hedges int // hedges sent so far
 }
 
 // traceConn returns ctx, with a trace that records in r.gotConn whether the
