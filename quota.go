@@ -55,7 +55,10 @@ import (
 // A hold expires on its own: once its reset has passed by as long again as
 // the server asked to wait (at least a second), and no request waits on it,
 // its destination is forgotten and its requests take the happy path again,
-// which reads no more than a few header fields of each response.
+// which reads no more than a few header fields of each response. Requests
+// it let through may still be in flight (under steady traffic some always
+// are): their answers count only as news, and make a new hold only when
+// they say the quota is spent.
 
 // maxHolds bounds the destinations a Transport holds at once; when more are
 // spent at once, the one that would expire first is forgotten.
@@ -192,12 +195,13 @@ func (hs *holds) dropIfExpired(h *hold, now time.Time) {
 }
 
 // expired reports whether h may be forgotten: its window is open, nobody
-// waits on it, no request it let through is still to be answered (an answer
-// that says the quota is spent must reach a hold that new requests find),
-// and it has been kept long enough for the requests told of its reset by a
-// retry to come back. h.mu is held.
+// waits on it, and it has been kept long enough for the requests told of
+// its reset by a retry to come back. Requests it let through may still be
+// in flight: under steady traffic some always are. Their answers go to
+// the hold that new requests find, if any, or make one when they say the
+// quota is spent (see observeQuota). h.mu is held.
 func (h *hold) expired(now time.Time) bool {
-	return !h.gone && h.waiters == 0 && h.inflight == 0 && !h.spentAt(now) && !now.Before(h.keepUntil)
+	return !h.gone && h.waiters == 0 && !h.spentAt(now) && !now.Before(h.keepUntil)
 }
 
 func (h *hold) retireIfExpired(now time.Time) bool {
@@ -781,6 +785,19 @@ func (r *retrier) observeQuota(resp *http.Response, success bool) {
 	h.mu.Lock()
 	if admitted != nil {
 		h.inflight--
+	}
+	if h.gone {
+		// Forgotten while the attempt was in flight: what its answer says
+		// goes to the hold that new requests find, and makes one only when
+		// it says the quota is spent, as for a destination never held.
+		h.mu.Unlock()
+		if h = r.t.holds.find(r.req.URL); h == nil {
+			if !news.spent {
+				return
+			}
+			h = r.t.holds.findOrAdd(r.req.URL, now)
+		}
+		h.mu.Lock()
 	}
 	if success && !news.spent && h == pastHold && h.reset.Equal(r.pastReset) && h.spentAt(now) && !(h.shedding && len(h.turns) > 0) {
 		// Sent after the quota was spent, because the reset was too far
