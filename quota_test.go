@@ -626,3 +626,50 @@ func TestHoldAndRetryWaitTogetherFitTheDeadline(t *testing.T) {
 		})
 	}
 }
+
+// A window in which the client sent one request, then met a refusal, says
+// nothing of the quota but the client's own low demand: the server
+// announced 100. Later requests, 5 s apart, are far below that quota and
+// are not held, as they were when the hold took "1" for the quota and
+// spent it again after every success.
+func TestQuotaHoldDoesNotTakeLowDemandForTheQuota(t *testing.T) {
+	for _, tt := range []struct{ name, key, value string }{
+		{"X-RateLimit-Limit", "X-RateLimit-Limit", "100"},
+		{"RateLimit-Policy", "RateLimit-Policy", `"default";q=100;w=60`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var events []retryhttp.HoldEvent
+			client, clock := newClient(t, retryhttp.Policy{MaxAttempts: 1, OnHold: func(ev retryhttp.HoldEvent) {
+				mu.Lock()
+				defer mu.Unlock()
+				events = append(events, ev)
+			}})
+			refusal := retrytest.TooManyRequests(10*time.Second).WithHeader(tt.key, tt.value)
+			srv := retrytest.NewServer(t, refusal, retrytest.OK("ok"), refusal).
+				Otherwise(retrytest.OK("ok")).UseClock(clock)
+			get := func() int {
+				t.Helper()
+				resp, _, err := do(t, client, mustRequest(t, http.MethodGet, srv.URL))
+				require.NoError(t, err)
+				return resp.StatusCode
+			}
+
+			require.Equal(t, http.StatusTooManyRequests, get(), "the quota is spent")
+			clock.Advance(11 * time.Second)
+			require.Equal(t, http.StatusOK, get(), "one request in the fresh window")
+			require.Equal(t, http.StatusTooManyRequests, get(), "then a refusal")
+			clock.Advance(11 * time.Second)
+			require.Empty(t, clock.Waits(), "nothing held so far")
+
+			for i := range 6 {
+				require.Equal(t, http.StatusOK, get(), "request %d", i)
+				clock.Advance(5 * time.Second)
+			}
+			assert.Empty(t, clock.Waits(), "requests 5 s apart were held, far below the quota of 100")
+			mu.Lock()
+			defer mu.Unlock()
+			assert.Empty(t, events)
+		})
+	}
+}
