@@ -80,7 +80,10 @@ type Policy struct {
 	// at once and is returned as it is, so that the caller can decide what
 	// to do with it. 0 means DefaultMaxRetryAfter (30 s);
 	// time.Duration(math.MaxInt64) means no cap, though a wait beyond what a
-	// time.Duration holds always ends the retries.
+	// time.Duration holds always ends the retries. It bounds the waits an
+	// attempt has from the server all together: a retry after a named wait
+	// is not then held for a quota hold's reset (see OnHold) past it, nor
+	// is a request held for one reset and then another.
 	MaxRetryAfter time.Duration
 
 	// Backoff returns a fresh schedule of waits for one request; it is
@@ -197,7 +200,8 @@ type Policy struct {
 	// Clock supplies the current time and the waits between attempts. nil
 	// means the real clock. A fake clock (see package retrytest) lets tests
 	// play long Retry-After waits without sleeping. The request context's
-	// deadline is always compared with the real time.
+	// deadline is always compared with the real time, to which a virtual
+	// Clock's waits (see VirtualClock), played at once, are added.
 	Clock Clock
 }
 
