@@ -27,7 +27,8 @@ type Clock interface {
 // On a Clock whose Virtual method returns true, the Transport plays each wait
 // in full, since its own work takes no time there, and measures that work
 // (OnRetry, discarding the old response body) in real time against
-// Policy.MaxElapsed and the deadline. On any other Clock, that work's time
+// Policy.MaxElapsed and the deadline. The waits it played count against the
+// context's deadline as if they had taken real time. On any other Clock, that work's time
 // is taken from the wait, as on the real clock. A Clock that wraps the real
 // clock, for logging or metrics, should not implement VirtualClock, or
 // should return false.

@@ -81,7 +81,10 @@ type Policy struct {
 	// at once and is returned as it is, so that the caller can decide what
 	// to do with it. 0 means DefaultMaxRetryAfter (30 s);
 	// time.Duration(math.MaxInt64) means no cap, though a wait beyond what a
-	// time.Duration holds always ends the retries.
+	// time.Duration holds always ends the retries. It bounds the waits an
+	// attempt has from the server all together: a retry after a named wait
+	// is not then held for a quota hold's reset (see OnHold) past it, nor
+	// is a request held for one reset and then another.
 	MaxRetryAfter time.Duration
 
 	// Backoff returns a fresh schedule of waits for one request; it is
@@ -202,7 +205,8 @@ type Policy struct {
 	// Clock supplies the current time and the waits between attempts. nil
 	// means the real clock. A fake clock (see package retrytest) lets tests
 	// play long Retry-After waits without sleeping. The request context's
-	// deadline is always compared with the real time.
+	// deadline is always compared with the real time, to which a virtual
+	// Clock's waits (see VirtualClock), played at once, are added.
 	Clock Clock
 }
 
@@ -406,7 +410,10 @@ func (r *retrier) limits(now time.Time) limits {
 	spent := max(now.Sub(r.start), 0) // Sub saturates; a clock that went back spent nothing
 	lim := limits{elapsed: r.t.Policy.maxElapsed() - spent}
 	if deadline, ok := r.req.Context().Deadline(); ok {
-		lim.deadline, lim.hasDeadline = time.Until(deadline), true
+		// The waits played on a virtual Clock took no real time, but a
+		// retry after them is that much later: they count against the
+		// deadline as real waits would (a retry's own wait, then a hold's).
+		lim.deadline, lim.hasDeadline = saturatingSub(time.Until(deadline), r.played), true
 	}
 	return lim
 }
@@ -469,6 +476,15 @@ func saturatingAdd(a, b time.Duration) time.Duration {
 		return math.MaxInt64
 	}
 	return a + b
+}
+
+// saturatingSub returns a-b for a non-negative b, or the smallest Duration
+// when the difference would not fit.
+func saturatingSub(a, b time.Duration) time.Duration {
+	if a < math.MinInt64+b {
+		return math.MinInt64
+	}
+	return a - b
 }
 
 // schedule is a request's backoff schedule, made on first use.

@@ -47,15 +47,22 @@ import (
 // among them does not make it load shedding).
 //
 // A window that served fewer requests than announced (a quota shared with
-// other clients, or announced wrong) makes the next reset let through no
-// more than that; and a window that served all its announced quota, with
+// other clients, or announced wrong) while the client asked for more at
+// once makes the next reset let through no more than that; a window that
+// served all the client asked for says only how little it asked, and
+// changes nothing. A window that served all its announced quota, with
 // answers that say nothing of what is left, is taken as spent until a reset
-// as far off as the last one, rather than found spent by a refusal.
+// as far off as the last one, rather than found spent by a refusal; so is
+// one that served all it learnt while the client asks for more at once, and
+// never one that served a client asking for less.
 //
 // A hold expires on its own: once its reset has passed by as long again as
 // the server asked to wait (at least a second), and no request waits on it,
 // its destination is forgotten and its requests take the happy path again,
-// which reads no more than a few header fields of each response.
+// which reads no more than a few header fields of each response. Requests
+// it let through may still be in flight (under steady traffic some always
+// are): their answers count only as news, and make a new hold only when
+// they say the quota is spent.
 
 // maxHolds bounds the destinations a Transport holds at once; when more are
 // spent at once, the one that would expire first is forgotten.
@@ -80,14 +87,15 @@ type hold struct {
 	keepUntil time.Time     // the hold expires, once idle, from then on
 	header    string        // the field that said the quota is spent
 	lastWait  time.Duration // from the latest spent answer until its reset
-	fresh     int           // requests to let through at the reset: the announced quota, or 1
-	announced bool          // fresh is the server's announced quota
+	fresh     int           // requests to let through at the reset: the announced quota, or less, or 1
+	quota     int           // the quota the server announced for a window; 0: none
 	left      int           // requests the open window may still let through
 	bounded   bool          // left comes from the server's counts, not from the slow start
 	lowest    int           // the lowest remaining count answered since the window opened; -1: none
 	inflight  int           // requests let through by the hold and not yet answered
 	opened    bool          // a window opened since the quota was last spent
 	served    int           // successes answered since the window opened
+	demand    int           // the most requests in flight or waiting at once since the window opened
 	waiters   int           // requests waiting on the hold
 	shedding  bool          // spent by a 503 that named no quota: each success lets a held request through
 	turns     []*heldTurn   // while shedding, the requests waiting for a success, longest first
@@ -192,12 +200,13 @@ func (hs *holds) dropIfExpired(h *hold, now time.Time) {
 }
 
 // expired reports whether h may be forgotten: its window is open, nobody
-// waits on it, no request it let through is still to be answered (an answer
-// that says the quota is spent must reach a hold that new requests find),
-// and it has been kept long enough for the requests told of its reset by a
-// retry to come back. h.mu is held.
+// waits on it, and it has been kept long enough for the requests told of
+// its reset by a retry to come back. Requests it let through may still be
+// in flight: under steady traffic some always are. Their answers go to
+// the hold that new requests find, if any, or make one when they say the
+// quota is spent (see observeQuota). h.mu is held.
 func (h *hold) expired(now time.Time) bool {
-	return !h.gone && h.waiters == 0 && h.inflight == 0 && !h.spentAt(now) && !now.Before(h.keepUntil)
+	return !h.gone && h.waiters == 0 && !h.spentAt(now) && !now.Before(h.keepUntil)
 }
 
 func (h *hold) retireIfExpired(now time.Time) bool {
@@ -235,9 +244,17 @@ func (h *hold) broadcast() {
 func (h *hold) open() {
 	h.reset = time.Time{}
 	h.shedding = false
-	h.left, h.bounded = h.fresh, h.announced
+	h.left, h.bounded = h.fresh, h.quota > 0
 	h.lowest = -1
 	h.opened, h.served = true, 0
+	h.demand = h.inflight + h.waiters // those that waited for the reset ask for the new window
+}
+
+// asked records how many requests are in flight or waiting on h at once,
+// the client's demand, after one more was let through or began to wait.
+// h.mu is held.
+func (h *hold) asked() {
+	h.demand = max(h.demand, h.inflight+h.waiters)
 }
 
 // spend records that the quota is spent until now+wait, and the quota
@@ -259,21 +276,23 @@ func (h *hold) spend(now time.Time, wait time.Duration, header string, limit int
 	h.header = header
 	switch {
 	case limit > 0:
-		h.fresh, h.announced = limit, true
-	case !h.announced:
+		h.fresh, h.quota = limit, limit
+	case h.quota == 0:
 		h.fresh = 1
 	}
 	// What the window that just ended served is what the server really
-	// grants this Transport, when it is less than the announced quota: a
-	// quota shared with other clients, or announced wrong.
-	if h.opened && h.served > 0 && h.served < h.fresh {
+	// grants this Transport, when it is less than the announced quota (a
+	// quota shared with other clients, or announced wrong) and the client
+	// asked for more at once: a window that served all the client asked
+	// for tells its demand, not the server's quota.
+	if h.opened && h.served > 0 && h.served < h.fresh && h.demand > h.served {
 		h.fresh = h.served
 	}
 	h.left, h.bounded, h.lowest = 0, true, -1
 	h.opened = false
 	// A quota announced once is a quota: a later 503 does not make it load
 	// shedding.
-	h.shedding = shed && !h.announced && !quotaSpent
+	h.shedding = shed && h.quota == 0 && !quotaSpent
 	h.broadcast()
 }
 
@@ -333,11 +352,15 @@ func (h *hold) answered(now time.Time, remaining int, success bool) {
 		h.left, h.bounded = max(0, h.lowest-h.inflight), true
 	case success && !h.bounded:
 		h.left += 2 // slow start: the server named no quota
-	case success && h.announced && h.lowest < 0 && h.served >= h.fresh && h.lastWait > 0:
-		// The window served all its quota, and its answers said nothing of
-		// what is left: the quota is spent, though no answer says so.
-		// Rather than find out with a refusal, hold until a reset as far
-		// off as the last one was.
+	case success && h.quota > 0 && h.lowest < 0 && h.lastWait > 0 &&
+		(h.served >= h.quota || h.served >= h.fresh && h.demand > h.served):
+		// The window served all the quota the server announced, or all
+		// it learnt while the client asks for more at once, and its
+		// answers said nothing of what is left: the quota is spent,
+		// though no answer says so. Rather than find out with a refusal,
+		// hold until a reset as far off as the last one was. A client
+		// that asks for no more than it was served is not held for a
+		// learnt quota: that may be its own low demand.
 		h.spend(now, h.lastWait, h.header, 0, false)
 		return
 	}
@@ -562,20 +585,29 @@ func (r *retrier) holdAttempt(n int) (err error) {
 		// the server's answer (it may have reset early) rather than an
 		// error with the response already discarded.
 	}()
+	defer func() { r.named = delayMark{} }()
 	h.mu.Lock()
 	for !h.gone {
 		now := r.clock.Now()
 		lim := r.limits(now)
 		if h.spentAt(now) {
 			wait := h.reset.Sub(now)
+			// The attempt may have been delayed already by waits the
+			// server named: a retry's Retry-After, an earlier reset of
+			// this hold. MaxRetryAfter bounds them all together, as the
+			// other limits do (they count from the first attempt).
+			if !r.named.set {
+				r.named = r.mark(now)
+			}
+			named := saturatingAdd(r.delayedSince(r.named, now), wait)
 			if !jitterFor.Equal(h.reset) {
 				// MaxRetryAfter is one of the limits a hold fits in, its
 				// jitter included.
-				room := min(lim.room(wait), p.maxRetryAfter()-wait)
+				room := min(lim.room(wait), p.maxRetryAfter()-named)
 				jitter, jitterFor = serverWaitJitter(wait, room), h.reset
 			}
 			total := saturatingAdd(wait, jitter)
-			if wait > p.maxRetryAfter() {
+			if named > p.maxRetryAfter() {
 				reason = ErrRetryAfterTooLong
 			} else {
 				reason = lim.check(total)
@@ -608,6 +640,7 @@ func (r *retrier) holdAttempt(n int) (err error) {
 			err = serr
 			if isVirtual(r.clock) && !woken {
 				held += total + time.Since(started)
+				r.played = saturatingAdd(r.played, total)
 			} else {
 				held += time.Since(started)
 			}
@@ -643,6 +676,7 @@ func (r *retrier) holdAttempt(n int) (err error) {
 			// Within the quota, or nobody will bring news: a probe.
 			h.left = max(h.left-1, 0)
 			h.inflight++
+			h.asked()
 			r.admitted = h
 			break
 		}
@@ -663,6 +697,7 @@ func (r *retrier) holdAttempt(n int) (err error) {
 		}
 		changed := h.changed
 		h.waiters++
+		h.asked()
 		h.mu.Unlock()
 		started := time.Now()
 		timedOut, werr := r.awaitAnswer(changed, room)
@@ -789,6 +824,19 @@ func (hs *holds) observe(u *url.URL, clock Clock, resp *http.Response, success b
 	h.mu.Lock()
 	if admitted != nil {
 		h.inflight--
+	}
+	if h.gone {
+		// Forgotten while the attempt was in flight: what its answer says
+		// goes to the hold that new requests find, and makes one only when
+		// it says the quota is spent, as for a destination never held.
+		h.mu.Unlock()
+		if h = hs.find(u); h == nil {
+			if !news.spent {
+				return
+			}
+			h = hs.findOrAdd(u, now)
+		}
+		h.mu.Lock()
 	}
 	if success && !news.spent && h == pastHold && h.reset.Equal(pastReset) && h.spentAt(now) && !(h.shedding && len(h.turns) > 0) {
 		// Sent after the quota was spent, because the reset was too far

@@ -464,3 +464,82 @@ func TestSheddingHoldKeepsTheLongestWaiterFirst(t *testing.T) {
 	<-done
 	inflight.Wait()
 }
+
+// virtualClock is a Clock that moves forward at once by each wait, or when
+// the test advances it, as retrytest.Clock does (which this package's own
+// tests cannot import).
+type virtualClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *virtualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *virtualClock) Sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.advance(max(d, 0))
+	return nil
+}
+
+func (c *virtualClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func (*virtualClock) Virtual() bool { return true }
+
+// TestQuotaHoldExpiresUnderOverlappingTraffic: a hold whose reset has long
+// passed is forgotten even though a request it let through is always in
+// flight, and the answers of those requests, which carry no news, do not
+// bring it back.
+func TestQuotaHoldExpiresUnderOverlappingTraffic(t *testing.T) {
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 16)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/spend":
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+		case "/slow":
+			arrived <- struct{}{}
+			<-release
+		}
+	}))
+	defer srv.Close()
+	clock := &virtualClock{now: time.Now()}
+	tr := &Transport{Policy: Policy{Clock: clock, MaxAttempts: 1, Budget: UnlimitedBudget()}}
+	defer tr.CloseIdleConnections()
+	u, err := url.Parse(srv.URL)
+	require.NoError(t, err)
+
+	require.Equal(t, http.StatusTooManyRequests, postClosed(t, tr, srv.URL+"/spend").StatusCode)
+	require.NoError(t, <-sendInBackground(context.Background(), tr, srv.URL+"/fast"), "held until the reset, then sent")
+	require.NotNil(t, tr.holds.find(u), "the hold is kept a while past its reset")
+
+	// Steady traffic: a new request is sent before the one in flight is
+	// answered, every 10 minutes for an hour.
+	done := make(chan error, 16)
+	send := func() {
+		go func() { done <- <-sendInBackground(context.Background(), tr, srv.URL+"/slow") }()
+		<-arrived
+	}
+	send()
+	for range 6 {
+		clock.advance(10 * time.Minute)
+		send()
+		release <- struct{}{}
+		require.NoError(t, <-done)
+	}
+	assert.Nil(t, tr.holds.find(u), "an hour after a 1 s reset, the hold still holds")
+
+	release <- struct{}{}
+	require.NoError(t, <-done)
+	assert.Nil(t, tr.holds.find(u), "the answer of a request the dead hold let through brought it back")
+}

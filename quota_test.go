@@ -586,3 +586,90 @@ func TestQuotaHoldNotForgottenWhileARequestItLetThroughIsInFlight(t *testing.T) 
 	require.Len(t, waits, 1, "not sent into the spent quota: held until its reset")
 	assert.GreaterOrEqual(t, waits[0], 19*time.Second)
 }
+
+// A refusal that names a short wait (Retry-After: 120) and a far reset
+// (X-RateLimit-Reset an hour off) delays its retry twice: its own wait,
+// then the hold's. Each fits every limit alone; their sum must fit too, or
+// the hold is not waited for and the retry goes out after its own wait.
+func TestHoldAndRetryWaitTogetherFitTheDeadline(t *testing.T) {
+	tests := []struct {
+		name     string
+		policy   retryhttp.Policy
+		deadline time.Duration // of the request's context; 0: none
+		limit    time.Duration // that the retry must start within
+	}{
+		{"deadline", retryhttp.Policy{MaxRetryAfter: 2 * time.Hour, MaxElapsed: 3 * time.Hour}, time.Hour, time.Hour},
+		{"MaxRetryAfter", retryhttp.Policy{MaxRetryAfter: time.Hour, MaxElapsed: 3 * time.Hour}, 0, time.Hour},
+		{"MaxElapsed", retryhttp.Policy{MaxRetryAfter: 2 * time.Hour, MaxElapsed: time.Hour}, 0, time.Hour},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client, clock := newClient(t, tt.policy)
+			srv := retrytest.NewServer(t,
+				retrytest.RateLimited(61*time.Minute, retrytest.GitHub).WithHeader("Retry-After", "120"),
+			).Otherwise(retrytest.OK("ok")).UseClock(clock)
+			req := mustRequest(t, http.MethodGet, srv.URL)
+			if tt.deadline > 0 {
+				ctx, cancel := context.WithTimeout(context.Background(), tt.deadline)
+				defer cancel()
+				req = req.WithContext(ctx)
+			}
+			resp, body, err := do(t, client, req)
+			require.NoError(t, err)
+			assert.Equal(t, http.StatusOK, resp.StatusCode)
+			assert.Equal(t, "ok", body)
+			reqs := srv.Requests()
+			require.Len(t, reqs, 2)
+			gap := reqs[1].Time.Sub(reqs[0].Time)
+			assert.GreaterOrEqual(t, gap, 120*time.Second, "sent before its Retry-After")
+			assert.Less(t, gap, tt.limit, "the retry's wait and the hold's together passed the limit; waits %v", clock.Waits())
+		})
+	}
+}
+
+// A window in which the client sent one request, then met a refusal, says
+// nothing of the quota but the client's own low demand: the server
+// announced 100. Later requests, 5 s apart, are far below that quota and
+// are not held, as they were when the hold took "1" for the quota and
+// spent it again after every success.
+func TestQuotaHoldDoesNotTakeLowDemandForTheQuota(t *testing.T) {
+	for _, tt := range []struct{ name, key, value string }{
+		{"X-RateLimit-Limit", "X-RateLimit-Limit", "100"},
+		{"RateLimit-Policy", "RateLimit-Policy", `"default";q=100;w=60`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var events []retryhttp.HoldEvent
+			client, clock := newClient(t, retryhttp.Policy{MaxAttempts: 1, OnHold: func(ev retryhttp.HoldEvent) {
+				mu.Lock()
+				defer mu.Unlock()
+				events = append(events, ev)
+			}})
+			refusal := retrytest.TooManyRequests(10*time.Second).WithHeader(tt.key, tt.value)
+			srv := retrytest.NewServer(t, refusal, retrytest.OK("ok"), refusal).
+				Otherwise(retrytest.OK("ok")).UseClock(clock)
+			get := func() int {
+				t.Helper()
+				resp, _, err := do(t, client, mustRequest(t, http.MethodGet, srv.URL))
+				require.NoError(t, err)
+				return resp.StatusCode
+			}
+
+			require.Equal(t, http.StatusTooManyRequests, get(), "the quota is spent")
+			clock.Advance(11 * time.Second)
+			require.Equal(t, http.StatusOK, get(), "one request in the fresh window")
+			require.Equal(t, http.StatusTooManyRequests, get(), "then a refusal")
+			clock.Advance(11 * time.Second)
+			require.Empty(t, clock.Waits(), "nothing held so far")
+
+			for i := range 6 {
+				require.Equal(t, http.StatusOK, get(), "request %d", i)
+				clock.Advance(5 * time.Second)
+			}
+			assert.Empty(t, clock.Waits(), "requests 5 s apart were held, far below the quota of 100")
+			mu.Lock()
+			defer mu.Unlock()
+			assert.Empty(t, events)
+		})
+	}
+}

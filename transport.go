@@ -220,8 +220,15 @@ type retrier struct {
 	// shows that the server reset early.
 	pastHold  *hold
 	pastReset time.Time
-	sent      int // attempts sent so far, hedges included
-	hedges    int // hedges sent so far
+	// played is the sum of the waits this request played on a virtual
+	// Clock, which real time, and so the context's deadline, never saw.
+	played time.Duration
+	// named marks when the attempt about to be sent began to be delayed by
+	// waits the server named (a retry's Retry-After, then a hold's reset),
+	// so that their sum, not each alone, fits MaxRetryAfter.
+	named  delayMark
+	sent   int // attempts sent so far, hedges included
+	hedges int // hedges sent so far
 
 	// told is set when a race has told the quota holds of the latest
 	// attempt's answer already, as it came in.
@@ -317,6 +324,10 @@ func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) 
 		if reason := r.limits(d.decidedAt.Add(spent)).check(max(d.wait-spent, drainAllowance(resp))); reason != nil {
 			d.refund(r)
 			return r.giveUp(attempt, resp, err, reason, d.server)
+		}
+		r.named = delayMark{}
+		if d.server.ok {
+			r.named = delayMark{clock: d.decidedAt, real: d.decidedReal, played: r.played, set: true}
 		}
 		waitErr := r.drainAndWait(ctx, resp, d)
 		if waitErr == nil && !requestLive(r.req) {
@@ -594,7 +605,39 @@ func (r *retrier) drainAndWait(ctx context.Context, resp *http.Response, d decis
 	if !isVirtual(r.clock) {
 		wait = max(d.wait-r.sinceDecision(d), 0)
 	}
-	return r.clock.Sleep(ctx, wait)
+	if err := r.clock.Sleep(ctx, wait); err != nil {
+		return err
+	}
+	if isVirtual(r.clock) {
+		r.played = saturatingAdd(r.played, wait)
+	}
+	return nil
+}
+
+// delayMark is a moment from which an attempt's delay is measured.
+type delayMark struct {
+	clock  time.Time     // on the Clock
+	real   time.Time     // in real time
+	played time.Duration // the retrier's played then
+	set    bool
+}
+
+// mark returns a delayMark for now.
+func (r *retrier) mark(now time.Time) delayMark {
+	return delayMark{clock: now, real: time.Now(), played: r.played, set: true}
+}
+
+// delayedSince returns how long ago m was: on the Clock, or, on a virtual
+// Clock, which concurrent requests' waits move too, the waits this request
+// played since plus the real time its own work took.
+func (r *retrier) delayedSince(m delayMark, now time.Time) time.Duration {
+	if !m.set {
+		return 0
+	}
+	if isVirtual(r.clock) {
+		return saturatingAdd(r.played-m.played, max(time.Since(m.real), 0))
+	}
+	return max(now.Sub(m.clock), 0)
 }
 
 // sinceDecision returns how long ago d was decided: on the Clock, or in real
