@@ -125,8 +125,10 @@ func (readingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // whatever the body's size, and one more for its GetBody, wrapped so that
 // the body net/http reopens for a resend of its own is recorded too. The
 // POST pays a few more (7 in all): its
-// attempt is traced (httptrace's GotConn), so that a dial error after
-// net/http got it a connection is not taken as proof that it never left.
+// attempt is traced (httptrace's GotConn and WroteHeaders), so that a
+// failure after one of net/http's own resends, a dial error or an HTTP/2
+// GOAWAY or REFUSED_STREAM, is not taken as proof that it never left when an
+// earlier copy went out.
 func BenchmarkOverheadWithBody(b *testing.B) {
 	payload := make([]byte, 1<<20)
 	for _, method := range []string{http.MethodPut, http.MethodPost} {

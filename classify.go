@@ -15,18 +15,21 @@ import (
 )
 
 // whyNotResendable returns nil when req may be sent more than once: its
-// body can be replayed and the Policy deems it idempotent. Otherwise it
-// returns the rule that forbids it: ErrBodyNotReplayable or
-// ErrNotIdempotent.
-func (p *Policy) whyNotResendable(req *http.Request) error {
+// body can be replayed and the caller (idempotent: see Idempotent) or else
+// the Policy deems it idempotent. Otherwise it returns the rule that
+// forbids it: ErrBodyNotReplayable or ErrNotIdempotent.
+func (p *Policy) whyNotResendable(req *http.Request, idempotent bool) error {
 	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
 		return ErrBodyNotReplayable
 	}
-	idempotent := DefaultIdempotent
-	if p.Idempotent != nil {
-		idempotent = p.Idempotent
+	if idempotent {
+		return nil
 	}
-	if !idempotent(req) {
+	rule := DefaultIdempotent
+	if p.Idempotent != nil {
+		rule = p.Idempotent
+	}
+	if !rule(req) {
 		return ErrNotIdempotent
 	}
 	return nil
@@ -176,9 +179,11 @@ func isConnectionFailure(err error) bool {
 //     whole message is the proxy's reason phrase, bare, which can be any
 //     text. No text match can tell it from net/http's own errors.New
 //     values, so the Transport hides such errors from the tables whenever
-//     the request may have gone through a CONNECT (see markPeerText), and
-//     the tables leave out errClientConnUnusable, which net/http already
-//     resends by itself.
+//     the request may have gone through a CONNECT (see markPeerText): an
+//     https request whose Base is not an *http.Transport without a proxy
+//     for it, directly or through wrappers that declare what they wrap
+//     (Unwrap() http.RoundTripper). The tables also leave out
+//     errClientConnUnusable, which net/http already resends by itself.
 //
 // classify_test.go lists every error text with where go1.26.8 makes it, and
 // why it is, or is not, retried.
@@ -374,35 +379,53 @@ func isHTTP2PeerReset(msg string, codes map[string]bool) bool {
 	return ok && codes[code]
 }
 
-// neverSent reports whether err proves that the request never reached the
-// server, so that sending it again cannot repeat its effect: the connection
-// could not be dialled (net/http's dial error, a *net.OpError with Op
-// "dial", which it returns before writing anything, even when it timed
-// out), the server refused
-// the HTTP/2 stream, or a GOAWAY left the stream out. An error after which
-// a byte of the request may have been written and processed (a reset, an
-// EOF, a timeout) proves nothing of the kind.
+// sendHistory is what net/http's own tries of one attempt did, as
+// httptrace told (see tryTrace). The zero value is an attempt of which
+// nothing is known: one that Base never said it sent.
+type sendHistory struct {
+	// gotConn: a try was given a connection (GotConn), on which the
+	// request may have gone out.
+	gotConn bool
+	// wroteEarlier: a try before the last wrote the request's headers
+	// (WroteHeaders), so a copy of it may have been processed whatever
+	// became of the last.
+	wroteEarlier bool
+}
+
+// neverSent reports whether err, the error of an attempt whose tries did
+// what h says, proves that no copy of the request ever reached the server,
+// so that sending it again cannot repeat its effect. An error tells only of
+// the attempt's last try, and net/http resends a request by itself (even a
+// POST, after an HTTP/2 PROTOCOL_ERROR from the server), so each proof
+// holds only when no earlier try can have sent the request:
 //
-// gotConn says that the attempt was given a connection (httptrace's
-// GotConn): a dial error then comes from net/http's own resend on a new
-// connection after the request went out on that one (it resends even a
-// POST after an HTTP/2 PROTOCOL_ERROR from the server), and proves nothing.
-func neverSent(err error, gotConn bool) bool {
+//   - the connection could not be dialled (net/http's dial error, a
+//     *net.OpError with Op "dial", which it returns before writing
+//     anything, even when it timed out), and no try was given a connection
+//     before;
+//   - the server refused the HTTP/2 stream, or a GOAWAY left it out, and no
+//     try before the last wrote the request's headers.
+//
+// An error after which a byte of the request may have been written and
+// processed (a reset, an EOF, a timeout) proves nothing of the kind.
+func neverSent(err error, h sendHistory) bool {
 	var timeout *attemptTimeoutError
 	if errors.As(err, &timeout) {
 		// net/http's own dial timeout (a net.Dialer's Timeout) is a dial
 		// error too; Policy.AttemptTimeout's own timer tells nothing of
 		// where the attempt was.
-		return timeout.cause != nil && neverSent(timeout.cause, gotConn)
+		return timeout.cause != nil && neverSent(timeout.cause, h)
 	}
 	var opErr *net.OpError
 	if errors.As(err, &opErr) {
 		// The first *net.OpError is what net/http returned: a dial through
 		// a proxy comes as Op "proxyconnect", which may also be a failed
 		// CONNECT, and does not count.
-		return opErr.Op == "dial" && !gotConn
+		return opErr.Op == "dial" && !h.gotConn
 	}
-	return hasNetHTTPText(err, neverSentHTTP2)
+	// The stream the server refused or left out is the last try's; the
+	// headers that try wrote are the ones the server did not process.
+	return !h.wroteEarlier && hasNetHTTPText(err, neverSentHTTP2)
 }
 
 // peerTextError marks an error that may be a proxy's words: net/http turns
@@ -423,14 +446,15 @@ var errorStringType = reflect.TypeOf(errors.New(""))
 // refused CONNECT's reason phrase: an error of errors.New's type anywhere
 // in its chain (a Base may wrap what net/http returned), of a request to an
 // https URL (net/http sends a CONNECT for those alone), whose Base either
-// sends it through a proxy or cannot be seen into (a Base that wraps an
-// *http.Transport hides whether it has one).
+// sends it through a proxy or cannot be seen into. A Base that wraps an
+// *http.Transport hides whether it has a proxy, unless it declares what it
+// wraps (see wrappedTransport).
 func markPeerText(base http.RoundTripper, req *http.Request, err error) error {
 	if !strings.EqualFold(req.URL.Scheme, "https") ||
 		!inChain(err, func(e error) bool { return reflect.TypeOf(e) == errorStringType }) {
 		return err
 	}
-	if tr, ok := base.(*http.Transport); ok {
+	if tr := wrappedTransport(base); tr != nil {
 		if tr.Proxy == nil {
 			return err
 		}
@@ -439,4 +463,33 @@ func markPeerText(base http.RoundTripper, req *http.Request, err error) error {
 		}
 	}
 	return &peerTextError{err: err}
+}
+
+// maxUnwrap bounds the chain of wrappers wrappedTransport follows, so that
+// a wrapper that unwraps to itself cannot hang a request.
+const maxUnwrap = 100
+
+// wrappedTransport returns the *http.Transport that base sends through: base
+// itself, or the one found by following, from base, each wrapper's
+// Unwrap() http.RoundTripper method, as http.ResponseController follows a
+// ResponseWriter's Unwrap. It returns nil when the chain ends in anything
+// else, or in a wrapper that does not declare what it wraps.
+//
+// A wrapper that declares Unwrap promises that it sends each request
+// through the RoundTripper Unwrap returns, and returns that RoundTripper's
+// errors, wrapped or not, and errors of its own, but no error whose text a
+// server or a proxy chose: the text of net/http's errors is then read as
+// net/http's (see netHTTPBroken).
+func wrappedTransport(base http.RoundTripper) *http.Transport {
+	for range maxUnwrap {
+		switch b := base.(type) {
+		case *http.Transport:
+			return b
+		case interface{ Unwrap() http.RoundTripper }:
+			base = b.Unwrap()
+		default:
+			return nil
+		}
+	}
+	return nil
 }

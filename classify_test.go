@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"net/url"
 	"os"
 	"os/exec"
@@ -394,9 +395,12 @@ func TestPeerTextNeverDecidesARetry(t *testing.T) {
 				// wrapsErr: a Base that also wraps the errors it returns
 				// with %w, as many tracing and logging transports do.
 				wrapsErr bool
-			}{{"GET", false, false}, {"POST", false, false}, {"GET", true, false}, {"GET", true, true}, {"POST", true, true}} {
+				// unwraps: a Base that wraps it and declares so (Unwrap),
+				// which shows the proxy.
+				unwraps bool
+			}{{"GET", false, false, false}, {"POST", false, false, false}, {"GET", true, false, false}, {"GET", true, true, false}, {"POST", true, true, false}, {"GET", false, false, true}, {"POST", false, false, true}} {
 				method := tc.method
-				t.Run(fmt.Sprintf("%s wrapped=%v wrapsErr=%v %s", method, tc.wrapped, tc.wrapsErr, reason), func(t *testing.T) {
+				t.Run(fmt.Sprintf("%s wrapped=%v wrapsErr=%v unwraps=%v %s", method, tc.wrapped, tc.wrapsErr, tc.unwraps, reason), func(t *testing.T) {
 					var connects atomic.Int32
 					addr := serveTCP(t, func(conn net.Conn) {
 						req, err := http.ReadRequest(bufio.NewReader(conn))
@@ -414,6 +418,9 @@ func TestPeerTextNeverDecidesARetry(t *testing.T) {
 					rt := &Transport{Base: base, Policy: p}
 					if tc.wrapped {
 						rt.Base = wrappedBase{base}
+					}
+					if tc.unwraps {
+						rt.Base = unwrappingBase{base}
 					}
 					want := reason
 					if tc.wrapsErr {
@@ -479,6 +486,24 @@ func (w wrappedBase) RoundTrip(req *http.Request) (*http.Response, error) {
 	return w.base.RoundTrip(req)
 }
 
+// unwrappingBase is a wrappedBase that declares what it wraps.
+type unwrappingBase struct{ base http.RoundTripper }
+
+func (w unwrappingBase) RoundTrip(req *http.Request) (*http.Response, error) {
+	return w.base.RoundTrip(req)
+}
+
+func (w unwrappingBase) Unwrap() http.RoundTripper { return w.base }
+
+// selfUnwrapping is a wrapper whose Unwrap never ends.
+type selfUnwrapping struct{}
+
+func (selfUnwrapping) RoundTrip(*http.Request) (*http.Response, error) {
+	return nil, errors.New("not sent")
+}
+
+func (s selfUnwrapping) Unwrap() http.RoundTripper { return s }
+
 // errWrappingBase is a Base that wraps another and the errors it returns.
 type errWrappingBase struct{ base http.RoundTripper }
 
@@ -506,6 +531,11 @@ func TestMarkPeerText(t *testing.T) {
 		{"https through a proxy", proxied, "https://origin.test/", text, true},
 		{"https, a Base that hides whether it has a proxy", wrappedBase{direct}, "https://origin.test/", text, true},
 		{"https without a proxy", direct, "https://origin.test/", text, false},
+		{"https, a Base that declares it wraps one without a proxy", unwrappingBase{direct}, "https://origin.test/", text, false},
+		{"https, wrappers that declare it, around one without a proxy", unwrappingBase{unwrappingBase{direct}}, "https://origin.test/", text, false},
+		{"https, a Base that declares it wraps one with a proxy", unwrappingBase{proxied}, "https://origin.test/", text, true},
+		{"https, a declared wrapper around one that hides", unwrappingBase{wrappedBase{direct}}, "https://origin.test/", text, true},
+		{"https, a wrapper that unwraps to itself", selfUnwrapping{}, "https://origin.test/", text, true},
 		{"http: no CONNECT", proxied, "http://origin.test/", text, false},
 		{"http, a wrapped Base: no CONNECT", wrappedBase{proxied}, "http://origin.test/", text, false},
 		{"an errors.New value wrapped by a Base", wrappedBase{direct}, "https://origin.test/", fmt.Errorf("wrapped: %w", text), true},
@@ -553,8 +583,63 @@ func TestNeverSent(t *testing.T) {
 		{"a proxy's words", &peerTextError{errors.New("http2: Transport received Server's graceful shutdown GOAWAY")}, false},
 		{"quoted", errors.New(`malformed MIME header: missing colon: "http2: Transport received Server's graceful shutdown GOAWAY"`), false},
 	} {
-		assert.Equal(t, tt.never, neverSent(tt.err, false), tt.name)
+		assert.Equal(t, tt.never, neverSent(tt.err, sendHistory{}), tt.name)
 	}
+}
+
+// An error tells only of the last of net/http's own tries of an attempt: a
+// proof that the last one never left holds only when no earlier one can
+// have sent the request.
+func TestNeverSentAfterNetHTTPResends(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	refusedStream := errors.New("stream error: stream ID 3; REFUSED_STREAM; received from peer")
+	goAway := errors.New("http2: Transport received GOAWAY from server ErrCode:PROTOCOL_ERROR")
+	graceful := errors.New("http2: Transport received Server's graceful shutdown GOAWAY")
+	lastAlone := sendHistory{gotConn: true}
+	earlierWrote := sendHistory{gotConn: true, wroteEarlier: true}
+	for _, tt := range []struct {
+		name  string
+		err   error
+		h     sendHistory
+		never bool
+	}{
+		{"dial refused, no connection before", refused, sendHistory{}, true},
+		{"dial refused after a try got a connection", refused, lastAlone, false},
+		{"refused stream, written by the last try alone", refusedStream, lastAlone, true},
+		{"refused stream after an earlier try wrote", refusedStream, earlierWrote, false},
+		{"GOAWAY without the stream, written by the last try alone", goAway, lastAlone, true},
+		{"GOAWAY without the stream after an earlier try wrote", goAway, earlierWrote, false},
+		{"graceful GOAWAY after an earlier try wrote", graceful, earlierWrote, false},
+	} {
+		assert.Equal(t, tt.never, neverSent(tt.err, tt.h), tt.name)
+	}
+}
+
+// Each try of an attempt begins with GotConn; its WroteHeaders counts for
+// it, and for the history once a later try begins.
+func TestTryTraceHistory(t *testing.T) {
+	gotConn := func(tt *tryTrace) { tt.gotConn(httptrace.GotConnInfo{}) }
+	wrote := func(tt *tryTrace) { tt.wroteHeaders() }
+	for _, tc := range []struct {
+		name   string
+		events []func(*tryTrace)
+		want   sendHistory
+	}{
+		{"no try", nil, sendHistory{}},
+		{"one try, not written", []func(*tryTrace){gotConn}, sendHistory{gotConn: true}},
+		{"one try, written", []func(*tryTrace){gotConn, wrote}, sendHistory{gotConn: true}},
+		{"a written try, then another", []func(*tryTrace){gotConn, wrote, gotConn}, sendHistory{gotConn: true, wroteEarlier: true}},
+		{"a written try, then another written", []func(*tryTrace){gotConn, wrote, gotConn, wrote}, sendHistory{gotConn: true, wroteEarlier: true}},
+		{"a try never written, then one written", []func(*tryTrace){gotConn, gotConn, wrote}, sendHistory{gotConn: true}},
+	} {
+		tt := new(tryTrace)
+		for _, ev := range tc.events {
+			ev(tt)
+		}
+		assert.Equal(t, tc.want, tt.history(), tc.name)
+	}
+	var untraced *tryTrace
+	assert.Equal(t, sendHistory{}, untraced.history(), "an attempt that was not traced")
 }
 
 // The mark that keeps a possible proxy's words from the text tables is for

@@ -95,6 +95,44 @@ func ExamplePolicy_idempotencyKey() {
 	// Output: 200 OK
 }
 
+// Send a health check once, whatever the Policy: the 503 comes back at once
+// rather than after the retries another request would make.
+func ExampleNoRetry() {
+	srv := flakyServer(1)
+	defer srv.Close()
+
+	client := &http.Client{Transport: &retryhttp.Transport{}}
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/healthz", nil)
+	resp, err := client.Do(req.WithContext(retryhttp.NoRetry(req.Context())))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	attempts, reason := retryhttp.Outcome(resp)
+	fmt.Println(resp.Status, "after", attempts, "attempt:", reason)
+	// Output: 503 Service Unavailable after 1 attempt: retryhttp: attempts used up
+}
+
+// Retry a POST that the caller knows is safe to send twice, without an
+// Idempotency-Key; its body, a *strings.Reader, can be sent again.
+func ExampleIdempotent() {
+	srv := flakyServer(1)
+	defer srv.Close()
+
+	client := &http.Client{Transport: &retryhttp.Transport{}}
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/orders/4711/cancel", strings.NewReader(`{"why":"late"}`))
+	resp, err := client.Do(req.WithContext(retryhttp.Idempotent(req.Context())))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Print(resp.Status, ": ", string(body))
+	// Output: 200 OK: hello after 1 retries
+}
+
 // Log every retry with log/slog through the OnRetry hook.
 func ExamplePolicy_onRetry() {
 	srv := flakyServer(2)

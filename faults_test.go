@@ -466,13 +466,19 @@ const (
 
 func newH2Server(t *testing.T, serve func(n int, s *h2Stream) bool) *h2Server {
 	s := &h2Server{serve: serve}
-	s.tcpServer = startTCPServer(t, s.handle)
+	s.tcpServer = startTCPServer(t, func(n int, conn *net.TCPConn) { s.handle(n, conn) })
 	return s
+}
+
+// h2Conn is a connection an h2Server serves: TCP, or TLS over it.
+type h2Conn interface {
+	net.Conn
+	CloseWrite() error
 }
 
 // handle serves one connection: it reads frames, answers SETTINGS and PING,
 // gathers each request's body and hands each finished request to serve.
-func (s *h2Server) handle(connNum int, conn *net.TCPConn) {
+func (s *h2Server) handle(connNum int, conn h2Conn) {
 	r := bufio.NewReader(conn)
 	preface := make([]byte, h2ClientPrefaceLen)
 	if _, err := io.ReadFull(r, preface); err != nil || string(preface) != "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" {

@@ -36,9 +36,27 @@ import (
 // hedged in turn while Max allows. Once an attempt of a race has been
 // refused with a wait named by the server (Retry-After, or its rate-limit
 // fields), no further hedge is sent in that race: the retries keep that
-// wait. Policy.Retryable is asked about each
+// wait. The race's outcome is the response that allows the retry latest:
+// the time it named, read as it came in, or else the time it came in; of
+// two that allow the same time, the later one; and a response before an
+// error. So a plain 503, or a shorter Retry-After, that comes in after a 403
+// with Retry-After: 5 does not bring the retry forward: it waits the 5 s
+// read from that 403, and a request that gives up returns that 403 (a
+// Retry-After beyond Policy.MaxRetryAfter then ends the retries, as it
+// would for a single attempt). No retry goes out before any copy's answer
+// said it may. Policy.Retryable is asked about each
 // attempt's outcome as it comes in, and about the winner's once more when
 // the race is over.
+//
+// Every answer of a race is news, a loser's too. The quota holds hear each
+// refusal as it comes in, so that a losing copy's 429 with Retry-After holds
+// the next request to its destination as the winner's would. A loser
+// answered after the race is over (a Base that did not see its cancellation
+// in time) is told to the holds, and counted by the Throttle as accepted or
+// not as Policy.Retryable judges it, on that attempt's own goroutine, before
+// its body is closed unread; the winner never waits for it. Only the
+// winner's success credits the Budget: the request was served once, and a
+// loser's success is the extra load its hedge's token paid for.
 //
 // The zero Hedge hedges once per request, after the adaptive delay. A
 // Hedge is read, never written, by the Transports that use it; each
@@ -138,6 +156,11 @@ type raceResult struct {
 	// made on a Clock other than the real one only (see hedgeTimer).
 	wrote     chan struct{}
 	wroteOnce sync.Once
+	// told is set once the quota holds have been told of the outcome.
+	told bool
+	// until is, for a refusal, the earliest time on the Clock it allows a
+	// retry at: the time it named, or else when it came in.
+	until time.Time
 }
 
 // written closes res.wrote, once.
@@ -154,6 +177,8 @@ func (res *raceResult) written() {
 type race struct {
 	results chan *raceResult
 	over    chan struct{} // closed when a winner is chosen
+	t       *Transport
+	clock   Clock
 }
 
 // hedgedSend makes attempt n of r.req, racing it against up to the
@@ -164,7 +189,7 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 	h := p.Hedge
 	lat := r.t.latencyFor(r.req.URL, h.Delay == 0)
 	delay, adaptive := h.Delay, h.Delay == 0
-	left := min(h.max()-r.hedges, p.maxAttempts()-n)
+	left := min(h.max()-r.hedges, r.maxAttempts-n)
 	if adaptive {
 		var warm bool
 		if delay, warm = lat.estimate(); !warm {
@@ -183,7 +208,7 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 	}
 	ctx := r.req.Context()
 	done := ctx.Done()
-	rc := &race{results: make(chan *raceResult), over: make(chan struct{})}
+	rc := &race{results: make(chan *raceResult), over: make(chan struct{}), t: r.t, clock: r.clock}
 	// Once the race is over, even by a panic of a hook, the attempts still
 	// running discard their outcomes rather than wait for a receiver.
 	defer close(rc.over)
@@ -217,16 +242,26 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 				winner = res
 				break
 			}
-			if res.resp != nil && serverWaitAt(res.resp, r.clock.Now()).ok {
+			// A refusal's news of the quota is told as it comes in, for
+			// the next request and the next hedge, whether or not this
+			// answer is the one the race returns.
+			r.tellQuota(res, n)
+			now := r.clock.Now()
+			res.until = now
+			if sw := serverWaitAt(res.resp, now); sw.ok {
 				// The server asked to wait (Retry-After, or its rate-limit
 				// fields): the retries keep that wait, and no hedge is
 				// sent before it.
+				res.until = now.Add(sw.wait)
 				left = 0
 				timer.stop()
 			}
-			if kept == nil || res.resp != nil || kept.resp == nil {
+			if kept == nil || kept.resp == nil || res.resp != nil && !kept.until.After(res.until) {
 				// The latest outcome, a response before an error: a
-				// response may name the wait.
+				// response may name the wait. But not one that would let
+				// the retry go before an earlier answer said: the answer
+				// that named the latest time is kept, and the retries read
+				// their wait from it.
 				kept, res = res, kept
 			}
 			if res != nil {
@@ -292,6 +327,7 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 		}
 	}
 	r.sent = sent
+	r.told = winner.told
 	r.bodyErr = winner.body
 	r.last = winner.req
 	r.abandon = winner.release
@@ -371,7 +407,7 @@ func (r *retrier) launch(rc *race, n int, hedge bool) (*raceResult, error) {
 		case <-rc.over:
 			// Nobody receives once the race is over, so this is the only
 			// case left then: a loser.
-			closeLoser(res)
+			rc.lost(res)
 		}
 	}()
 	return res, nil
@@ -386,10 +422,43 @@ func (r *retrier) throttled() bool {
 
 // refused discards an attempt of a race whose outcome was retryable, after
 // counting it for the Throttle as a request not accepted: the winner's is
-// counted when the race's outcome is judged.
+// counted when the race's outcome is judged. The quota holds were told of
+// it as it came in (tellQuota).
 func (r *retrier) refused(res *raceResult) {
 	if th := r.t.Policy.Throttle; th != nil {
 		th.record(r.req.URL, r.clock.Now(), false)
+	}
+	closeLoser(res)
+}
+
+// tellQuota tells the quota holds what a refused attempt of a race, started
+// as attempt first or as a hedge of it, was answered. The first attempt is
+// the one a hold may have let through, which is told it ended.
+func (r *retrier) tellQuota(res *raceResult, first int) {
+	if res.n == first {
+		r.observeQuota(res.resp, false)
+	} else {
+		r.t.holds.observe(res.req.URL, r.clock, res.resp, false, nil, nil, time.Time{})
+	}
+	res.told = true
+}
+
+// lost discards the outcome of an attempt that came in after its race was
+// over, on the attempt's own goroutine: the winner is not kept waiting. An
+// answer is news all the same, told before its body is closed: the quota
+// holds hear what it says of the quota (a 429 with Retry-After holds the
+// next request), and the Throttle counts it as the request it was, accepted
+// or not as Policy.Retryable judges it. It earns the Budget nothing: the
+// winner's success was the request's, and a loser's is the extra load the
+// hedge's token paid for. An attempt that ended in an error, its
+// cancellation by the winner above all, tells nothing of the server.
+func (rc *race) lost(res *raceResult) {
+	if resp := res.resp; resp != nil && res.err == nil {
+		accepted := !rc.t.Policy.retryable(resp, nil)
+		if th := rc.t.Policy.Throttle; th != nil {
+			th.record(res.req.URL, rc.clock.Now(), accepted)
+		}
+		rc.t.holds.observe(res.req.URL, rc.clock, resp, accepted, nil, nil, time.Time{})
 	}
 	closeLoser(res)
 }

@@ -652,3 +652,248 @@ func TestHedgeOnTheFakeClockKeepsTheScriptsOrder(t *testing.T) {
 		require.True(t, retryhttp.Hedged(resp.Request.Context()), "the hedge took the script's second answer")
 	}
 }
+
+// raceServer is a loopback server that answers its k-th request with the
+// k-th of its answers (the last one once they run out), and records when
+// each request arrived on its clock. Its first request, the first attempt
+// of a race, is answered only once first is closed, so that a test decides
+// whether it answers before or after the hedge's answer was taken in.
+type raceServer struct {
+	*httptest.Server
+	clock *retrytest.Clock
+	n     atomic.Int32
+	mu    sync.Mutex
+	times []time.Time
+}
+
+func newRaceServer(t *testing.T, clock *retrytest.Clock, first <-chan struct{}, answers ...retrytest.Answer) *raceServer {
+	s := &raceServer{clock: clock}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k := int(s.n.Add(1))
+		s.mu.Lock()
+		s.times = append(s.times, clock.Now())
+		s.mu.Unlock()
+		if k == 1 {
+			select {
+			case <-first:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		a := answers[min(k, len(answers))-1]
+		for key, v := range a.Header {
+			w.Header()[key] = v
+		}
+		if a.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(a.RetryAfter/time.Second)))
+		}
+		w.WriteHeader(a.Status)
+		_, _ = io.WriteString(w, a.Body)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// count reports how many requests the server has received.
+func (s *raceServer) count() int { return int(s.n.Load()) }
+
+// arrivals returns when each request arrived, on the clock.
+func (s *raceServer) arrivals() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.times...)
+}
+
+// whenHedgeJudged returns a Policy.Retryable that is DefaultRetryable, and
+// closes the channel it returns once it has been asked about a hedge's
+// answer: the race has then taken that answer in.
+func whenHedgeJudged() (func(*http.Response, error) bool, <-chan struct{}) {
+	judged := make(chan struct{})
+	var once sync.Once
+	return func(resp *http.Response, err error) bool {
+		if resp != nil && resp.Request != nil && retryhttp.Hedged(resp.Request.Context()) {
+			defer once.Do(func() { close(judged) })
+		}
+		return retryhttp.DefaultRetryable(resp, err)
+	}, judged
+}
+
+// TestHedgeLoserQuotaRefusalHoldsTheNextRequest checks that a race tells the
+// quota holds what every copy was answered, not only the winner: a losing
+// copy's 429 with Retry-After: 10, whether it came in before the winner or
+// after the race was over, holds the next request to its destination until
+// the reset, rather than let it go into the spent quota.
+func TestHedgeLoserQuotaRefusalHoldsTheNextRequest(t *testing.T) {
+	tests := []struct {
+		name string
+		// late: the first attempt answers after the race is over, and
+		// loses; otherwise the hedge is refused first, and the first
+		// attempt wins.
+		late        bool
+		answers     []retrytest.Answer
+		refusal     int // which request was refused, 1-based
+		wantWinner  int
+		wantAnswers int // answers the Base got before the next request
+	}{
+		{
+			name:    "refused before the winner answered",
+			answers: []retrytest.Answer{retrytest.OK("first"), retrytest.TooManyRequests(10 * time.Second), retrytest.OK("next")},
+			refusal: 2, wantWinner: 1,
+		},
+		{
+			name:    "answering after the race was over",
+			late:    true,
+			answers: []retrytest.Answer{retrytest.TooManyRequests(10 * time.Second), retrytest.OK("hedge"), retrytest.OK("next")},
+			refusal: 1, wantWinner: 2,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := retrytest.NewClock(t)
+			retryable, judged := whenHedgeJudged()
+			first := judged
+			release := make(chan struct{})
+			if tt.late {
+				first = release
+			}
+			srv := newRaceServer(t, clock, first, tt.answers...)
+			holds := &recorder[retryhttp.HoldEvent]{}
+			// A Base that ignores the attempt's context, so that a loser is
+			// answered even after the race cancelled it.
+			rec := &closeRecorder{base: inOrder{base: &ignoringContext{base: newBase(t)}, seen: srv.count}}
+			client := &http.Client{Transport: &retryhttp.Transport{Base: rec, Policy: retryhttp.Policy{
+				Clock: clock, Budget: retryhttp.UnlimitedBudget(), Retryable: retryable,
+				Hedge: &retryhttp.Hedge{Delay: 100 * time.Millisecond}, OnHold: holds.record,
+			}}}
+
+			resp, _, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+			require.NoError(t, err)
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+			require.Equal(t, tt.wantWinner, retryhttp.Attempt(resp.Request.Context()), "the attempt that won")
+			close(release)
+			require.Eventually(t, func() bool { return rec.responses() == 2 && rec.closed() == 2 }, 5*time.Second, time.Millisecond,
+				"the loser was answered, and its body closed")
+
+			_, body, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+			require.NoError(t, err)
+			assert.Equal(t, "next", body)
+			at := srv.arrivals()
+			require.Len(t, at, 3)
+			assert.GreaterOrEqual(t, at[2].Sub(at[tt.refusal-1]), 10*time.Second,
+				"the next request waits for the reset the loser was told of")
+			if ev := holds.all(); assert.Len(t, ev, 1, "the next request was held") {
+				assert.Equal(t, retryhttp.HoldReset, ev[0].Reason)
+				assert.Equal(t, "Retry-After", ev[0].Header)
+				assert.GreaterOrEqual(t, ev[0].Held, 10*time.Second)
+				assert.NoError(t, ev[0].Err)
+			}
+		})
+	}
+}
+
+// TestHedgeLoserAnswerCountsOnceForTheThrottle checks that the Throttle
+// counts every answer of a race once: the winner's as an accept, a loser's
+// refusal as a request not accepted, whether it came in before the winner
+// or after the race was over.
+func TestHedgeLoserAnswerCountsOnceForTheThrottle(t *testing.T) {
+	for _, late := range []bool{false, true} {
+		t.Run("late="+strconv.FormatBool(late), func(t *testing.T) {
+			clock := retrytest.NewClock(t)
+			retryable, judged := whenHedgeJudged()
+			first := judged
+			release := make(chan struct{})
+			answers := []retrytest.Answer{retrytest.OK("first"), retrytest.Unavailable(0)}
+			if late {
+				first = release
+				answers = []retrytest.Answer{retrytest.Unavailable(0), retrytest.OK("hedge")}
+			}
+			srv := newRaceServer(t, clock, first, answers...)
+			th := retryhttp.NewThrottle(1, time.Minute)
+			rec := &closeRecorder{base: inOrder{base: &ignoringContext{base: newBase(t)}, seen: srv.count}}
+			client := &http.Client{Transport: &retryhttp.Transport{Base: rec, Policy: retryhttp.Policy{
+				Clock: clock, Budget: retryhttp.UnlimitedBudget(), Retryable: retryable, Throttle: th,
+				Hedge: &retryhttp.Hedge{Delay: 100 * time.Millisecond},
+			}}}
+
+			resp, _, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+			require.NoError(t, err)
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+			close(release)
+			require.Eventually(t, func() bool { return rec.responses() == 2 && rec.closed() == 2 }, 5*time.Second, time.Millisecond,
+				"the loser was answered, and its body closed")
+			// Two requests, one accept, K = 1: (2 − 1) / (2 + 1).
+			assert.InDelta(t, 1.0/3, th.Probability(srv.URL, clock.Now()), 1e-9)
+		})
+	}
+}
+
+// TestHedgeRaceKeepsTheLongestNamedWait checks that when every copy of a
+// race is refused, the retry goes no earlier than the latest time any of
+// the answers named: a plain 503, or a shorter Retry-After, that comes in
+// after a 403 with Retry-After: 5 does not cut that wait short, and a
+// request that gives up returns the answer that named it.
+func TestHedgeRaceKeepsTheLongestNamedWait(t *testing.T) {
+	forbidden := func(retryAfter time.Duration) retrytest.Answer {
+		return retrytest.Answer{Status: http.StatusForbidden, RetryAfter: retryAfter, Body: "slow down"}
+	}
+	tests := []struct {
+		name string
+		// the first attempt's answer, which comes in after the hedge's
+		// 403 with Retry-After: 5
+		first retrytest.Answer
+	}{
+		{"a plain 503 after it", retrytest.Unavailable(0)},
+		{"a shorter named wait after it", forbidden(2 * time.Second)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Run("the retry waits for it", func(t *testing.T) {
+				clock := retrytest.NewClock(t)
+				retryable, judged := whenHedgeJudged()
+				srv := newRaceServer(t, clock, judged, tt.first, forbidden(5*time.Second), retrytest.OK("done"))
+				var retries recorder[retryhttp.RetryEvent]
+				client := &http.Client{Transport: &retryhttp.Transport{
+					Base: inOrder{base: newBase(t), seen: srv.count},
+					Policy: retryhttp.Policy{
+						Clock: clock, Budget: retryhttp.UnlimitedBudget(), Retryable: retryable,
+						Hedge: &retryhttp.Hedge{Delay: 100 * time.Millisecond}, OnRetry: retries.record,
+					},
+				}}
+				_, body, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+				require.NoError(t, err)
+				assert.Equal(t, "done", body)
+				at := srv.arrivals()
+				require.Len(t, at, 3)
+				assert.GreaterOrEqual(t, at[2].Sub(at[1]), 5*time.Second, "the retry comes no earlier than the 403 said")
+				if ev := retries.all(); assert.Len(t, ev, 1) {
+					assert.Equal(t, 5*time.Second, ev[0].RetryAfter)
+					assert.True(t, ev[0].HasRetryAfter)
+					assert.Equal(t, http.StatusForbidden, ev[0].Response.StatusCode)
+				}
+			})
+			t.Run("a give-up returns the answer that named it", func(t *testing.T) {
+				clock := retrytest.NewClock(t)
+				retryable, judged := whenHedgeJudged()
+				srv := newRaceServer(t, clock, judged, tt.first, forbidden(5*time.Second))
+				var giveUps recorder[retryhttp.GiveUpEvent]
+				client := &http.Client{Transport: &retryhttp.Transport{
+					Base: inOrder{base: newBase(t), seen: srv.count},
+					Policy: retryhttp.Policy{
+						Clock: clock, MaxAttempts: 2, Budget: retryhttp.UnlimitedBudget(), Retryable: retryable,
+						Hedge: &retryhttp.Hedge{Delay: 100 * time.Millisecond}, OnGiveUp: giveUps.record,
+					},
+				}}
+				resp, body, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+				require.NoError(t, err)
+				assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+				assert.Equal(t, "5", resp.Header.Get("Retry-After"))
+				assert.Equal(t, "slow down", body)
+				assert.Equal(t, 2, srv.count())
+				if ev := giveUps.all(); assert.Len(t, ev, 1) {
+					assert.ErrorIs(t, ev[0].Reason, retryhttp.ErrAttemptsUsedUp)
+					assert.Equal(t, 5*time.Second, ev[0].RetryAfter)
+				}
+			})
+		})
+	}
+}

@@ -15,7 +15,8 @@ import (
 // Clock's Sleep wrapped it) when the context ended a wait or ended as a
 // retryable response arrived, so that both == and errors.Is work.
 var (
-	// ErrAttemptsUsedUp: Policy.MaxAttempts attempts were made.
+	// ErrAttemptsUsedUp: Policy.MaxAttempts attempts were made, or as
+	// many as the request's context allows (see NoRetry and MaxAttempts).
 	ErrAttemptsUsedUp = errors.New("retryhttp: attempts used up")
 	// ErrRetryAfterTooLong: the server asked for a wait (Retry-After, or a
 	// rate-limit header) longer than Policy.MaxRetryAfter.
@@ -45,9 +46,12 @@ var (
 	// ErrBodyNotReplayable: the request may not be sent again because its
 	// body cannot be replayed: it has a body other than http.NoBody and no
 	// GetBody, as with an *os.File, an io.Pipe or an io.NopCloser passed to
-	// http.NewRequest. Set GetBody to a function that returns a fresh copy
-	// of the body to make it replayable. It wraps ErrNotResendable.
-	ErrBodyNotReplayable = fmt.Errorf("%w: body cannot be replayed (no GetBody)", ErrNotResendable)
+	// http.NewRequest. Its message says the fix: http.NewRequest sets
+	// GetBody for a *bytes.Buffer, *bytes.Reader or *strings.Reader; for any
+	// other body, a file above all, set GetBody to a function that returns
+	// a fresh copy (for a file, one that opens it again). It wraps
+	// ErrNotResendable.
+	ErrBodyNotReplayable = fmt.Errorf("%w: body cannot be replayed (no GetBody): use a bytes, strings or file reader, or set GetBody", ErrNotResendable)
 )
 
 // GiveUpError is the error RoundTrip returns when it stops retrying a request

@@ -418,6 +418,8 @@ func TestNotResendableSaysWhichRuleApplied(t *testing.T) {
 		return pr
 	}
 	nopCloser := func(t *testing.T) io.Reader { return io.NopCloser(strings.NewReader("body")) }
+	// The reason says how to make the body replayable.
+	const bodyFix = "body cannot be replayed (no GetBody): use a bytes, strings or file reader, or set GetBody"
 	replayable := func(t *testing.T) io.Reader { return strings.NewReader("body") }
 	tests := []struct {
 		name    string
@@ -428,10 +430,10 @@ func TestNotResendableSaysWhichRuleApplied(t *testing.T) {
 	}{
 		{"POST without a key", "POST", replayable, retryhttp.ErrNotIdempotent, "method not idempotent"},
 		{"PATCH without a key", "PATCH", replayable, retryhttp.ErrNotIdempotent, "method not idempotent"},
-		{"PUT of an *os.File", "PUT", file, retryhttp.ErrBodyNotReplayable, "body cannot be replayed"},
-		{"PUT of an io.Pipe", "PUT", pipe, retryhttp.ErrBodyNotReplayable, "body cannot be replayed"},
-		{"PUT of a NopCloser", "PUT", nopCloser, retryhttp.ErrBodyNotReplayable, "body cannot be replayed"},
-		{"POST of a NopCloser", "POST", nopCloser, retryhttp.ErrBodyNotReplayable, "body cannot be replayed"},
+		{"PUT of an *os.File", "PUT", file, retryhttp.ErrBodyNotReplayable, bodyFix},
+		{"PUT of an io.Pipe", "PUT", pipe, retryhttp.ErrBodyNotReplayable, bodyFix},
+		{"PUT of a NopCloser", "PUT", nopCloser, retryhttp.ErrBodyNotReplayable, bodyFix},
+		{"POST of a NopCloser", "POST", nopCloser, retryhttp.ErrBodyNotReplayable, bodyFix},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -64,7 +64,8 @@ const (
 // Policy is in use.
 type Policy struct {
 	// MaxAttempts is the number of attempts per request, the first
-	// included. 0 means DefaultMaxAttempts (4); 1 never retries.
+	// included. 0 means DefaultMaxAttempts (4); 1 never retries. A
+	// request's context may set its own: see NoRetry and MaxAttempts.
 	MaxAttempts int
 
 	// MaxElapsed bounds the time between the start of a request's first
@@ -123,15 +124,19 @@ type Policy struct {
 	Retryable func(resp *http.Response, err error) bool
 
 	// Idempotent reports whether the request may be sent more than once
-	// with the same effect. nil means DefaultIdempotent. Whatever it says,
+	// with the same effect. nil means DefaultIdempotent. It is not asked
+	// about a request whose context says so (see the function Idempotent).
+	// Whatever it says,
 	// a request whose body cannot be replayed (a body other than
 	// http.NoBody without GetBody) is never sent twice. A request it
 	// rejects is still sent again, when its body can be replayed, after an
-	// attempt that failed in a way that proves the request never reached
-	// the server: the connection could not be dialled (and net/http
-	// had got no connection for the attempt before), or the HTTP/2
-	// server refused the stream (REFUSED_STREAM) or left it out of a
-	// GOAWAY. Such a retry is budgeted and limited like any other. Any
+	// attempt that failed in a way that proves no copy of the request,
+	// net/http's own resends included, ever reached the server: the
+	// connection could not be dialled (and net/http had got no connection
+	// for the attempt before), or the HTTP/2 server refused the stream
+	// (REFUSED_STREAM) or left it out of a GOAWAY (and no earlier try of
+	// net/http's within the attempt had written the request's headers, as
+	// httptrace tells). Such a retry is budgeted and limited like any other. Any
 	// other retryable outcome of a request that may not be resent is
 	// given up on with ErrNotIdempotent or ErrBodyNotReplayable, which say
 	// which rule applied.
@@ -201,34 +206,44 @@ type Policy struct {
 	Clock Clock
 }
 
-// Validate reports the first field of p that has an invalid value (a
-// negative number, a Budget that is invalid or can never grant a retry, or
-// an invalid Throttle),
-// in an error that names it. The Transport calls it before sending anything and returns
-// its error instead of sending.
+// Validate reports every field of p that has an invalid value (a negative
+// number, a Budget that is invalid or can never grant a retry, an invalid
+// Hedge or Throttle), all at once: an errors.Join of one error per field,
+// each naming its field, so that errors.Is and errors.As see every cause.
+// It returns nil for a valid Policy. The Transport calls it before sending
+// anything and returns its error instead of sending.
 func (p *Policy) Validate() error {
-	switch {
-	case p.MaxAttempts < 0:
-		return fmt.Errorf("retryhttp: invalid Policy.MaxAttempts %d: must not be negative", p.MaxAttempts)
-	case p.MaxElapsed < 0:
-		return fmt.Errorf("retryhttp: invalid Policy.MaxElapsed %v: must not be negative", p.MaxElapsed)
-	case p.MaxRetryAfter < 0:
-		return fmt.Errorf("retryhttp: invalid Policy.MaxRetryAfter %v: must not be negative", p.MaxRetryAfter)
-	case p.AttemptTimeout < 0:
-		return fmt.Errorf("retryhttp: invalid Policy.AttemptTimeout %v: must not be negative", p.AttemptTimeout)
-	case p.Hedge != nil && p.Hedge.validate() != nil:
-		return p.Hedge.validate()
-	case p.Budget != nil:
+	// A valid Policy, checked on every request, allocates nothing: append
+	// is reached only for a problem, and errors.Join of none is nil.
+	var errs []error
+	if p.MaxAttempts < 0 {
+		errs = append(errs, fmt.Errorf("retryhttp: invalid Policy.MaxAttempts %d: must not be negative", p.MaxAttempts))
+	}
+	if p.MaxElapsed < 0 {
+		errs = append(errs, fmt.Errorf("retryhttp: invalid Policy.MaxElapsed %v: must not be negative", p.MaxElapsed))
+	}
+	if p.MaxRetryAfter < 0 {
+		errs = append(errs, fmt.Errorf("retryhttp: invalid Policy.MaxRetryAfter %v: must not be negative", p.MaxRetryAfter))
+	}
+	if p.AttemptTimeout < 0 {
+		errs = append(errs, fmt.Errorf("retryhttp: invalid Policy.AttemptTimeout %v: must not be negative", p.AttemptTimeout))
+	}
+	if p.Hedge != nil {
+		if err := p.Hedge.validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if p.Budget != nil {
 		if err := p.Budget.validate(); err != nil {
-			return fmt.Errorf("retryhttp: invalid Policy.Budget: %w", err)
+			errs = append(errs, fmt.Errorf("retryhttp: invalid Policy.Budget: %w", err))
 		}
 	}
 	if p.Throttle != nil {
 		if err := p.Throttle.validate(); err != nil {
-			return fmt.Errorf("retryhttp: invalid Policy.Throttle: %w", err)
+			errs = append(errs, fmt.Errorf("retryhttp: invalid Policy.Throttle: %w", err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (p *Policy) maxAttempts() int {
@@ -326,7 +341,7 @@ func (r *retrier) decide(attempt int, resp *http.Response, err error) decision {
 	p := &r.t.Policy
 	now := r.clock.Now()
 	d := decision{decidedAt: now, decidedReal: time.Now(), server: serverWaitAt(resp, now)}
-	if attempt >= p.maxAttempts() {
+	if attempt >= r.maxAttempts {
 		d.reason = ErrAttemptsUsedUp
 		return d
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/stretchr/testify/assert"
@@ -113,4 +114,29 @@ func TestBackoffReturningNilIsReported(t *testing.T) {
 	_, err := client.Get(srv.URL)
 	assert.ErrorContains(t, err, "retryhttp: Policy.Backoff returned a nil backoff.BackOff")
 	assert.Equal(t, 1, srv.Count())
+}
+
+// A Policy with several bad fields is reported whole, each problem naming
+// its field, so that a newcomer fixes them in one go rather than one per
+// run.
+func TestValidateReportsEveryProblemAtOnce(t *testing.T) {
+	p := retryhttp.Policy{
+		MaxAttempts:    -1,
+		MaxElapsed:     -time.Second,
+		AttemptTimeout: -time.Millisecond,
+		Budget:         retryhttp.NewBudget(-0.1, 10),
+	}
+
+	err := p.Validate()
+
+	require.Error(t, err)
+	for _, field := range []string{"Policy.MaxAttempts -1", "Policy.MaxElapsed -1s", "Policy.AttemptTimeout -1ms", "Policy.Budget: ratio -0.1"} {
+		assert.Contains(t, err.Error(), field)
+	}
+	var joined interface{ Unwrap() []error }
+	require.ErrorAs(t, err, &joined, "errors.Join: each problem is an error of its own")
+	assert.Len(t, joined.Unwrap(), 4)
+	budgetErr := errors.Unwrap(joined.Unwrap()[3]) // the Budget's own error, under its field's name
+	require.Error(t, budgetErr)
+	assert.ErrorIs(t, err, budgetErr, "errors.Is sees through the join to each cause")
 }

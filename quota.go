@@ -762,30 +762,48 @@ func (r *retrier) awaitAnswer(changed <-chan struct{}, room time.Duration) (time
 func (r *retrier) observeQuota(resp *http.Response, success bool) {
 	admitted, pastHold := r.admitted, r.pastHold
 	r.admitted, r.pastHold = nil, nil
-	h := admitted
-	if h == nil && !mayTellQuota(resp) {
-		if r.t.holds.m.Load() == nil {
+	if r.told {
+		// A race told the holds of this answer as it came in (see
+		// hedgedSend): telling them again would count it twice.
+		r.told = false
+		if admitted == nil {
 			return
 		}
-		if h = r.t.holds.find(r.req.URL); h == nil {
+		resp, success = nil, false
+	}
+	r.t.holds.observe(r.req.URL, r.clock, resp, success, admitted, pastHold, r.pastReset)
+}
+
+// observe records what resp, the answer to a request to u, says about u's
+// quota. admitted is the hold that let the request through, to be told that
+// it ended, or nil; pastHold the hold, spent until pastReset, that it was
+// sent past, or nil. It is safe to call from any goroutine: a race's loser
+// calls it from its own (see race.lost).
+func (hs *holds) observe(u *url.URL, clock Clock, resp *http.Response, success bool, admitted, pastHold *hold, pastReset time.Time) {
+	h := admitted
+	if h == nil && !mayTellQuota(resp) {
+		if hs.m.Load() == nil {
+			return
+		}
+		if h = hs.find(u); h == nil {
 			return
 		}
 	}
-	now := r.clock.Now()
+	now := clock.Now()
 	news := readQuota(resp, now)
 	if h == nil {
-		if h = r.t.holds.find(r.req.URL); h == nil {
+		if h = hs.find(u); h == nil {
 			if !news.spent {
 				return
 			}
-			h = r.t.holds.findOrAdd(r.req.URL, now)
+			h = hs.findOrAdd(u, now)
 		}
 	}
 	h.mu.Lock()
 	if admitted != nil {
 		h.inflight--
 	}
-	if success && !news.spent && h == pastHold && h.reset.Equal(r.pastReset) && h.spentAt(now) && !(h.shedding && len(h.turns) > 0) {
+	if success && !news.spent && h == pastHold && h.reset.Equal(pastReset) && h.spentAt(now) && !(h.shedding && len(h.turns) > 0) {
 		// Sent after the quota was spent, because the reset was too far
 		// off to wait for, and served: the server reset early, and the
 		// window is open again (answered opens it). A server shedding
@@ -807,7 +825,7 @@ func (r *retrier) observeQuota(resp *http.Response, success bool) {
 		h.broadcast() // a request let through ended without an answer
 	}
 	h.mu.Unlock()
-	r.t.holds.dropIfExpired(h, now)
+	hs.dropIfExpired(h, now)
 }
 
 // pacedByHold reports whether the retry of a refusal is paced by its

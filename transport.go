@@ -29,7 +29,6 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -44,6 +43,17 @@ import (
 // changed once it is in use.
 type Transport struct {
 	// Base sends each attempt. nil means http.DefaultTransport.
+	//
+	// A Base that wraps another RoundTripper (to log, to count, to trace)
+	// should declare what it wraps with an Unwrap() http.RoundTripper
+	// method, as a ResponseWriter does for http.ResponseController: the
+	// Transport follows Unwrap to the *http.Transport to see whether an
+	// https request may have gone through a proxy, whose refusal of a
+	// CONNECT net/http reports in the proxy's own words. Through a Base it
+	// cannot see into, no bare error is read as net/http's, and the
+	// retries only their text would give (an HTTP/2 GOAWAY that left out
+	// the first stream of a new connection, a connection the server closed
+	// as the request went out) are not made for https requests.
 	Base http.RoundTripper
 
 	// Policy decides what is retried, how long to wait and when to stop.
@@ -76,7 +86,8 @@ const (
 // the request has a body or Policy.AttemptTimeout is set, a shallow copy
 // with its own context or a body wrapper), and each retry a clone whose body
 // comes from req.GetBody and whose context carries its attempt number (see
-// Attempt). A request that may not be sent twice (see Policy.Idempotent)
+// Attempt). Its context may change the Policy for it (see NoRetry,
+// Idempotent and MaxAttempts). A request that may not be sent twice (see Policy.Idempotent)
 // gets exactly one attempt, unless that attempt failed in a way that proves
 // the request never reached the server and its body can be replayed. With
 // Policy.Hedge set, an attempt of a request that may be resent can race
@@ -105,10 +116,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeRequestBody(req)
 		return nil, errors.New("retryhttp: nil Request.URL")
 	}
+	over := requestPolicyOf(req.Context())
+	if err := over.validate(); err != nil {
+		closeRequestBody(req)
+		return nil, err
+	}
 	budget := t.budget()
 	budget.bind(p.clock())
-	r := retrier{t: t, req: req, clock: p.clock(), budget: budget}
-	r.notResendable = p.whyNotResendable(req)
+	r := retrier{t: t, req: req, clock: p.clock(), budget: budget, maxAttempts: over.attempts(p)}
+	r.notResendable = p.whyNotResendable(req, over.idempotent)
 	if r.notResendable == nil || bodyReplayable(req) {
 		// A request that may not be resent is still sent again after an
 		// error that proves it never left (see neverSent).
@@ -145,7 +161,7 @@ func (r *retrier) mayRetry(err error) bool {
 // that proves it never reached the server (see neverSent): sending it again
 // cannot repeat its effect, and costs the server nothing.
 func (r *retrier) neverReached(err error) bool {
-	return err != nil && neverSent(r.classifiable(err), r.gotConn != nil && r.gotConn.Load())
+	return err != nil && neverSent(r.classifiable(err), r.tries.history())
 }
 
 // classifiable returns err as the Policy's rule and neverSent see it:
@@ -183,6 +199,9 @@ type retrier struct {
 	clock  Clock
 	budget *Budget
 	start  time.Time // when the first attempt began
+	// maxAttempts is the Policy's MaxAttempts, or the request's override
+	// (see requestpolicy.go).
+	maxAttempts int
 	// notResendable is nil when the request may be sent more than once,
 	// and otherwise the rule that forbids it (see Policy.whyNotResendable).
 	notResendable error
@@ -196,10 +215,10 @@ type retrier struct {
 	abandon context.CancelCauseFunc
 	sched   schedule
 	// traceConns is set for a request that may not be resent but whose
-	// body can be replayed: its attempts record in gotConn whether Base
-	// was given a connection, after which a dial error proves nothing.
+	// body can be replayed: its attempts record in tries what net/http's
+	// own tries of it did (see tryTrace).
 	traceConns bool
-	gotConn    *atomic.Bool // the latest attempt's, when traceConns is set
+	tries      *tryTrace // the latest attempt's, when traceConns is set
 	// admitted is the quota hold that let the latest attempt through, to
 	// be told of its answer.
 	admitted *hold
@@ -210,22 +229,70 @@ type retrier struct {
 	pastReset time.Time
 	sent      int // attempts sent so far, hedges included
 	hedges    int // hedges sent so far
+
+	// told is set when a race has told the quota holds of the latest
+	// attempt's answer already, as it came in.
+	told bool
 }
 
-// traceConn returns ctx, with a trace that records in r.gotConn whether the
-// attempt gets a connection when r.traceConns is set. It costs nothing to
-// the requests that may be resent, which never ask.
+// traceConn returns ctx, with a trace that records in r.tries what
+// net/http's tries of the attempt do when r.traceConns is set. It costs
+// nothing to the requests that may be resent, which never ask.
 func (r *retrier) traceConn(ctx context.Context) context.Context {
 	if !r.traceConns {
 		return ctx
 	}
-	got := new(atomic.Bool)
-	r.gotConn = got
+	tt := new(tryTrace)
+	r.tries = tt
 	// A new trace each time: WithClientTrace composes the caller's own
 	// trace into the one it is given.
-	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		GotConn: func(httptrace.GotConnInfo) { got.Store(true) },
-	})
+	tt.trace.GotConn = tt.gotConn
+	tt.trace.WroteHeaders = tt.wroteHeaders
+	return httptrace.WithClientTrace(ctx, &tt.trace)
+}
+
+// tryTrace records, through httptrace, what net/http's own tries of one
+// attempt did. An attempt's error tells only of its last try, but net/http
+// resends a request by itself, on the same connection or a new one, even a
+// POST without a key (after an HTTP/2 PROTOCOL_ERROR or REFUSED_STREAM from
+// the server, or a GOAWAY), and the copies it sent before may have been
+// processed. Each try begins when net/http hands it a connection (GotConn,
+// which HTTP/2 calls for every stream, on a new connection or a reused one);
+// a try has written the request once its headers are out (WroteHeaders,
+// after the HTTP/1 header block or the HTTP/2 HEADERS frames, even when that
+// write failed). net/http ends a try, its writing included, before it begins
+// the next, so each event falls in its own try.
+type tryTrace struct {
+	trace        httptrace.ClientTrace // in one allocation with the record
+	mu           sync.Mutex
+	tries        int  // connections handed to the attempt, one per try
+	wrote        bool // the latest try wrote the request's headers
+	wroteEarlier bool // a try before the latest wrote them
+}
+
+func (tt *tryTrace) gotConn(httptrace.GotConnInfo) {
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	tt.tries++
+	tt.wroteEarlier = tt.wroteEarlier || tt.wrote
+	tt.wrote = false
+}
+
+func (tt *tryTrace) wroteHeaders() {
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	tt.wrote = true
+}
+
+// history returns what the attempt's tries did; nil, for an attempt that
+// was not traced, means none is known.
+func (tt *tryTrace) history() sendHistory {
+	if tt == nil {
+		return sendHistory{}
+	}
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	return sendHistory{gotConn: tt.tries > 0, wroteEarlier: tt.wroteEarlier}
 }
 
 // retry runs the retries of r.req, whose first attempt ended in resp or err

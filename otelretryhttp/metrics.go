@@ -181,8 +181,10 @@ func causeAttributes(resp *http.Response, err error) []attribute.KeyValue {
 }
 
 // errorClass sorts a transport error into one of a few classes, so that the
-// error.type attribute has a bounded number of values. It is asked only of
-// errors that the Policy chose to retry, so it names rather than judges.
+// error.type attribute has a bounded number of values. It names the error
+// both on retryhttp.retries and on the failed attempt's span (see
+// endWithErrorClass), so that one cause has one name. It names rather than
+// judges: the Policy has judged.
 func errorClass(err error) string {
 	var netErr net.Error
 	var dnsErr *net.DNSError

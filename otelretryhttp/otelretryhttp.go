@@ -11,7 +11,8 @@
 //
 //	retryhttp.Transport        retries; its hooks feed the metrics
 //	  otelhttp.Transport       one CLIENT span per attempt, and otelhttp's own metrics
-//	    attempt layer          sets http.request.resend_count = retryhttp.Attempt − 1
+//	    attempt layer          sets http.request.resend_count = retryhttp.Attempt − 1,
+//	                           and a failed attempt's error.type as the metrics name it
 //	      base                 sends each attempt (http.DefaultTransport when nil)
 //
 // Every attempt is its own span, as the OpenTelemetry HTTP conventions ask
@@ -46,6 +47,9 @@
 // or, for a transport error, a class of error in error.type, one of
 // "timeout", "connection_refused", "connection_reset" (reset or aborted),
 // "broken_pipe", "eof", "connection_closed", "http2", "dns" and "_OTHER".
+// The span of an attempt that failed so carries the same value in its own
+// error.type, where otelhttp alone would put the error's Go type; an error
+// of no known class keeps otelhttp's type name there.
 //
 // retryhttp.give_ups counts each request whose last outcome called for
 // another attempt but that was returned anyway (when Policy.OnGiveUp is
@@ -115,6 +119,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
@@ -176,7 +181,12 @@ func WithName(name string) Option {
 // NewTransport returns an http.RoundTripper that retries requests as a
 // retryhttp.Transport with Policy p does, sending each attempt through an
 // otelhttp Transport over base (http.DefaultTransport when nil), and that
-// records the metrics described in the package documentation.
+// records the metrics described in the package documentation. The retry
+// layer's Base declares base as what it wraps (Unwrap() http.RoundTripper),
+// so that the retry layer sees base's proxy settings as a
+// retryhttp.Transport over base itself would; a base that wraps an
+// *http.Transport should declare it likewise (see retryhttp.Transport's
+// Base).
 //
 // The hooks p.OnRetry, p.OnGiveUp, p.OnHold and p.OnHedge, when set, are
 // still called, each after the event has been recorded. When p.Budget is nil, NewTransport sets
@@ -229,7 +239,10 @@ func NewTransport(base http.RoundTripper, p retryhttp.Policy, opts ...Option) ht
 	}
 	return &transport{
 		retry: &retryhttp.Transport{
-			Base:   otelhttp.NewTransport(attemptLayer{base: base}, otelOpts...),
+			Base: spanLayer{
+				RoundTripper: otelhttp.NewTransport(attemptLayer{base: base}, otelOpts...),
+				base:         base,
+			},
 			Policy: p,
 		},
 		base:  base,
@@ -272,6 +285,21 @@ func (t *transport) CloseIdleConnections() {
 	}
 }
 
+// spanLayer is otelhttp's Transport over the attempt layer, as the retry
+// layer's Base, and declares the base it sends through (Unwrap): the retry
+// layer reads net/http's errors by their text only when it can see that no
+// proxy's words may be behind it, which it sees in the *http.Transport that
+// the base is, or declares it wraps. Neither otelhttp nor the attempt layer
+// makes an error of its own from what a server or a proxy sent, so the
+// retries are those of a retryhttp.Transport over base itself.
+type spanLayer struct {
+	http.RoundTripper // otelhttp's Transport over the attempt layer
+	base              http.RoundTripper
+}
+
+// Unwrap returns the base that every attempt is sent through.
+func (l spanLayer) Unwrap() http.RoundTripper { return l.base }
+
 // attemptLayer sits below otelhttp, where the request's context holds the
 // attempt's span, and marks every resend's span with its resend count.
 type attemptLayer struct {
@@ -281,15 +309,36 @@ type attemptLayer struct {
 // RoundTrip sets http.request.resend_count to retryhttp.Attempt − 1 on the
 // span in req's context for every attempt after the first, and
 // retryhttp.hedge = true for a hedged attempt, and sends req through the
-// base.
+// base. An error of a class that retryhttp.retries knows ends the span
+// here, with that class in error.type (see endWithErrorClass).
 func (l attemptLayer) RoundTrip(req *http.Request) (*http.Response, error) {
-	if n := retryhttp.Attempt(req.Context()); n > 1 {
-		if span := trace.SpanFromContext(req.Context()); span.IsRecording() {
-			span.SetAttributes(semconv.HTTPRequestResendCount(n - 1))
-			if retryhttp.Hedged(req.Context()) {
-				span.SetAttributes(hedgeKey.Bool(true))
-			}
+	span := trace.SpanFromContext(req.Context())
+	if n := retryhttp.Attempt(req.Context()); n > 1 && span.IsRecording() {
+		span.SetAttributes(semconv.HTTPRequestResendCount(n - 1))
+		if retryhttp.Hedged(req.Context()) {
+			span.SetAttributes(hedgeKey.Bool(true))
 		}
 	}
-	return l.base.RoundTrip(req)
+	resp, err := l.base.RoundTrip(req)
+	if err != nil && span.IsRecording() {
+		endWithErrorClass(span, err)
+	}
+	return resp, err
+}
+
+// endWithErrorClass ends an attempt's span that failed with err as otelhttp
+// would, with error status and err's text, but with error.type set to the
+// class that retryhttp.retries counts the error by (errorClass), where
+// otelhttp would name its Go type (*net.OpError): one name for one cause
+// on both. otelhttp's own attributes and End, which follow, are then
+// ignored, as the API asks of an ended span. An error of no known class
+// ("_OTHER" on the metric) is left to otelhttp, whose type name tells more.
+func endWithErrorClass(span trace.Span, err error) {
+	class := errorClass(err)
+	if class == semconv.ErrorTypeOther.Value.AsString() {
+		return
+	}
+	span.SetAttributes(semconv.ErrorTypeKey.String(class))
+	span.SetStatus(codes.Error, err.Error())
+	span.End()
 }

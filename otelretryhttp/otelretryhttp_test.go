@@ -27,8 +27,10 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"go.uber.org/goleak"
@@ -190,6 +192,12 @@ func TestRetriesByErrorClass(t *testing.T) {
 			spans := h.clientSpans()
 			require.Len(t, spans, 2)
 			assert.Equal(t, int64(1), attrValue(spans[1].Attributes(), resendCount).AsInt64())
+			for i, s := range spans {
+				assert.Equal(t, tc.name, attrValue(s.Attributes(), semconv.ErrorTypeKey).AsString(),
+					"span %d's error.type names the cause as retryhttp.retries does", i)
+				assert.Equal(t, codes.Error, s.Status().Code)
+				assert.NotEmpty(t, s.Status().Description, "the status keeps the error's text")
+			}
 		})
 	}
 }
@@ -205,6 +213,12 @@ func TestRetriesOnAttemptTimeout(t *testing.T) {
 	require.ErrorIs(t, err, retryhttp.ErrAttemptTimeout)
 
 	assert.Equal(t, map[string]int64{"timeout": 1}, counter(t, h.metrics(t), "retryhttp.retries", "error.type"))
+	spans := h.clientSpans()
+	require.Len(t, spans, 2)
+	for i, s := range spans {
+		assert.Equal(t, "timeout", attrValue(s.Attributes(), semconv.ErrorTypeKey).AsString(),
+			"span %d's error.type names the cause as retryhttp.retries does", i)
+	}
 }
 
 func TestGiveUpsByReason(t *testing.T) {
