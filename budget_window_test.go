@@ -248,16 +248,32 @@ func TestBlipWithHistory(t *testing.T) {
 		"extra load within the ratio of the process's own traffic")
 }
 
-// TestScheduledRetriesTakeNoToken: a retry at a time the server named, a
-// second or more ahead, is not blind and takes no token; a shorter one is.
-func TestScheduledRetriesTakeNoToken(t *testing.T) {
-	t.Run("Retry-After: 1", func(t *testing.T) {
+// TestNamedWaitRetriesAreCharged: a retry at a time the server named is
+// charged to the Budget like any other retry of an attempt that reached the
+// server: the named wait says when, never how many. It is still sent no
+// earlier than named.
+func TestNamedWaitRetriesAreCharged(t *testing.T) {
+	t.Run("Retry-After: 1 with an empty budget gives up", func(t *testing.T) {
+		srv := retrytest.NewServer(t, retrytest.Unavailable(time.Second), retrytest.OK("done"))
+		var hook giveUps
+		client, clock := newClient(t, retryhttp.Policy{Budget: retryhttp.NewBudget(0, 0), OnGiveUp: hook.record})
+		resp, _, err := do(t, client, newRequest(t, "GET", srv.URL, nil))
+		require.NoError(t, err)
+		assert.Equal(t, 503, resp.StatusCode)
+		assert.Equal(t, 1, srv.Count())
+		assert.Zero(t, clock.Waited(), "gave up without waiting")
+		require.Len(t, hook.all(), 1)
+		assert.Same(t, retryhttp.ErrBudgetEmpty, hook.all()[0].Reason)
+	})
+	t.Run("Retry-After: 1, 2 with two tokens waits as told and spends both", func(t *testing.T) {
 		srv := retrytest.NewServer(t, retrytest.Unavailable(time.Second), retrytest.TooManyRequests(2*time.Second), retrytest.OK("done"))
-		client, clock := newClient(t, retryhttp.Policy{Budget: retryhttp.NewBudget(0, 0)})
+		budget := retryhttp.NewBudget(0, 2)
+		client, clock := newClient(t, retryhttp.Policy{Budget: budget})
 		resp, _, err := do(t, client, newRequest(t, "GET", srv.URL, nil))
 		require.NoError(t, err)
 		assert.Equal(t, 200, resp.StatusCode)
-		assert.GreaterOrEqual(t, clock.Waited(), 3*time.Second, "waited as told")
+		assert.GreaterOrEqual(t, clock.Waited(), 3*time.Second, "never earlier than named")
+		assert.Zero(t, budget.Tokens(), "both retries charged")
 	})
 	t.Run("Retry-After: 0 to everything is still bounded", func(t *testing.T) {
 		srv := retrytest.NewServer(t).Otherwise(retrytest.Reply(503, "").WithHeader("Retry-After", "0"))
@@ -278,10 +294,10 @@ func TestScheduledRetriesTakeNoToken(t *testing.T) {
 		}
 		assert.Equal(t, 100+retryhttp.DefaultBudgetBurst, srv.Count(), "a quota hold's retry told to come back at once is blind")
 	})
-	t.Run("a scheduled retry is still bounded by MaxAttempts", func(t *testing.T) {
+	t.Run("a scheduled retry is bounded by MaxAttempts", func(t *testing.T) {
 		srv := retrytest.NewServer(t).Otherwise(retrytest.Unavailable(time.Second))
 		var hook giveUps
-		client, _ := newClient(t, retryhttp.Policy{Budget: retryhttp.NewBudget(0, 0), OnGiveUp: hook.record})
+		client, _ := newClient(t, retryhttp.Policy{Budget: retryhttp.UnlimitedBudget(), OnGiveUp: hook.record})
 		_, _, err := do(t, client, newRequest(t, "GET", srv.URL, nil))
 		require.NoError(t, err)
 		assert.Equal(t, retryhttp.DefaultMaxAttempts, srv.Count())

@@ -911,9 +911,10 @@ func TestNeverSentPostIsRetried(t *testing.T) {
 	assert.Empty(t, hook.all())
 }
 
-// A never-sent retry is a retry like any other: it takes a token from the
-// Budget, and the limits end it with their own reasons.
-func TestNeverSentRetryIsBudgeted(t *testing.T) {
+// A never-sent retry cost the server nothing: it takes no token from the
+// Budget, even an empty one, and MaxAttempts and the other limits end it
+// with their own reasons.
+func TestNeverSentRetryTakesNoToken(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := ln.Addr().String()
@@ -924,18 +925,25 @@ func TestNeverSentRetryIsBudgeted(t *testing.T) {
 		wantReason   error
 		wantAttempts int
 	}{
-		{"budget empty", retryhttp.Policy{Budget: retryhttp.NewBudget(0, 0)}, retryhttp.ErrBudgetEmpty, 1},
-		{"budget of two", retryhttp.Policy{Budget: retryhttp.NewBudget(0, 2)}, retryhttp.ErrBudgetEmpty, 3},
+		{"budget empty", retryhttp.Policy{Budget: retryhttp.NewBudget(0, 0)}, retryhttp.ErrAttemptsUsedUp, retryhttp.DefaultMaxAttempts},
+		{"budget of two", retryhttp.Policy{Budget: retryhttp.NewBudget(0, 2)}, retryhttp.ErrAttemptsUsedUp, retryhttp.DefaultMaxAttempts},
 		{"attempts used up", retryhttp.Policy{MaxAttempts: 2}, retryhttp.ErrAttemptsUsedUp, 2},
+		{"max elapsed", retryhttp.Policy{MaxAttempts: 100, MaxElapsed: 10 * time.Second, Backoff: func() backoff.BackOff { return backoff.NewConstantBackOff(3 * time.Second) }}, retryhttp.ErrMaxElapsed, 4},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var hook giveUps
 			tt.policy.OnGiveUp = hook.record
-			tt.policy.Backoff = noWait
+			if tt.policy.Backoff == nil {
+				tt.policy.Backoff = noWait
+			}
 			client, _ := newClient(t, tt.policy)
+			tokens := tt.policy.Budget.Tokens()
 
 			_, err := client.Do(newRequest(t, "POST", "http://"+addr, strings.NewReader("x")))
 
+			if tt.policy.Budget != nil {
+				assert.Equal(t, tokens, tt.policy.Budget.Tokens(), "no token taken")
+			}
 			var giveUp *retryhttp.GiveUpError
 			require.ErrorAs(t, err, &giveUp)
 			assert.Same(t, tt.wantReason, giveUp.Reason)
@@ -1003,11 +1011,9 @@ func TestSoak(t *testing.T) {
 	rt := &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{
 		Clock: clock, MaxAttempts: maxAttempts, Budget: budget,
 		MaxElapsed: 1000 * time.Hour, MaxRetryAfter: time.Minute,
-		OnRetry: func(ev retryhttp.RetryEvent) {
-			if !ev.HasRetryAfter || ev.RetryAfter < retryhttp.ScheduledRetryMin {
-				blind.Add(1)
-			}
-		},
+		// Every retry here follows an attempt that reached the server, so
+		// every one is charged, a named wait or not.
+		OnRetry: func(retryhttp.RetryEvent) { blind.Add(1) },
 	}}
 	client := &http.Client{Transport: rt}
 
@@ -1064,9 +1070,9 @@ func TestSoak(t *testing.T) {
 	assert.LessOrEqual(t, maxTokens.Load().(float64), float64(burst))
 	retries := srv.Count() - requests
 	// The budget gains ratio for every request answered with a response
-	// not retried (a success), so blind retries are bounded by those, and
-	// so by the requests; a retry at a time the server named (a second or
-	// more ahead) takes no token.
+	// not retried (a success), so charged retries are bounded by those, and
+	// so by the requests; a retry at a time the server named is charged
+	// like any other.
 	bound := burst + ratio*float64(answered.Load())
 	assert.LessOrEqual(t, float64(blind.Load()), bound, "blind retries within the budget")
 	assert.LessOrEqual(t, bound, burst+ratio*float64(requests))

@@ -341,7 +341,7 @@ var errNilBackoff = errors.New("retryhttp: Policy.Backoff returned a nil backoff
 // another, and how long to wait first. The checks run in an order that
 // takes a token from the Budget only for a retry that will be made, and that
 // builds the backoff schedule only for a request that may retry.
-func (r *retrier) decide(attempt int, resp *http.Response) decision {
+func (r *retrier) decide(attempt int, resp *http.Response, err error) decision {
 	p := &r.t.Policy
 	now := r.clock.Now()
 	d := decision{decidedAt: now, decidedReal: time.Now(), server: serverWaitAt(resp, now)}
@@ -355,9 +355,9 @@ func (r *retrier) decide(attempt int, resp *http.Response) decision {
 		d.reason = ErrRetryAfterTooLong
 		return d
 	}
-	backoffWait, err := r.sched.next(p)
-	if err != nil {
-		d.reason = err
+	backoffWait, stop := r.sched.next(p)
+	if stop != nil {
+		d.reason = stop
 		return d
 	}
 	lim := r.limits(now)
@@ -373,15 +373,14 @@ func (r *retrier) decide(attempt int, resp *http.Response) decision {
 		d.reason = ErrThrottled
 		return d
 	}
-	// A retry at a time the server named, a second or more ahead, is the
-	// server's own schedule, not a blind retry: it takes no token (see
-	// Budget). A shorter named wait, Retry-After: 0 above all, is blind.
-	// Nor does the retry of a rate-limit refusal that a quota hold paces
-	// to a reset still ahead: the hold lets through no more than the quota
-	// the server announced. One told to come back at once (Retry-After: 0,
-	// a reset of now) is blind like any other, so that a server answering
-	// so to everything is still bounded.
-	if d.server.ok && (d.server.wait >= ScheduledRetryMin || d.server.wait > 0 && r.pacedByHold(resp)) {
+	// A retry is charged by what its failed attempt cost the server, and
+	// by nothing the server said about time: a named wait sets when the
+	// retry goes, never how many may go (see Budget). An attempt that
+	// provably never reached the server cost it nothing; the retry of a
+	// refusal that a quota hold paces to a reset at least
+	// ScheduledRetryMin ahead is one of the requests of the quota the
+	// server announced for its next window.
+	if r.neverReached(err) || d.server.ok && d.server.wait >= ScheduledRetryMin && r.pacedByHold(resp) {
 		return d
 	}
 	if d.token = r.budget.withdraw(r.req.URL); d.token == noToken {

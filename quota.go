@@ -385,7 +385,8 @@ func mayTellQuota(resp *http.Response) bool {
 	if resp == nil {
 		return false
 	}
-	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+	switch resp.StatusCode {
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable, http.StatusForbidden:
 		return true
 	}
 	h := resp.Header
@@ -408,10 +409,22 @@ func readQuota(resp *http.Response, now time.Time) quotaNews {
 	}
 	h := canonicalRateLimitHeader(resp.Header)
 	news.limit = announcedQuota(h)
-	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+	switch resp.StatusCode {
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable, http.StatusForbidden:
+		// A 403 with Retry-After is a rate-limit refusal (GitHub's
+		// secondary limits), held like a 429; any other 403 says nothing
+		// of a quota.
 		if d, ok := RetryAfter(resp, now); ok {
+			if resp.StatusCode == http.StatusServiceUnavailable && news.limit == 0 && !tellsRemaining(h) {
+				// A server shedding load, not a quota: its named wait
+				// says when this request may come back, not that others
+				// may not be sent. Holding them, and letting them out at
+				// the reset, keeps a queue full of work whose callers
+				// have gone; the retry of this one waits as told and is
+				// charged to the Budget.
+				return news
+			}
 			news.spent, news.wait, news.header = true, d, "Retry-After"
-			news.shed = resp.StatusCode == http.StatusServiceUnavailable && news.limit == 0 && !tellsRemaining(h)
 			return news
 		}
 	}
@@ -864,9 +877,19 @@ func (hs *holds) observe(u *url.URL, clock Clock, resp *http.Response, success b
 }
 
 // pacedByHold reports whether the retry of a refusal is paced by its
-// destination's quota hold, which lets through no more than the quota the
-// server announced: such a retry adds no load the server has not offered to
-// serve, and takes no token from the Budget.
+// destination's quota hold: one spent until a reset still ahead, that knows
+// the quota the server announced and lets through no more than that. Such a
+// retry adds no load the server has not offered to serve, and takes no
+// token from the Budget. A hold that knows no quota paces nothing.
 func (r *retrier) pacedByHold(resp *http.Response) bool {
-	return resp != nil && r.t.holds.find(r.req.URL) != nil && rateLimitRefusal(resp.Header)
+	if resp == nil {
+		return false
+	}
+	h := r.t.holds.find(r.req.URL)
+	if h == nil {
+		return false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.quota > 0 && h.spentAt(r.clock.Now())
 }

@@ -195,7 +195,10 @@ func TestQuotaHoldShortWindow(t *testing.T) {
 	q, srv := newQuotaServer(t, 5, 300*time.Millisecond, "discord")
 	var mu sync.Mutex
 	var holds []retryhttp.HoldEvent
+	// A reset under ScheduledRetryMin makes a blind retry, charged to the
+	// Budget; what is tested here is the hold's pacing.
 	client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t), Policy: retryhttp.Policy{
+		Budget: retryhttp.UnlimitedBudget(),
 		OnHold: func(ev retryhttp.HoldEvent) {
 			mu.Lock()
 			holds = append(holds, ev)
@@ -261,7 +264,9 @@ func TestQuotaHoldTakesAServedQuotaAsSpent(t *testing.T) {
 func TestQuotaHoldLetsThroughNoMoreThanTheQuotaAtAReset(t *testing.T) {
 	q, srv := newQuotaServer(t, 5, 500*time.Millisecond, "discord")
 	q.delay = 300 * time.Millisecond
-	client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t)}}
+	// A reset under ScheduledRetryMin makes a blind retry, charged to the
+	// Budget; what is tested here is the hold's pacing.
+	client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t), Policy: retryhttp.Policy{Budget: retryhttp.UnlimitedBudget()}}}
 	statuses, errs := runConcurrent(t, client, srv.URL, 30)
 	checkQuotaTarget(t, q, statuses, errs)
 }
@@ -670,6 +675,50 @@ func TestQuotaHoldDoesNotTakeLowDemandForTheQuota(t *testing.T) {
 			mu.Lock()
 			defer mu.Unlock()
 			assert.Empty(t, events)
+		})
+	}
+}
+
+// TestOnlyQuotaRefusalsHoldNewRequests: a 503 that names only its wait is a
+// server shedding load, not a quota: the next request to it is sent at once,
+// not held, so that held work does not pile up to be let out together. A
+// 429 or a 403 with Retry-After (GitHub's secondary limit) is a quota
+// refusal: the next request is held until the reset it named.
+func TestOnlyQuotaRefusalsHoldNewRequests(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		refusal retrytest.Answer
+		held    bool
+	}{
+		{"503 with only Retry-After", retrytest.Reply(503, "").WithHeader("Retry-After", "5"), false},
+		{"429 with only Retry-After", retrytest.Reply(429, "").WithHeader("Retry-After", "5"), true},
+		{"403 with Retry-After", retrytest.Reply(403, "").WithHeader("Retry-After", "5"), true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := retrytest.NewServer(t).On("/refused", tt.refusal).On("/next", retrytest.OK("next"))
+			var holds []retryhttp.HoldEvent
+			client, clock := newClient(t, retryhttp.Policy{
+				OnHold: func(ev retryhttp.HoldEvent) { holds = append(holds, ev) },
+			})
+			first := newRequest(t, "GET", srv.URL+"/refused", nil)
+			first = first.WithContext(retryhttp.NoRetry(first.Context()))
+			resp, _, err := do(t, client, first)
+			require.NoError(t, err)
+			require.Equal(t, tt.refusal.Status, resp.StatusCode)
+
+			resp, body, err := do(t, client, newRequest(t, "GET", srv.URL+"/next", nil))
+
+			require.NoError(t, err)
+			assert.Equal(t, 200, resp.StatusCode)
+			assert.Equal(t, "next", body)
+			if tt.held {
+				require.Len(t, holds, 1)
+				assert.GreaterOrEqual(t, holds[0].Held, 5*time.Second, "held until the reset")
+				assert.GreaterOrEqual(t, clock.Waited(), 5*time.Second)
+			} else {
+				assert.Empty(t, holds, "no request held")
+				assert.Zero(t, clock.Waited(), "sent at once")
+			}
 		})
 	}
 }

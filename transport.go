@@ -154,7 +154,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // otherwise only when its body can be replayed and err proves that the
 // attempt never reached the server.
 func (r *retrier) mayRetry(err error) bool {
-	return r.notResendable == nil || (err != nil && bodyReplayable(r.req) && neverSent(r.classifiable(err), r.tries.history()))
+	return r.notResendable == nil || (bodyReplayable(r.req) && r.neverReached(err))
+}
+
+// neverReached reports whether the latest attempt failed with an error err
+// that proves it never reached the server (see neverSent): sending it again
+// cannot repeat its effect, and costs the server nothing.
+func (r *retrier) neverReached(err error) bool {
+	return err != nil && neverSent(r.classifiable(err), r.tries.history())
 }
 
 // classifiable returns err as the Policy's rule and neverSent see it:
@@ -302,7 +309,7 @@ func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) 
 	ctx := r.req.Context()
 	for {
 		attempt := r.sent
-		d := r.decide(attempt, resp)
+		d := r.decide(attempt, resp, err)
 		if d.reason == errNilBackoff {
 			discard(ctx, resp, r.abandon)
 			return nil, errNilBackoff

@@ -528,7 +528,9 @@ func TestGivesUpWithTheLastErrorWrapped(t *testing.T) {
 		wantMsg string
 	}{
 		{"attempts used up", retryhttp.Policy{MaxAttempts: 2}, "gave up after 2 attempts (attempts used up)"},
-		{"budget empty", retryhttp.Policy{Budget: retryhttp.NewBudget(0, 0)}, "gave up after 1 attempt (retry budget empty)"},
+		// A refused connection takes no token: the attempts, not the
+		// empty budget, end it.
+		{"budget empty", retryhttp.Policy{Budget: retryhttp.NewBudget(0, 0), MaxAttempts: 3}, "gave up after 3 attempts (attempts used up)"},
 		{"past MaxElapsed", retryhttp.Policy{MaxElapsed: time.Millisecond}, "gave up after 1 attempt (next retry would start past MaxElapsed)"},
 	}
 	for _, tt := range tests {
