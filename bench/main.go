@@ -5,14 +5,16 @@
 // results/.
 //
 //	go run .                       # every scenario in full, about ten minutes
-//	go run . -quick                # a smaller version, under a minute
+//	go run . -quick                # a smaller version, about 3 minutes on a busy 2-core machine
 //	go run . -sim                  # only the fleet simulation, in full (under a minute)
 //	go run . -only metastable,sim  # only the scenarios named (printed; RESULTS.md is left alone)
 //	go run . -meta-procs 20,2000   # the metastable scenario's load shared by 20, then by 2,000 processes
+//	go run . -meta-retry-after 0,1,5  # the metastable scenario without, then with Retry-After: 1 and 5 on its 503s
+//	go run . -meta-warmup 2000,10s,160  # and a young fleet: 2,000 processes, a 10 s warm-up at 160 requests/s
 //
 // Scenario names for -only: happy, outage, brief, herd, overload, forms,
-// metastable, sim, quota, throttle, and the hedging scenarios tail, slow
-// and metastable-hedge.
+// metastable, sim, quota, throttle, restart, and the hedging scenarios tail,
+// slow and metastable-hedge.
 package main
 
 import (
@@ -45,13 +47,15 @@ type config struct {
 	meta           metaParams
 	metaProcs      []int // the process counts the metastable scenario runs with, the same total load shared
 	metaConcurrent bool  // run the contenders of the metastable scenario at once
+	metaRetryAfter []int // the Retry-After values (s) the metastable scenario's 503s carry, one run each; 0: none
+	metaYoung      youngFleet
 	sim            simConfig
 	hedge          hedgeParams
 	only           map[string]bool // nil: every scenario
 	out            string
 }
 
-var scenarioNames = []string{"happy", "outage", "brief", "herd", "overload", "forms", "metastable", "sim", "quota", "throttle", "tail", "slow", "metastable-hedge"}
+var scenarioNames = []string{"happy", "outage", "brief", "herd", "overload", "forms", "metastable", "sim", "quota", "throttle", "restart", "tail", "slow", "metastable-hedge"}
 
 // runs reports whether the scenario named is part of this run.
 func (c config) runs(name string) bool { return c.only == nil || c.only[name] }
@@ -64,12 +68,14 @@ func main() {
 		overloadRPS: 400, overloadFor: 5 * time.Second,
 		meta: metaFullParams(), sim: simFullConfig(), hedge: hedgeFullParams(),
 	}
-	var only, metaProcs string
+	var only, metaProcs, metaRetryAfter, metaWarmup string
 	var simOnly bool
-	flag.BoolVar(&cfg.quick, "quick", false, "run a smaller version of every scenario (under a minute)")
+	flag.BoolVar(&cfg.quick, "quick", false, "run a smaller version of every scenario (about 3 minutes)")
 	flag.BoolVar(&simOnly, "sim", false, "run only the fleet simulation (same as -only sim)")
 	flag.StringVar(&only, "only", "", "run only these scenarios, comma-separated: "+strings.Join(scenarioNames, ",")+"; prints, and writes no RESULTS.md")
 	flag.StringVar(&metaProcs, "meta-procs", "20,1000", "the process counts, comma-separated, that share the load of the metastable scenario on loopback; the first also runs the peers and is the one simulated")
+	flag.StringVar(&metaRetryAfter, "meta-retry-after", "0,1,5", "the Retry-After values in seconds, comma-separated, that the metastable scenario's 503s carry, each its own run; 0 or empty: none (-quick: 0 unless given)")
+	flag.StringVar(&metaWarmup, "meta-warmup", "2000,10s,160", "a young fleet for the metastable scenario: PROCESSES,WARM-UP,RATE (a warm-up of WARM-UP at RATE requests/s in all before the trigger), or WARM-UP alone for 2000 processes at 160/s; empty or 0: none (-quick: none unless given)")
 	flag.StringVar(&cfg.out, "out", "results", "the folder for RESULTS.md and the plots (empty: print only); -quick and -only print only unless -out is given")
 	flag.Parse()
 	if simOnly {
@@ -90,6 +96,19 @@ func main() {
 			fail(fmt.Errorf("-meta-procs: %q is not a number of processes", s))
 		}
 		cfg.metaProcs = append(cfg.metaProcs, n)
+	}
+	if cfg.quick && !flagGiven("meta-retry-after") {
+		metaRetryAfter = "0"
+	}
+	if cfg.quick && !flagGiven("meta-warmup") {
+		metaWarmup = ""
+	}
+	var err error
+	if cfg.metaRetryAfter, err = parseRetryAfters(metaRetryAfter); err != nil {
+		fail(err)
+	}
+	if cfg.metaYoung, err = parseYoungFleet(metaWarmup); err != nil {
+		fail(err)
 	}
 	if (cfg.quick || cfg.only != nil) && !flagGiven("out") {
 		cfg.out = "" // the committed results come from full runs of everything
@@ -149,21 +168,51 @@ func run(cfg config) error {
 	var side sync.WaitGroup
 	metastables := func() {
 		if cfg.runs("metastable") {
-			step("metastable failure")
-			rep.meta, rep.metaNative = metastable(cfg.meta, cfg.metaConcurrent, libraries)
-			for _, n := range cfg.metaProcs[1:] {
-				step(fmt.Sprintf("metastable failure, %d processes", n))
+			for _, ra := range cfg.metaRetryAfter {
 				p := cfg.meta
-				p.clients = n
-				// The peers' failure is plain at 20 processes already: at
-				// larger counts only the bare transport and retryhttp run.
-				more, _ := metastable(p, cfg.metaConcurrent, libraries[:2])
-				rep.metaMore = append(rep.metaMore, more)
+				p.retryAfter = ra
+				named := ""
+				if ra > 0 {
+					named = fmt.Sprintf(", Retry-After: %d", ra)
+				}
+				step("metastable failure" + named)
+				first, native := metastable(p, cfg.metaConcurrent, libraries)
+				runs := [][]metaResult{first}
+				for _, n := range cfg.metaProcs[1:] {
+					step(fmt.Sprintf("metastable failure, %d processes%s", n, named))
+					p.clients = n
+					// The peers' failure is plain at 20 processes already: at
+					// larger counts only the bare transport and retryhttp run.
+					more, _ := metastable(p, cfg.metaConcurrent, libraries[:2])
+					runs = append(runs, more)
+				}
+				if ra == 0 {
+					rep.meta, rep.metaMore, rep.metaNative = first, runs[1:], native
+				}
+				rep.metaRA = append(rep.metaRA, metaRARun{retryAfter: ra, runs: runs})
+			}
+			if y := cfg.metaYoung; y.procs > 0 {
+				step(fmt.Sprintf("metastable failure, a young fleet of %d processes", y.procs))
+				rep.metaYoung, _ = metastable(y.params(cfg.meta), cfg.metaConcurrent, libraries[:2])
 			}
 		}
 		if cfg.runs("metastable-hedge") {
 			step("hedging: metastable failure")
 			rep.metaHedge = metastableHedged(cfg.meta, cfg.metaConcurrent)
+		}
+	}
+	// The spent quota and the restart mostly wait: their own section,
+	// after the others.
+	var quotaMD string
+	var restarted []restartResult
+	quotaAndRestart := func() {
+		if cfg.runs("quota") {
+			step("spent quota")
+			quotaMD = quotaMarkdown(quotaScenario())
+		}
+		if cfg.runs("restart") {
+			step("restart")
+			restarted = restartScenario()
 		}
 	}
 	// The simulation, and the hedging scenarios that run each contender
@@ -187,6 +236,7 @@ func run(cfg config) error {
 		// not overlap.
 		side.Go(metastables)
 		side.Go(others)
+		side.Go(quotaAndRestart) // they mostly wait: 30 requests, 5 a second
 	}
 	if cfg.runs("outage") {
 		step("total outage")
@@ -213,14 +263,11 @@ func run(cfg config) error {
 	} else {
 		metastables()
 		others()
+		quotaAndRestart()
 	}
 	// Scenarios of their own files, reported after the others.
-	var extra string
+	extra := quotaMD + restartMarkdown(restarted)
 	var throttled *throttleReport
-	if cfg.runs("quota") {
-		step("spent quota")
-		extra += quotaMarkdown(quotaScenario())
-	}
 	if cfg.runs("throttle") {
 		step("adaptive throttling")
 		throttled = throttleScenario(cfg, step)

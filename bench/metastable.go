@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -52,6 +53,13 @@ type metaParams struct {
 	after         time.Duration // after the trigger, until the end of the offered load
 	grace         time.Duration // how long in-flight requests may finish after that
 	seed          uint64
+	// retryAfter, if not 0, is the Retry-After (whole seconds) the server
+	// sends on its full queue's 503s; 0 sends none.
+	retryAfter int
+	// warmupRate, if not 0, is the rate (requests a second, in all) of the
+	// arrivals before the trigger, instead of load × capacity: a young
+	// fleet's processes have sent little, and earned little, by then.
+	warmupRate float64
 }
 
 func (p metaParams) queueLimit() int { return int(math.Round(p.queueSeconds * p.capacity)) }
@@ -97,6 +105,12 @@ type metaResult struct {
 	// in that span.
 	retriesFromTrigger int
 	maxLoadRatio       float64
+	// the attempts the server received from the start of the trigger to
+	// the end of the offered load, against the requests offered (the bare
+	// transport's load); and the successes from the end of the trigger to
+	// the end of the offered load, against the requests offered in it
+	meanLoadRatio float64
+	goodputAfter  float64
 }
 
 // metaServer is the server of the scenario.
@@ -142,7 +156,12 @@ func (s *metaServer) handle(w http.ResponseWriter, r *http.Request) {
 	select {
 	case s.queue <- item:
 	default:
-		w.WriteHeader(http.StatusServiceUnavailable) // queue full: refused at once, at no cost
+		// Queue full: refused at once, at no cost, with the wait the
+		// scenario names, if any.
+		if s.p.retryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(s.p.retryAfter))
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
 	select {
@@ -357,6 +376,8 @@ func metastable(p metaParams, concurrent bool, libraries []library) ([]metaResul
 	for i := range results {
 		r := &results[i]
 		r.maxLoadRatio = maxWindowRatio(r.load, r.offered, ticks(p.warmup), ticks(p.runFor()))
+		r.meanLoadRatio = spanRatio(r.load, r.offered, ticks(p.warmup), ticks(p.runFor()))
+		r.goodputAfter = spanRatio(r.goodput, r.offered, ticks(p.warmup+p.trigger), ticks(p.runFor()))
 	}
 	return results, native
 }
@@ -366,13 +387,29 @@ type metaArrival struct {
 	client int
 }
 
-// metaSchedule draws the Poisson arrivals of a run, each to a client.
+// metaSchedule draws the Poisson arrivals of a run, each to a client: at
+// p.warmupRate before the trigger, if it is set, and at load × capacity
+// from then on.
 func metaSchedule(p metaParams) []metaArrival {
 	rng := rand.New(rand.NewPCG(p.seed, 0x5eed))
 	rate := p.load * p.capacity
+	warm := rate
+	if p.warmupRate > 0 {
+		warm = p.warmupRate
+	}
 	var out []metaArrival
 	for t := 0.0; ; {
-		t += rng.ExpFloat64() / rate
+		r := rate
+		if t < p.warmup.Seconds() {
+			r = warm
+		}
+		t += rng.ExpFloat64() / r
+		if r != rate && t >= p.warmup.Seconds() {
+			// The gap drawn at the warm-up's rate crossed into the
+			// trigger: memorylessness lets it restart there at the
+			// trigger's rate.
+			t = p.warmup.Seconds() + rng.ExpFloat64()/rate
+		}
 		at := time.Duration(t * float64(time.Second))
 		if at >= p.runFor() {
 			return out
@@ -470,6 +507,20 @@ func maxWindowRatio(a, b []int, from, to int) float64 {
 		}
 	}
 	return best
+}
+
+// spanRatio is the ratio of a's sum to b's over [from, to), or 0 when b's
+// is 0.
+func spanRatio(a, b []int, from, to int) float64 {
+	sa, sb := 0, 0
+	for i := from; i < to && i < len(a) && i < len(b); i++ {
+		sa += a[i]
+		sb += b[i]
+	}
+	if sb == 0 {
+		return 0
+	}
+	return float64(sa) / float64(sb)
 }
 
 // perSecond sums ticks into buckets of d and scales them to a rate.

@@ -99,7 +99,7 @@ func stabilityPlots(rep *simReport) *plotRows {
 	cfg := rep.cfg
 	for _, n := range cfg.fleets {
 		var row []*plot.Plot
-		for _, c := range simClients {
+		for _, c := range cfg.mapClients() {
 			p := plot.New()
 			p.Title.Text = fmt.Sprintf("%s, %d processes", clientLabel(c), n)
 			p.X.Label.Text = "trigger length (s)"

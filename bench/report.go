@@ -21,6 +21,8 @@ type report struct {
 	meta       []metaResult
 	metaMore   [][]metaResult // the bare transport and retryhttp at the other process counts
 	metaNative bool           // the core enforced Policy.AttemptTimeout
+	metaRA     []metaRARun    // per Retry-After value of -meta-retry-after, 0 (none) included
+	metaYoung  []metaResult   // the young fleet: the bare transport and retryhttp
 	sim        *simReport
 	tail       []hedgeResult // hedging: a heavy tail
 	slow       []hedgeResult // hedging: everything slow
@@ -116,6 +118,9 @@ func (r *report) markdown() string {
 	if len(r.meta) > 0 {
 		r.metaMarkdown(p)
 	}
+	if len(r.metaRA) > 0 || len(r.metaYoung) > 0 {
+		r.metaRAMarkdown(p)
+	}
 	if r.sim != nil {
 		r.simMarkdown(p)
 		r.designsMarkdown(p)
@@ -191,6 +196,7 @@ func (r *report) targets() []string {
 		check(ours.maxLoadRatio <= targetLoadRatio, "metastable failure, %d processes: load at most ×%.2f the bare transport's in any 1 s window from the trigger on (target ≤ ×%.1f)", n, ours.maxLoadRatio, targetLoadRatio)
 		check(ours.retriesFromTrigger > 0, "metastable failure, %d processes: %d retries made from the trigger on (attempt timeouts are retried, not dropped)", n, ours.retriesFromTrigger)
 	}
+	r.metaRATargets(check)
 	return lines
 }
 

@@ -76,11 +76,11 @@ func (r *report) simMarkdown(p func(string, ...any)) {
 		}
 		p("| %s | %s |\n", clientLabel(c), strings.Join(cells, " | "))
 	}
-	p("\n### The fleet: stability map\n\nThe same total load shared by %s processes (at 90%% load each sends about %s requests/s), capacity %.0f/s, %.1f s of queue, %v of warm-up; the trigger's length and the offered load swept; each cell recovered (green, darker the later) or stuck at the end, %v after the trigger (red). One row of maps per fleet size.\n\n![stability map](stability.svg)\n\n",
-		joinInts(s.cfg.fleets), perProcessRates(s.cfg.fleets, 0.9*f.capacity), f.capacity, f.queueSeconds, f.warmup, f.after)
+	p("\n### The fleet: stability map\n\nThe same total load shared by %s processes (at 90%% load each sends about %s requests/s), capacity %.0f/s, %.1f s of queue, %v of warm-up; the trigger's length and the offered load swept; each cell recovered (green, darker the later) or stuck at the end, %v after the trigger (red). One row of maps per fleet size.%s\n\n![stability map](stability.svg)\n\n",
+		joinInts(s.cfg.fleets), perProcessRates(s.cfg.fleets, 0.9*f.capacity), f.capacity, f.queueSeconds, f.warmup, f.after, namedWaitMapText(s.cfg.retryAfters))
 	p("The longest trigger (s) each recovers from, per offered load (— none of those swept), and, for retryhttp, the cells where it recovers more than %v after the bare transport or not at all while the bare transport does:\n\n| processes | contender | %s | behind bare |\n|---:|---|%s---:|\n", targetRecoveryLag, joinLoads(s.cfg.loads), strings.Repeat("---:|", len(s.cfg.loads)))
 	for _, n := range s.cfg.fleets {
-		for _, c := range simClients {
+		for _, c := range s.cfg.mapClients() {
 			var cells []string
 			for li := range s.cfg.loads {
 				longest := "—"
@@ -100,6 +100,14 @@ func (r *report) simMarkdown(p func(string, ...any)) {
 			p("| %d | %s | %s | %s |\n", n, clientLabel(c), strings.Join(cells, " | "), behind)
 		}
 	}
+}
+
+// namedWaitMapText says what the map's named-wait rows are, if any.
+func namedWaitMapText(ns []int) string {
+	if len(ns) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" The rows `retryhttp, Retry-After: N` (N = %s) are retryhttp against the same server, but one that names a wait of N s on its 503s: the Transport reads the header, so that the wait, its jitter and whether the Budget is charged are its own decision. What these rows leave out: the quota holds between requests (a hold after a 503 with Retry-After makes later requests wait, some of them for another request's answer in real time, which a simulation that runs one request at a time cannot play), so each request goes to a destination of its own, which only its own retries share; the Budget is `NewBudget(0.1, 3)`, one window per process, as the default per-destination Budget is for a process with one destination. The bare transport ignores the header: its map is the reference.", joinInts(ns))
 }
 
 // behindBare counts the cells of the map of fleet size n where client

@@ -83,7 +83,7 @@ func happyPath(cfg config) []happyResult {
 	// Own costs: the best of interleaved rounds, each less the bare one.
 	ownNs := make([]float64, len(libraries))
 	ownAllocs := make([]int64, len(libraries))
-	for round := range 3 {
+	for round := range cfg.benchRounds { // 3 in the full run, 1 in -quick
 		for k := range libraries {
 			i := (k + round) % len(libraries)
 			own := ownCost(libraries[i])

@@ -4,10 +4,12 @@ import (
 	"container/heap"
 	"context"
 	"errors"
+	"fmt"
 	"iter"
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -67,6 +69,8 @@ type sim struct {
 	answerTimes            []time.Duration // of every request, in order of completion
 	calls                  []*simCall      // every request started
 	halt                   bool            // end the run at the next event
+	// retryAfter, if not 0, is the Retry-After (s) on the server's 503s
+	retryAfter int
 }
 
 // simServer decides the fate of an attempt that arrives now: its status and
@@ -263,7 +267,11 @@ func (b simBase) RoundTrip(req *http.Request) (*http.Response, error) {
 	if status == 0 {
 		return nil, errSimTimeout
 	}
-	return &http.Response{StatusCode: status, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+	h := http.Header{}
+	if status == http.StatusServiceUnavailable && c.s.retryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(c.s.retryAfter))
+	}
+	return &http.Response{StatusCode: status, Header: h, Body: http.NoBody, Request: req}, nil
 }
 
 // ---- the clients of the simulation ----
@@ -273,6 +281,9 @@ type simClient struct {
 	name  string
 	model bool // a model of the library's documented defaults, not its code
 	make  func(s *sim) func(ctx context.Context) bool
+	// retryAfter, if not 0, makes the server of this client's runs name
+	// this wait (s) on its 503s
+	retryAfter int
 }
 
 // retryhttpClient runs a real retryhttp.Transport with its defaults, the
@@ -285,6 +296,42 @@ func retryhttpClient(s *sim, budget *retryhttp.Budget, gate *budgetModel) func(c
 		resp, err := t.RoundTrip(req)
 		return err == nil && resp.StatusCode == http.StatusOK
 	}
+}
+
+// retryhttpNamedWaitClient is a process of retryhttp's real Transport with
+// its default Policy, for a server that names its waits (Retry-After on its
+// 503s): the Transport reads the header, and its own decision (the wait,
+// the jitter, whether the Budget is charged) makes each retry.
+//
+// What it leaves out: the quota holds between requests. After a 503 with
+// Retry-After, a hold makes a process's later requests wait for the reset,
+// and some of those waits are for another request's answer, in real time
+// (not on the Clock), which would stop a simulation that runs one request
+// at a time. So each request goes to a destination of its own (its own
+// host name): a request's own retries meet its hold, no other request
+// does; and the Budget is NewBudget(DefaultBudgetRatio,
+// DefaultBudgetBurst), one window for the process, as the default
+// per-destination Budget is for a process with one destination.
+func retryhttpNamedWaitClient(s *sim) func(ctx context.Context) bool {
+	t := &retryhttp.Transport{Base: simBase{}, Policy: retryhttp.Policy{Clock: simClock{s: s},
+		Budget: retryhttp.NewBudget(retryhttp.DefaultBudgetRatio, retryhttp.DefaultBudgetBurst)}}
+	var n uint64 // one coroutine runs at a time
+	return func(ctx context.Context) bool {
+		n++
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://r"+strconv.FormatUint(n, 36)+".sim.invalid/", nil)
+		resp, err := t.RoundTrip(req)
+		return err == nil && resp.StatusCode == http.StatusOK
+	}
+}
+
+// namedWaitSimClients are the stability map's retryhttp rows for servers
+// that send Retry-After: N on their 503s, one per N.
+func namedWaitSimClients(ns []int) []simClient {
+	var out []simClient
+	for _, n := range ns {
+		out = append(out, simClient{name: fmt.Sprintf("retryhttp, Retry-After: %d", n), make: retryhttpNamedWaitClient, retryAfter: n})
+	}
+	return out
 }
 
 var simClients = []simClient{
@@ -422,6 +469,7 @@ func simMetastable(p metaParams, mk func(s *sim) func(ctx context.Context) bool)
 		trigEnd: p.warmup + p.trigger, queueLimit: p.queueLimit()}
 	end := p.runFor() + p.grace
 	s := newSim(q, p.limit, end)
+	s.retryAfter = p.retryAfter
 	procs := make([]func(ctx context.Context) bool, p.clients)
 	for i := range procs {
 		procs[i] = mk(s)

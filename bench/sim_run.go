@@ -17,6 +17,15 @@ type simConfig struct {
 	loads    []float64
 	triggers []time.Duration
 	designs  []budgetDesign
+	// the Retry-After values (s) of the map's named-wait rows: retryhttp
+	// against a server that names that wait on its 503s
+	retryAfters []int
+}
+
+// mapClients are the client kinds of the stability map: every simulated
+// client, and retryhttp with each named wait.
+func (c simConfig) mapClients() []simClient {
+	return append(slices.Clone(simClients), namedWaitSimClients(c.retryAfters)...)
 }
 
 // simFullConfig is the fleet of the issue: 20, 1,000 and 10,000 processes
@@ -33,10 +42,11 @@ func simFullConfig() simConfig {
 			limit: time.Second, warmup: 60 * time.Second, trigger: 10 * time.Second, after: 30 * time.Second,
 			grace: 3 * time.Second, seed: 7,
 		},
-		fleets:   []int{20, 1000, 10000},
-		loads:    []float64{0.5, 0.6, 0.7, 0.8, 0.9, 0.95},
-		triggers: []time.Duration{1 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second, 60 * time.Second},
-		designs:  budgetDesigns,
+		fleets:      []int{20, 1000, 10000},
+		loads:       []float64{0.5, 0.6, 0.7, 0.8, 0.9, 0.95},
+		triggers:    []time.Duration{1 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second, 60 * time.Second},
+		designs:     budgetDesigns,
+		retryAfters: []int{1, 5},
 	}
 }
 
@@ -47,6 +57,7 @@ func simQuickConfig() simConfig {
 	c.fleets = []int{20, 1000} // at 100/s, 1,000 processes send as little each as 10,000 at 1000/s
 	c.loads = []float64{0.6, 0.9}
 	c.triggers = []time.Duration{2 * time.Second, 10 * time.Second, 30 * time.Second}
+	c.retryAfters = []int{1}
 	return c
 }
 
@@ -149,7 +160,7 @@ func runSim(cfg simConfig, loop metaParams, step func(string)) *simReport {
 	}
 	for _, n := range cfg.fleets {
 		rep.sweep[n] = map[string][][]simMetaResult{}
-		for _, c := range simClients {
+		for _, c := range cfg.mapClients() {
 			grid := make([][]simMetaResult, len(cfg.loads))
 			rep.sweep[n][c.name] = grid
 			for li, load := range cfg.loads {
@@ -158,6 +169,7 @@ func runSim(cfg simConfig, loop metaParams, step func(string)) *simReport {
 					p := cfg.fleet
 					p.clients, p.load, p.trigger = n, load, trig
 					p.seed += uint64(li*100 + ti)
+					p.retryAfter = c.retryAfter
 					jobs = append(jobs, func() {
 						grid[li][ti] = simMetastable(p, c.make)
 						grid[li][ti].client = c.name

@@ -108,6 +108,9 @@ type throttleReport struct {
 	fleets   [][][]simMetaResult // [fleet][load][client]
 	fleetNs  []int
 	meta     metaParams
+	// the capacity of the simulated fleets: the full simulation's, or the
+	// quick one's tenth of it
+	fleetCapacity float64
 }
 
 // throttleScenario runs the comparison.
@@ -143,9 +146,18 @@ func throttleScenario(cfg config, step func(string)) *throttleReport {
 			p := cfg.meta
 			p.load, p.clients = load, n
 			sched := metaSchedule(p)
-			var row []metaResult
-			for _, lib := range []string{"bare transport", libThrottle} {
-				row = append(row, metastableOne(p, lib, sched, native))
+			libs := []string{"bare transport", libThrottle}
+			row := make([]metaResult, len(libs))
+			if cfg.metaConcurrent { // -quick: both at once, each with its own server
+				var wg sync.WaitGroup
+				for i, lib := range libs {
+					wg.Go(func() { row[i] = metastableOne(p, lib, sched, native) })
+				}
+				wg.Wait()
+			} else {
+				for i, lib := range libs {
+					row[i] = metastableOne(p, lib, sched, native)
+				}
 			}
 			rep.fleetLB = append(rep.fleetLB, row)
 		}
@@ -172,8 +184,17 @@ func throttleScenario(cfg config, step func(string)) *throttleReport {
 	full := metaFullParams() // the loopback scale with its full phases, whatever -quick says
 	full.clients = rep.meta.clients
 	rep.sim20 = run(full)
+	fleet := simFullConfig().fleet
+	if cfg.quick {
+		// The quick simulation's fleet: a tenth of the capacity, so that
+		// 1,000 processes send each as little as 10,000 at the full
+		// capacity, for a tenth of the events.
+		fleet = simQuickConfig().fleet
+		rep.fleetNs = []int{1000}
+	}
+	rep.fleetCapacity = fleet.capacity
 	for _, n := range rep.fleetNs {
-		f := simFullConfig().fleet
+		f := fleet
 		f.clients = n
 		rep.fleets = append(rep.fleets, run(f))
 	}
@@ -211,7 +232,7 @@ func (rep *throttleReport) markdown() string {
 	}
 	parts := []part{{"Simulation at the loopback scale (full phases)", rep.sim20, rep.meta.clients}}
 	for i, n := range rep.fleetNs {
-		parts = append(parts, part{"Simulation of a fleet (capacity 1000/s)", rep.fleets[i], n})
+		parts = append(parts, part{fmt.Sprintf("Simulation of a fleet (capacity %.0f/s)", rep.fleetCapacity), rep.fleets[i], n})
 	}
 	for _, part := range parts {
 		p("\n%s, %d processes:\n\n| load | client | recovery | successes | attempts |\n|---|---|---|---|---|\n", part.name, part.n)
