@@ -307,8 +307,9 @@ func (t *Throttle) destinations() int {
 
 // gate passes a new request through the Throttle and the quota hold of its
 // destination before its first attempt; nothing has been sent yet. It
-// returns the error RoundTrip returns instead of sending: a rejection, or a
-// hold cut short by the caller.
+// returns the error RoundTrip returns instead of sending: a rejection, which
+// OnGiveUp reports, or a hold cut short by the caller, which OnHold reports
+// and OnGiveUp does not: the request never had an outcome to give up on.
 func (r *retrier) gate() error {
 	if th := r.t.Policy.Throttle; th != nil {
 		if err := th.admit(r.req.URL, r.clock.Now()); err != nil {
@@ -316,7 +317,7 @@ func (r *retrier) gate() error {
 		}
 	}
 	if err := r.holdAttempt(1); err != nil {
-		return r.reportGiveUp(0, nil, nil, err, serverWait{})
+		return &GiveUpError{Attempts: 0, Reason: err}
 	}
 	return nil
 }
