@@ -149,9 +149,9 @@ func TestMaxElapsedCountsOnRetryAndTheDrain(t *testing.T) {
 	t.Run("the retry starts within MaxElapsed", func(t *testing.T) {
 		srv, arrivals := slowBodyServer(t, 1000)
 		client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t), Policy: retryhttp.Policy{
-			MaxElapsed: 300 * time.Millisecond,
-			Backoff:    constant(100 * time.Millisecond),
-			OnRetry:    func(retryhttp.RetryEvent) { time.Sleep(100 * time.Millisecond) },
+			MaxElapsed: 3 * time.Second,
+			Backoff:    constant(time.Second),
+			OnRetry:    func(retryhttp.RetryEvent) { time.Sleep(time.Second) },
 		}}}
 
 		resp, _, err := do(t, client, newRequest(t, "GET", srv.URL, nil))
@@ -160,9 +160,10 @@ func TestMaxElapsedCountsOnRetryAndTheDrain(t *testing.T) {
 		assert.Equal(t, 200, resp.StatusCode)
 		got := arrivals()
 		require.Len(t, got, 2)
-		// The hook (100 ms) and the drain (up to 50 ms) run inside the
-		// 100 ms wait, not after it.
-		assert.Less(t, got[1].Sub(got[0]), 220*time.Millisecond)
+		// The hook (1 s) and the drain (up to 50 ms) run inside the 1 s
+		// wait, not after it, which would take 2 s; seconds, so that a busy
+		// machine's delays do not reach the margin.
+		assert.Less(t, got[1].Sub(got[0]), 1600*time.Millisecond)
 	})
 	t.Run("a slow OnRetry that leaves no room gives up with the whole response", func(t *testing.T) {
 		const size = 100 << 10 // more than the drain would read
@@ -280,8 +281,10 @@ func TestCancelledWaitGivesTheTokenBack(t *testing.T) {
 
 // TestEmptyBodiesCostNoDrainTime: a Base that wraps every body (as otelhttp
 // does) hides http.NoBody; an empty body must still cost no drain time
-// against the limits.
+// against the limits. A retry 1 ms off fits a MaxElapsed of 30 ms only when
+// the drain costs nothing: a body to drain is allowed 50 ms.
 func TestEmptyBodiesCostNoDrainTime(t *testing.T) {
+	clock := stillClock{retrytest.NewClock(t)}
 	srv := retrytest.NewServer(t, retrytest.Reply(503, ""), retrytest.OK("ok"))
 	var closed atomic.Int32
 	wrapping := roundTripFunc(func(req *http.Request) (*http.Response, error) {
@@ -294,6 +297,7 @@ func TestEmptyBodiesCostNoDrainTime(t *testing.T) {
 	client := &http.Client{Transport: &retryhttp.Transport{Base: wrapping, Policy: retryhttp.Policy{
 		MaxElapsed: 30 * time.Millisecond,
 		Backoff:    constant(time.Millisecond),
+		Clock:      clock,
 	}}}
 
 	resp, body, err := do(t, client, newRequest(t, "GET", srv.URL, nil))
@@ -302,6 +306,19 @@ func TestEmptyBodiesCostNoDrainTime(t *testing.T) {
 	assert.Equal(t, 200, resp.StatusCode)
 	assert.Equal(t, "ok", body)
 	assert.EqualValues(t, 2, closed.Load(), "the empty body was closed, and the returned one by the caller")
+	assert.Equal(t, []time.Duration{time.Millisecond}, clock.fake.Waits(), "the retry's wait")
+}
+
+// stillClock is a fake clock that does not say it is virtual: it stands
+// still while the Transport works, and the Transport, taking it for a clock
+// that tells the time, measures its own work on it, where that work takes
+// no time at all. Only the waits move it, so that a limit of a few
+// milliseconds is exact, however busy the machine.
+type stillClock struct{ fake *retrytest.Clock }
+
+func (c stillClock) Now() time.Time { return c.fake.Now() }
+func (c stillClock) Sleep(ctx context.Context, d time.Duration) error {
+	return c.fake.Sleep(ctx, d)
 }
 
 type closeCounter struct {
@@ -344,16 +361,16 @@ func TestOnRetryTimeCountsAgainstTheWaitOfAnyRealTimeClock(t *testing.T) {
 	tr := &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{
 		Clock:   wallClock{},
 		Budget:  retryhttp.UnlimitedBudget(),
-		Backoff: constant(400 * time.Millisecond),
-		OnRetry: func(retryhttp.RetryEvent) { time.Sleep(250 * time.Millisecond) },
+		Backoff: constant(time.Second),
+		OnRetry: func(retryhttp.RetryEvent) { time.Sleep(600 * time.Millisecond) },
 	}}
-	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
 	req := newRequest(t, "GET", "http://example.invalid/", nil).WithContext(ctx)
 
 	resp, err := tr.RoundTrip(req)
 
-	require.NoError(t, err, "the retry, due 400 ms after the decision, fits a 600 ms deadline")
+	require.NoError(t, err, "the retry, due 1 s after the decision, fits a 1.5 s deadline")
 	assert.Equal(t, 200, resp.StatusCode)
 	assert.EqualValues(t, 2, calls.Load())
 }

@@ -144,7 +144,10 @@ type RetryEvent struct {
 }
 
 // GiveUpEvent describes a request whose last outcome called for another
-// attempt but that is returned anyway; it is what Policy.OnGiveUp receives.
+// attempt but that is returned anyway, or a new request that Policy.Throttle
+// rejected (Attempts 0); it is what Policy.OnGiveUp receives. A new request
+// cancelled while a quota hold kept it back had no outcome, and gets no
+// GiveUpEvent: HoldEvent.Err reports it.
 //
 // To tell which of the caller's requests an event belongs to, compare a value
 // in Request.Context(), not the Request pointer: an http.Client hands the

@@ -155,8 +155,12 @@ type Policy struct {
 
 	// OnGiveUp, if not nil, is called exactly once for every request whose
 	// last outcome Retryable judged worth retrying but that is returned
-	// anyway (see GiveUpEvent for why). It is never called for a success,
-	// nor for an outcome that was not retryable. It runs on the goroutine
+	// anyway (see GiveUpEvent for why), a retry cut short by the caller
+	// during its wait or its quota hold included; and once for a new
+	// request that Throttle rejected, with Reason ErrThrottled. It is never
+	// called for a success, nor for an outcome that was not retryable, nor
+	// for a new request cancelled while a quota hold kept it back: that
+	// one had no outcome, and OnHold reports it. It runs on the goroutine
 	// of the RoundTrip call, just before RoundTrip returns.
 	OnGiveUp func(GiveUpEvent)
 

@@ -404,6 +404,9 @@ func TestQuotaHoldsOfDestinationsAreIndependent(t *testing.T) {
 	assert.Len(t, clock.Waits(), 1, "the spent destination is held, however spelt")
 }
 
+// A new request cancelled while held never had an outcome, retryable or
+// not: OnHold reports the cancellation, RoundTrip returns it, and OnGiveUp,
+// which is about outcomes given up on, is not called.
 func TestQuotaHoldCancelledByTheCaller(t *testing.T) {
 	var events []retryhttp.HoldEvent
 	var gaveUp []retryhttp.GiveUpEvent
@@ -429,7 +432,64 @@ func TestQuotaHoldCancelledByTheCaller(t *testing.T) {
 	assert.Len(t, srv.Requests(), 1, "nothing sent")
 	require.Len(t, events, 1)
 	assert.ErrorIs(t, events[0].Err, context.Canceled)
-	require.Len(t, gaveUp, 1)
+	assert.Empty(t, gaveUp, "no attempt was sent, so no outcome was given up on")
+}
+
+// A retry cancelled while held follows an outcome that Retryable judged
+// worth retrying: that outcome is given up on, and OnGiveUp says so once.
+func TestQuotaHoldCancellingARetryGivesUpItsRetryableOutcome(t *testing.T) {
+	var events []retryhttp.HoldEvent
+	var gaveUp []retryhttp.GiveUpEvent
+	fake := retrytest.NewClock(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The GET's first attempt gets a 503, and while it waits for its retry
+	// a POST learns that the quota is spent for 20 s: the retry is held.
+	srv := retrytest.NewServer(t, retrytest.Reply(503, "busy"), retrytest.RateLimited(20*time.Second, retrytest.GitHub)).
+		Otherwise(retrytest.OK("ok")).UseClock(fake)
+	var client *http.Client
+	client = &http.Client{Transport: &retryhttp.Transport{Base: newBase(t), Policy: retryhttp.Policy{
+		Clock:   cancelOnHoldClock{Clock: fake, cancel: cancel},
+		Backoff: constant(time.Millisecond),
+		OnRetry: func(retryhttp.RetryEvent) { spend(t, client, srv.URL) },
+		OnHold:  func(ev retryhttp.HoldEvent) { events = append(events, ev) },
+		OnGiveUp: func(ev retryhttp.GiveUpEvent) {
+			if ev.Request.Method == http.MethodGet { // not the POST's 403, given up on as not idempotent
+				gaveUp = append(gaveUp, ev)
+			}
+		},
+	}}}
+
+	_, err := client.Do(mustRequest(t, http.MethodGet, srv.URL).WithContext(ctx))
+
+	require.ErrorIs(t, err, context.Canceled)
+	var gu *retryhttp.GiveUpError
+	require.ErrorAs(t, err, &gu)
+	assert.Equal(t, 1, gu.Attempts)
+	assert.Len(t, srv.Requests(), 2, "the GET's first attempt and the POST; the retry was not sent")
+	require.Len(t, events, 1)
+	assert.Equal(t, 2, events[0].Attempt, "the retry was held")
+	assert.ErrorIs(t, events[0].Err, context.Canceled)
+	require.Len(t, gaveUp, 1, "the 503 was retryable, and given up on")
+	assert.Equal(t, 1, gaveUp[0].Attempts)
+	assert.ErrorIs(t, gaveUp[0].Reason, context.Canceled)
+}
+
+// cancelOnHoldClock reads and moves a fake clock, but when asked for a wait
+// as long as a quota hold's it cancels the request instead, and waits for
+// that: the hold is cut short by the caller, whatever the machine's load.
+type cancelOnHoldClock struct {
+	*retrytest.Clock
+	cancel context.CancelFunc
+}
+
+func (c cancelOnHoldClock) Sleep(ctx context.Context, d time.Duration) error {
+	if d < 10*time.Second {
+		return c.Clock.Sleep(ctx, d)
+	}
+	c.cancel()
+	<-ctx.Done()
+	return ctx.Err()
 }
 
 // blockingClock reads the time of a fake clock but waits in real time

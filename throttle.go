@@ -33,7 +33,11 @@ var ErrThrottled = errors.New("retryhttp: throttled locally")
 // has them), a Throttle counts over a sliding window of the last `window`:
 //
 //   - requests: the attempts sent, first attempts and retries alike, each
-//     counted when its outcome is known;
+//     counted when its outcome is known: when the server answered, or the
+//     attempt failed without the caller's doing. An attempt cut short by
+//     the caller (its context done, its Cancel channel closed) or by a
+//     hedge race that another copy won says nothing of the server, and is
+//     not counted at all;
 //   - accepts: the attempts answered with a response that the Policy does
 //     not retry (a 200, a 404: anything Policy.Retryable says is final).
 //
@@ -205,7 +209,8 @@ func (t *Throttle) admit(u *url.URL, now time.Time) error {
 // record counts the outcome of an attempt sent to u, first or retry, as a
 // request, and as an accept when accepted. Attempts count when they end, so
 // that those still in flight, neither accepted nor refused yet, do not make
-// a healthy destination look unhealthy.
+// a healthy destination look unhealthy; those that the caller or a race
+// cancelled are not recorded at all.
 func (t *Throttle) record(u *url.URL, now time.Time, accepted bool) {
 	d := t.findOrAdd(u)
 	var accepts int64
@@ -302,8 +307,9 @@ func (t *Throttle) destinations() int {
 
 // gate passes a new request through the Throttle and the quota hold of its
 // destination before its first attempt; nothing has been sent yet. It
-// returns the error RoundTrip returns instead of sending: a rejection, or a
-// hold cut short by the caller.
+// returns the error RoundTrip returns instead of sending: a rejection, which
+// OnGiveUp reports, or a hold cut short by the caller, which OnHold reports
+// and OnGiveUp does not: the request never had an outcome to give up on.
 func (r *retrier) gate() error {
 	if th := r.t.Policy.Throttle; th != nil {
 		if err := th.admit(r.req.URL, r.clock.Now()); err != nil {
@@ -311,15 +317,17 @@ func (r *retrier) gate() error {
 		}
 	}
 	if err := r.holdAttempt(1); err != nil {
-		return r.reportGiveUp(0, nil, nil, err, serverWait{})
+		return &GiveUpError{Attempts: 0, Reason: err}
 	}
 	return nil
 }
 
-// settle records the outcome of an attempt: for the Throttle, a retry sent
-// and an accept; for the quota holds, what its response says.
-func (r *retrier) settle(resp *http.Response, accepted bool) {
-	if th := r.t.Policy.Throttle; th != nil {
+// settle records the outcome of an attempt: for the Throttle, an attempt
+// sent and whether it was accepted; for the quota holds, what its response
+// says. An attempt that failed because the caller stopped waiting says
+// nothing of the server: the Throttle does not count it.
+func (r *retrier) settle(resp *http.Response, err error, accepted bool) {
+	if th := r.t.Policy.Throttle; th != nil && (err == nil || requestLive(r.req)) {
 		th.record(r.req.URL, r.clock.Now(), accepted)
 	}
 	r.observeQuota(resp, accepted)

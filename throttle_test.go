@@ -325,3 +325,84 @@ func TestThrottleDoesNotCountARetryNeverSent(t *testing.T) {
 	// One attempt sent, refused: p = 1/2, not the 2/3 of two refusals.
 	assert.InDelta(t, 0.5, th.Probability(srv.URL, clock.Now()), 1e-12)
 }
+
+// The Throttle counts what the server answered or failed, as the SRE book's
+// client-side throttling does: an attempt the caller cancelled, or that a
+// race cancelled because another copy won, tells nothing of the server and
+// is neither an accept nor a refusal. Against a server that refused
+// nothing, the rejection probability stays 0.
+func TestThrottleDoesNotCountCancelledAttemptsAsRefusals(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// hedge is the Policy's Hedge; three copies of each request when set.
+		hedge *Hedge
+		// callerCancels is the number of requests the caller cancels once
+		// every copy of each has reached the server, before one served.
+		callerCancels int
+		// raceCancels is how many copies of the served request the server
+		// leaves unanswered until the race cancels them.
+		raceCancels int64
+	}{
+		{name: "two requests the caller cancelled", callerCancels: 2},
+		{name: "two hedged races of three copies the caller cancelled", hedge: &Hedge{Delay: time.Millisecond, Max: 2}, callerCancels: 2},
+		{name: "two hedge losers the race cancelled", hedge: &Hedge{Delay: time.Millisecond, Max: 2}, raceCancels: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var arrived, served atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				n := arrived.Add(1)
+				if r.URL.Path == "/block" || n <= tc.raceCancels {
+					<-r.Context().Done() // never answered: only a cancellation ends it
+					return
+				}
+				served.Add(1)
+			}))
+			defer srv.Close()
+			base := &http.Transport{}
+			defer base.CloseIdleConnections()
+			th := NewThrottle(2, time.Minute)
+			th.random = script(0.99) // admits whatever p, so that every request is sent
+			tr := &Transport{Base: base, Policy: Policy{
+				Throttle: th, Hedge: tc.hedge, MaxAttempts: 3, Budget: UnlimitedBudget(),
+			}}
+			copies := int64(1)
+			if tc.hedge != nil {
+				copies = 3
+			}
+
+			for i := range tc.callerCancels {
+				ctx, cancel := context.WithCancel(context.Background())
+				req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/block", nil)
+				require.NoError(t, err)
+				done := make(chan error, 1)
+				go func() {
+					resp, err := tr.RoundTrip(req)
+					if resp != nil {
+						resp.Body.Close()
+					}
+					done <- err
+				}()
+				want := int64(i+1) * copies
+				require.Eventually(t, func() bool { return arrived.Load() >= want },
+					10*time.Second, time.Millisecond, "every copy reaches the server")
+				cancel()
+				require.ErrorIs(t, <-done, context.Canceled)
+			}
+
+			arrived.Store(0)
+			req, err := http.NewRequest(http.MethodGet, srv.URL+"/ok", nil)
+			require.NoError(t, err)
+			resp, err := tr.RoundTrip(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+			require.EqualValues(t, 1, served.Load())
+			if tc.raceCancels > 0 {
+				require.EqualValues(t, copies, arrived.Load(), "three copies raced")
+			}
+
+			assert.Zero(t, th.Probability(srv.URL, time.Now()),
+				"the server refused nothing: cancelled attempts are not refusals")
+		})
+	}
+}

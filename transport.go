@@ -408,7 +408,7 @@ var errReopenBody = errors.New("retryhttp: reopening the request body")
 // waiting is a give-up: ended is then the reason, the context's error.
 func (r *retrier) retryable(resp *http.Response, err error) (retry bool, ended error) {
 	retry, accepted, ended := r.judge(resp, err)
-	r.settle(resp, accepted)
+	r.settle(resp, err, accepted)
 	return retry, ended
 }
 

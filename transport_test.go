@@ -560,13 +560,13 @@ func TestCancellationDuringAWait(t *testing.T) {
 	}{
 		{"cancelled", context.Canceled, func() (context.Context, context.CancelFunc) {
 			ctx, cancel := context.WithCancel(context.Background())
-			time.AfterFunc(100*time.Millisecond, cancel)
+			time.AfterFunc(time.Second, cancel)
 			return ctx, cancel
 		}},
 		{"deadline", context.DeadlineExceeded, func() (context.Context, context.CancelFunc) {
 			// A deadline the Transport cannot see in advance, as behind a
 			// context wrapper that hides it, passes during the wait.
-			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			return hiddenDeadline{ctx}, cancel
 		}},
 	} {
@@ -574,8 +574,9 @@ func TestCancellationDuringAWait(t *testing.T) {
 			srv := retrytest.NewServer(t, retrytest.Reply(503, "held"), retrytest.OK("too late"))
 			base := &closeRecorder{base: newBase(t)}
 			client := &http.Client{Transport: &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{
-				// A real clock and a wait long enough to be interrupted.
-				Backoff: func() backoff.BackOff { return backoff.NewConstantBackOff(time.Second) },
+				// A real clock and a wait long enough to be interrupted;
+				// the first attempt has a second to be answered before it.
+				Backoff: func() backoff.BackOff { return backoff.NewConstantBackOff(20 * time.Second) },
 			}}}
 			ctx, cancel := tt.ctx()
 			defer cancel()
@@ -586,7 +587,7 @@ func TestCancellationDuringAWait(t *testing.T) {
 
 			require.Error(t, err)
 			assert.ErrorIs(t, err, tt.want)
-			assert.Less(t, elapsed, 900*time.Millisecond, "returned before the wait of 1 s ended")
+			assert.Less(t, elapsed, 10*time.Second, "returned before the wait of 20 s ended")
 			assert.Equal(t, 1, srv.Count())
 			assert.Equal(t, 1, base.responses())
 			assert.Equal(t, 1, base.closed(), "the held response's body is closed")
