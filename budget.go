@@ -17,8 +17,8 @@ import (
 //
 // The model, for NewBudget and NewHostBudget. A success, a response
 // Policy.Retryable does not retry (a 200, a 404), is counted, and so is
-// every blind retry, in slots of 200 ms; the window is the last
-// BudgetWindow (10 s) of them, the pace its last BudgetPace (1 s). A blind
+// every retry it charges (see below), in slots of 200 ms; the window is the last
+// BudgetWindow (10 s) of them, the pace its last BudgetPace (1 s). A charged
 // retry is made only if, counting it, the retries of the window are at most
 // ratio times the successes of the window, and the retries of the pace at
 // most a tenth of that, the pace's share:
@@ -35,30 +35,42 @@ import (
 //
 // A destination that has never answered with a success may have burst
 // retries in all, which do not refill and end with its first success, so
-// that the first request of a fresh process gets through 503, 503, 200. A
-// retry that the server scheduled, a valid Retry-After or rate-limit reset
-// of at least ScheduledRetryMin (1 s), is not blind: the Transport makes it
-// without a token, bounded by Policy.MaxAttempts, MaxRetryAfter, MaxElapsed
-// and the context's deadline; a shorter named wait (Retry-After: 0) is a
-// blind retry. A retry that takes a token and is then not sent, its wait cut
-// short, gives it back. The bound, with S the successes of the 10 s up to
-// any blind retry:
+// that the first request of a fresh process gets through 503, 503, 200.
 //
-//	blind retries in the 9.8 s up to it ≤ ratio × S
-//	blind retries in the 0.8 s up to it ≤ ⌈ratio × S / 10⌉
+// A retry is charged by what its failed attempt cost the server, and by
+// nothing the server said about time. The retry of an attempt that reached
+// the server (a 503, a 429, a rate-limit 403, a broken connection, a
+// timeout) is charged, whether or not the server named a wait: a
+// Retry-After or a rate-limit reset sets when the retry goes, never how
+// many may go. The retry of an attempt that provably never reached it (a
+// refused dial, an HTTP/2 REFUSED_STREAM or a GOAWAY that left the stream
+// out; see Policy.Idempotent) cost it nothing and takes no token: it is
+// bounded by Policy.MaxAttempts, the backoff, MaxElapsed and the context's
+// deadline, so a server gone for good gets MaxAttempts refused dials per
+// request (4 by default, over 3.5 s or more). Nor does the retry of a
+// rate-limit refusal that a quota hold paces to a reset at least
+// ScheduledRetryMin (1 s) ahead, when the hold knows the quota the server
+// announced: the hold lets through no more than that. The table in
+// docs/budget.md lists every case. A retry that takes a token and is then
+// not sent, its wait cut short, gives it back. The bound, with S the
+// successes of the 10 s up to any charged retry:
+//
+//	charged retries in the 9.8 s up to it ≤ ratio × S
+//	charged retries in the 0.8 s up to it ≤ ⌈ratio × S / 10⌉
 //
 // plus burst in all while it is open. Successes expire while the retries
 // they paid for are still counted, so at any other moment the same holds
-// with S the successes of the 20 s up to it. So a process's retries are
-// at most ratio times its own recent successes, and a fleet of any size
+// with S the successes of the 20 s up to it. So a process's charged retries
+// are at most ratio times its own recent successes, and a fleet of any size
 // sends a failing server at most ratio × that server's goodput of the last
-// 10 s in retries, about ratio × its goodput a second at the pace: there is
-// no per-process allowance for a fleet to multiply, but the burst of
-// processes that have never seen a success. The defaults, NewHostBudget(0.1,
-// 3): one blind retry for every ten successes of the last 10 s, at most one
-// a second for every ten a second, and three before any. The budget reads
-// the time from the Clock of the first Transport that uses it
-// (Policy.Clock), or the real clock.
+// 10 s in retries, about ratio × its goodput a second at the pace, plus the
+// bursts of its processes that have not yet had a success from it: N such
+// processes bring at most N × burst retries in all (a fleet that an
+// autoscaler starts during an overload; docs/budget.md measures it). The
+// defaults, NewHostBudget(0.1, 3): one charged retry for every ten
+// successes of the last 10 s, at most one a second for every ten a second,
+// and three before any. The budget reads the time from the Clock of the
+// first Transport that uses it (Policy.Clock), or the real clock.
 //
 // NewBudget makes one window for every request that shares the Budget;
 // NewHostBudget one per destination, so that a dead host cannot spend the

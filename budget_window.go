@@ -21,9 +21,12 @@ const BudgetWindow = 10 * time.Second
 // earned is spread over it rather than spent at once.
 const BudgetPace = time.Second
 
-// ScheduledRetryMin is the shortest wait named by the server (Retry-After,
-// or a rate-limit reset) that makes a retry scheduled rather than blind: a
-// scheduled retry takes no token from the Budget.
+// ScheduledRetryMin is the shortest reset, named by the server (Retry-After,
+// or a rate-limit reset), to which a quota hold that knows the announced
+// quota may pace the retry of a rate-limit refusal without a token from the
+// Budget. A retry to a shorter reset (X-RateLimit-Reset-After: 0.001) is
+// blind and charged; so is every other retry of an attempt that reached the
+// server, whatever wait it named (see Budget).
 const ScheduledRetryMin = time.Second
 
 const (

@@ -108,9 +108,12 @@ type Policy struct {
 	// returns it. Set the same *Budget on several Transports to share it,
 	// NewBudget for one window across all destinations, NewFixedHostBudget
 	// for the token bucket of earlier versions, or UnlimitedBudget() to turn
-	// budgeting off. A retry at a time the server named, a second or more
-	// ahead, takes no token (see Budget), nor does the retry of a
-	// rate-limit refusal that a quota hold paces to a reset still ahead.
+	// budgeting off. A retry is charged by what its failed attempt cost the
+	// server: every retry of an attempt that reached it takes a token, a
+	// named wait or not; one that provably never reached it (a refused
+	// dial) takes none, nor does the retry of a rate-limit refusal that a
+	// quota hold knowing the announced quota paces to a reset a second or
+	// more ahead (see Budget).
 	Budget *Budget
 
 	// Retryable reports whether the outcome of an attempt, a response or a
