@@ -73,7 +73,7 @@ type Budget struct {
 	burst     int64  // millionths of a token
 	made      bool   // by a constructor, not the zero Budget
 	unlimited bool
-	fixed     bool         // a token bucket (NewFixedBudget, NewFixedHostBudget)
+	fixed     bool                   // a token bucket (NewFixedBudget, NewFixedHostBudget)
 	hosts     *destTable[hostBucket] // non-nil for a fixed per-destination Budget
 	single    *ledger                // the window of a single NewBudget
 	ledgers   *destTable[ledger]     // non-nil for a NewHostBudget

@@ -16,7 +16,7 @@ import (
 // stillClock never moves, and sleeps not at all.
 type stillClock struct{}
 
-func (stillClock) Now() time.Time                                 { return time.Unix(1_800_000_000, 0) }
+func (stillClock) Now() time.Time                                   { return time.Unix(1_800_000_000, 0) }
 func (stillClock) Sleep(ctx context.Context, _ time.Duration) error { return ctx.Err() }
 
 func TestHostBudgetKeepsTheMostRecentlyFailed(t *testing.T) {
