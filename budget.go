@@ -4,10 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"net/url"
-	"strings"
-	"sync"
 	"sync/atomic"
 )
 
@@ -88,10 +85,12 @@ type Budget struct {
 	burst     int64  // millionths of a token
 	made      bool   // by a constructor, not the zero Budget
 	unlimited bool
-	fixed     bool         // a token bucket (NewFixedBudget, NewFixedHostBudget)
-	hosts     *hostBuckets // non-nil for a fixed per-destination Budget
-	single    *ledger      // the window of a single NewBudget
-	ledgers   *hostLedgers // non-nil for a NewHostBudget
+	fixed     bool                   // a token bucket (NewFixedBudget, NewFixedHostBudget)
+	hosts     *destTable[hostBucket] // non-nil for a fixed per-destination Budget
+	single    *ledger                // the window of a single NewBudget
+	ledgers   *destTable[ledger]     // non-nil for a NewHostBudget
+	spent     spentBursts            // the forgotten destinations of hosts or ledgers
+	retries   atomic.Int64           // counts retries, to order destinations by their latest
 	clock     atomic.Pointer[clockBox]
 	err       error // set by a constructor for invalid arguments; see Policy.Validate
 }
@@ -157,21 +156,24 @@ func NewFixedBudget(ratio float64, burst int) *Budget {
 // Memory stays bounded however many hosts a program talks to. A full bucket
 // is not kept, since a new one is the same: a destination that never fails
 // costs nothing, and a drained one is dropped once refilled. At most
-// MaxHostBuckets drained buckets are kept; when more destinations fail at
-// once, the one whose last retry is the oldest is dropped and, should it fail
-// again, starts afresh with a full burst.
+// MaxHostBuckets buckets are kept; when more destinations fail at once, a
+// full one is dropped first, and else the one whose last retry is the
+// oldest. A destination dropped while drained does not get its burst back:
+// should it fail again, its bucket starts empty and fills from its
+// successes, and is then kept rather than dropped when full.
 func NewFixedHostBudget(ratio float64, burst int) *Budget {
 	b := NewFixedBudget(ratio, burst)
 	if b.err == nil {
-		b.hosts = &hostBuckets{seed: rand.Uint64()}
-		b.hosts.m.Store(&map[uint64]*hostBucket{})
+		b.hosts = &destTable[hostBucket]{limit: MaxHostBuckets, hooks: destHooks[hostBucket]{
+			fresh: b.freshBucket, worth: b.bucketWorth, evicted: b.bucketEvicted,
+		}}
 	}
 	return b
 }
 
 // MaxHostBuckets is the number of destinations a per-destination Budget
 // (NewHostBudget, NewFixedHostBudget) keeps track of at most.
-const MaxHostBuckets = 1024
+const MaxHostBuckets = maxDestinations
 
 // UnlimitedBudget returns a Budget that never refuses a retry, for a
 // Transport whose retries are bounded by its Policy alone. Use it with care:
@@ -197,7 +199,7 @@ func (b *Budget) Tokens() float64 {
 		return math.Inf(1)
 	case b.fixed && b.hosts != nil:
 		least := b.burst
-		for _, hb := range *b.hosts.m.Load() {
+		for hb := range b.hosts.all() {
 			least = min(least, hb.tokens(b.burst))
 		}
 		return float64(least) / microPerToken
@@ -206,7 +208,7 @@ func (b *Budget) Tokens() float64 {
 	case b.ledgers != nil:
 		e := b.slot()
 		least := float64(b.burst) / microPerToken
-		for _, l := range *b.ledgers.m.Load() {
+		for l := range b.ledgers.all() {
 			least = min(least, l.tokens(e, b.ratio))
 		}
 		return least
@@ -220,7 +222,8 @@ func (b *Budget) Tokens() float64 {
 // make now, as Tokens does for a whole Budget. host is a URL's scheme and
 // host, such as "https://api.example.com", with or without a port, read as
 // request URLs are (see NewHostBudget); a destination the Budget keeps no
-// track of has burst. For a single Budget, which serves every destination
+// track of has burst, or none when it was forgotten after it had spent or
+// closed its burst (see NewHostBudget). For a single Budget, which serves every destination
 // alike, it is Tokens(); for an UnlimitedBudget it is +Inf; for a nil
 // *Budget NaN. A host that does not parse as a URL with a scheme and a host
 // yields NaN, whatever the Budget.
@@ -233,13 +236,19 @@ func (b *Budget) TokensFor(host string) float64 {
 		return b.Tokens()
 	}
 	if b.ledgers != nil {
-		if l := b.ledgers.find(u); l != nil {
+		if l := b.ledgers.find(u, ""); l != nil {
 			return l.tokens(b.slot(), b.ratio)
+		}
+		if b.spent.has(b.ledgers.hash(u, "")) {
+			return 0
 		}
 		return float64(b.burst) / microPerToken
 	}
-	if hb := b.hosts.find(u); hb != nil {
+	if hb := b.hosts.find(u, ""); hb != nil {
 		return float64(hb.tokens(b.burst)) / microPerToken
+	}
+	if b.spent.has(b.hosts.hash(u, "")) {
+		return 0
 	}
 	return float64(b.burst) / microPerToken
 }
@@ -265,7 +274,7 @@ func (b *Budget) deposit(u *url.URL) {
 		return
 	case b.ledgers != nil:
 		e := b.slot()
-		b.ledgers.findOrAdd(u, b.burst, e).deposit(e)
+		b.ledgers.findOrAdd(u, "", int64(e)).deposit(e)
 		return
 	case b.ratio == 0:
 		return
@@ -273,8 +282,10 @@ func (b *Budget) deposit(u *url.URL) {
 		b.one.add(b.ratio, b.burst)
 		return
 	}
-	if hb := b.hosts.find(u); hb != nil && hb.add(b.ratio, b.burst) {
-		b.hosts.dropFull(hb, b.burst)
+	if hb := b.hosts.find(u, ""); hb != nil && hb.add(b.ratio, b.burst) && !hb.kept {
+		// A full bucket is the same as a new one: forget it, unless a
+		// retry drains it first.
+		b.hosts.removeIf(hb, b.retireFull)
 	}
 }
 
@@ -302,8 +313,8 @@ func (b *Budget) withdraw(u *url.URL) budgetToken {
 		return b.single.withdraw(b.slot(), b.ratio)
 	case b.ledgers != nil:
 		e := b.slot()
-		l := b.ledgers.findOrAdd(u, b.burst, e)
-		l.lastRetry.Store(b.ledgers.retries.Add(1))
+		l := b.ledgers.findOrAdd(u, "", int64(e))
+		l.lastRetry.Store(b.retries.Add(1))
 		return l.withdraw(e, b.ratio)
 	case b.hosts == nil:
 		if ok, _ := b.one.take(); ok {
@@ -312,8 +323,8 @@ func (b *Budget) withdraw(u *url.URL) budgetToken {
 		return noToken
 	}
 	for {
-		hb := b.hosts.findOrAdd(u, b.burst)
-		hb.lastRetry.Store(b.hosts.retries.Add(1))
+		hb := b.hosts.findOrAdd(u, "", 0)
+		hb.lastRetry.Store(b.retries.Add(1))
 		if ok, gone := hb.take(); !gone {
 			if ok {
 				return bucketToken
@@ -333,7 +344,7 @@ func (b *Budget) refund(u *url.URL, t budgetToken) {
 		b.single.refund(t, b.burst)
 		return
 	case b.ledgers != nil:
-		if l := b.ledgers.find(u); l != nil {
+		if l := b.ledgers.find(u, ""); l != nil {
 			l.refund(t, b.burst)
 		}
 		return
@@ -341,7 +352,7 @@ func (b *Budget) refund(u *url.URL, t budgetToken) {
 		b.one.add(microPerToken, b.burst)
 		return
 	}
-	if hb := b.hosts.find(u); hb != nil {
+	if hb := b.hosts.find(u, ""); hb != nil {
 		hb.add(microPerToken, b.burst)
 	}
 }
@@ -387,155 +398,85 @@ func (k *bucket) tokens(burst int64) int64 {
 	return burst
 }
 
-// hostBuckets holds the drained buckets of a per-destination Budget in a
-// map that is replaced, never changed: readers, which every request is,
-// take no lock and allocate nothing; writers, which only a destination's
-// first retry after being full and a refill are, copy it under mu.
-type hostBuckets struct {
-	m       atomic.Pointer[map[uint64]*hostBucket]
-	mu      sync.Mutex
-	seed    uint64
-	retries atomic.Int64 // counts retries, to find the least recently retried destination
-}
-
+// hostBucket is the bucket of one destination of a NewFixedHostBudget.
 type hostBucket struct {
 	bucket
-	dest      string // the canonical destination, to tell hash collisions apart
 	lastRetry atomic.Int64
+	// kept marks the bucket of a destination forgotten while drained: it
+	// started empty, and is kept when full, since a new one would be empty
+	// too. Set before the bucket is published.
+	kept bool
 }
 
-// find returns the drained bucket of u's destination, or nil.
-func (h *hostBuckets) find(u *url.URL) *hostBucket {
-	m := *h.m.Load()
-	if len(m) == 0 {
-		return nil
+// freshBucket readies the bucket of a destination new to the table: full,
+// or empty if the destination was forgotten while drained (see spent).
+func (b *Budget) freshBucket(hb *hostBucket, h uint64, _ int64) {
+	if b.spent.has(h) {
+		hb.kept = true
+		return
 	}
-	hb := m[h.hash(u)]
-	if hb == nil || !sameDestination(hb.dest, u) {
-		return nil
-	}
-	return hb
+	hb.micro.Store(b.burst)
 }
 
-// findOrAdd returns the bucket of u's destination, adding a full one when
-// there is none.
-func (h *hostBuckets) findOrAdd(u *url.URL, burst int64) *hostBucket {
-	if hb := h.find(u); hb != nil {
-		return hb
+// bucketWorth scores a bucket for eviction: a full one, the same as a new
+// one, is worth least; then the one whose latest retry is the oldest.
+func (b *Budget) bucketWorth(hb *hostBucket, _ int64) (int64, int64) {
+	if n := hb.micro.Load(); n == retired || n >= b.burst {
+		return 0, 0
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if hb := h.find(u); hb != nil {
-		return hb
-	}
-	old := *h.m.Load()
-	next := make(map[uint64]*hostBucket, len(old)+1)
-	for k, hb := range old {
-		// A full bucket is the same as a new one; retire it rather than
-		// keep it, unless a retry takes from it first.
-		if !hb.micro.CompareAndSwap(burst, retired) && hb.micro.Load() != retired {
-			next[k] = hb
-		}
-	}
-	for len(next) >= MaxHostBuckets {
-		var oldestKey uint64
-		oldest := int64(math.MaxInt64)
-		for k, hb := range next {
-			if t := hb.lastRetry.Load(); t < oldest {
-				oldestKey, oldest = k, t
-			}
-		}
-		next[oldestKey].micro.Store(retired)
-		delete(next, oldestKey)
-	}
-	hb := &hostBucket{dest: canonicalDestination(u)}
-	hb.micro.Store(burst)
-	next[h.hash(u)] = hb // a colliding destination takes the slot over
-	h.m.Store(&next)
-	return hb
+	return 1, hb.lastRetry.Load()
 }
 
-// dropFull forgets hb once it is full again, since a new bucket is the same.
-func (h *hostBuckets) dropFull(hb *hostBucket, burst int64) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if !hb.micro.CompareAndSwap(burst, retired) {
-		return // drained again meanwhile, or retired already
+// bucketEvicted retires a bucket the table dropped, so that a retry that
+// holds it looks its destination up again, and remembers a destination
+// dropped while drained, so that it does not come back full.
+func (b *Budget) bucketEvicted(hb *hostBucket, h uint64) {
+	if n := hb.micro.Swap(retired); n != retired && n < b.burst {
+		b.spent.add(h)
 	}
-	old := *h.m.Load()
-	next := make(map[uint64]*hostBucket, len(old))
-	for k, v := range old {
-		if v != hb {
-			next[k] = v
-		}
-	}
-	h.m.Store(&next)
 }
 
-// hash hashes u's canonical destination (see canonicalDestination) with
-// FNV-1a, seeded per Budget, without building the string.
-func (h *hostBuckets) hash(u *url.URL) uint64 { return hashDestination(h.seed, u) }
-
-// hashDestination hashes u's canonical destination with FNV-1a and seed.
-func hashDestination(seed uint64, u *url.URL) uint64 {
-	const prime = 1099511628211
-	x := uint64(14695981039346656037) ^ seed
-	write := func(s string) {
-		for i := 0; i < len(s); i++ {
-			x = (x ^ uint64(lower(s[i]))) * prime
-		}
-	}
-	scheme, host, port := destination(u)
-	write(scheme)
-	write("://")
-	write(host)
-	write(":")
-	write(port)
-	return x
+// retireFull retires hb if it is full, and reports whether it did.
+func (b *Budget) retireFull(hb *hostBucket) bool {
+	return hb.micro.CompareAndSwap(b.burst, retired)
 }
 
-// destination splits u into the parts that name its destination: the
-// scheme, the host without its port, and the port, made explicit for http
-// and https.
-func destination(u *url.URL) (scheme, host, port string) {
-	scheme, host = u.Scheme, u.Host
-	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
-		host, port = host[:i], host[i+1:]
-	}
-	if port == "" {
-		switch {
-		case strings.EqualFold(scheme, "https"), strings.EqualFold(scheme, "wss"):
-			port = "443"
-		case strings.EqualFold(scheme, "http"), strings.EqualFold(scheme, "ws"):
-			port = "80"
-		}
-	}
-	return scheme, host, port
+// spentBursts remembers, for a per-destination Budget, the destinations it
+// forgot after they had spent some of their burst, or closed it with a
+// success: a new entry for one of them starts without a burst, so that
+// eviction never hands a destination back a burst it had used, which would
+// let a program that talks to more than MaxHostBuckets failing hosts retry
+// each of them by the burst again and again. It is lossy the safe way: one
+// bit for each of 2^spentBits hash ranges, set and never cleared, so that a
+// destination never seen may find its bit set by another and start without
+// a burst too (after 10,000 forgotten destinations, about one in 27). It is
+// allocated at the first such eviction: a program that stays within
+// MaxHostBuckets destinations never pays for it.
+type spentBursts struct {
+	bits atomic.Pointer[[1 << spentBits / 64]atomic.Uint64]
 }
 
-// canonicalDestination returns u's destination as "scheme://host:port" in
-// lower case.
-func canonicalDestination(u *url.URL) string {
-	scheme, host, port := destination(u)
-	return strings.ToLower(scheme + "://" + host + ":" + port)
+const spentBits = 18
+
+// add remembers the destination whose hash is h. Only the table's evicted
+// hook calls it, under the table's lock.
+func (s *spentBursts) add(h uint64) {
+	p := s.bits.Load()
+	if p == nil {
+		p = new([1 << spentBits / 64]atomic.Uint64)
+		s.bits.Store(p)
+	}
+	i := h >> (64 - spentBits)
+	p[i/64].Or(1 << (i % 64))
 }
 
-// sameDestination reports whether dest, a canonicalDestination, is u's,
-// without allocating.
-func sameDestination(dest string, u *url.URL) bool {
-	scheme, host, port := destination(u)
-	for _, part := range [...]string{scheme, "://", host, ":", port} {
-		if len(dest) < len(part) || !strings.EqualFold(dest[:len(part)], part) {
-			return false
-		}
-		dest = dest[len(part):]
+// has reports whether the destination whose hash is h may have been
+// forgotten after it used its burst.
+func (s *spentBursts) has(h uint64) bool {
+	p := s.bits.Load()
+	if p == nil {
+		return false
 	}
-	return dest == ""
-}
-
-func lower(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + 'a' - 'A'
-	}
-	return c
+	i := h >> (64 - spentBits)
+	return p[i/64].Load()&(1<<(i%64)) != 0
 }

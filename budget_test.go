@@ -163,15 +163,47 @@ func TestHostBudgetMemoryIsBounded(t *testing.T) {
 		require.NoError(t, err)
 		resp.Body.Close()
 	}
-	drained := 0
-	for i := range hosts {
-		if budget.TokensFor(fmt.Sprintf("http://h%d.example", i)) < 1 {
-			drained++
-		}
-	}
-	assert.Equal(t, retryhttp.MaxHostBuckets, drained, "only the most recently failed destinations are kept")
-	assert.Equal(t, 1.0, budget.TokensFor("http://h0.example"), "an evicted destination starts afresh with its burst")
+	// Which destinations are kept is checked inside the package
+	// (TestHostBudgetKeepsTheMostRecentlyFailed): from outside, a forgotten
+	// destination that spent its burst reads as a kept one does.
+	assert.Equal(t, 0.0, budget.TokensFor("http://h0.example"), "an evicted destination does not get back the burst it spent")
 	assert.Equal(t, 0.0, budget.TokensFor(fmt.Sprintf("http://h%d.example", hosts-1)), "a kept one keeps its count")
+}
+
+// A destination whose budget was forgotten to make room for others does not
+// get back the burst it had spent: the bound "burst in all while it is open"
+// holds however many destinations a program talks to.
+func TestEvictedDestinationDoesNotGetItsSpentBurstBack(t *testing.T) {
+	for name, budget := range map[string]*retryhttp.Budget{
+		"NewHostBudget":      retryhttp.NewHostBudget(0.5, 1),
+		"NewFixedHostBudget": retryhttp.NewFixedHostBudget(0.5, 1),
+	} {
+		t.Run(name, func(t *testing.T) {
+			var first atomic.Int64
+			base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+				if req.URL.Host == "h0.example" {
+					first.Add(1)
+				}
+				return always503.RoundTrip(req)
+			})
+			client := &http.Client{Transport: &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{
+				Budget: budget, MaxAttempts: 2, Clock: retrytest.NewClock(t),
+			}}}
+			get := func(i int) {
+				resp, err := client.Get(fmt.Sprintf("http://h%d.example/", i))
+				require.NoError(t, err)
+				resp.Body.Close()
+			}
+			get(0)
+			require.EqualValues(t, 2, first.Load(), "the burst paid for one retry")
+			for i := 1; i <= 2*retryhttp.MaxHostBuckets; i++ {
+				get(i) // each spends its own burst, and h0 is forgotten
+			}
+			assert.Equal(t, 0.0, budget.TokensFor("http://h0.example"), "forgotten, not refilled")
+			get(0)
+			assert.EqualValues(t, 3, first.Load(), "no retry: the burst was spent before h0 was forgotten")
+		})
+	}
 }
 
 // always503Base answers every request with an empty 503 at once, and counts

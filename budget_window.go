@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"net/url"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -66,7 +64,7 @@ func NewBudget(ratio float64, burst int) *Budget {
 	burst = min(burst, math.MaxInt32)
 	b.burst = int64(burst) * microPerToken
 	b.ratio = int64(math.Round(math.Min(ratio, maxWindowRatio) * microPerToken))
-	b.single = newLedger("", burst)
+	b.single = newLedger(burst)
 	return b
 }
 
@@ -83,14 +81,18 @@ func NewBudget(ratio float64, burst int) *Budget {
 //
 // Memory stays bounded however many hosts a program talks to: at most
 // MaxHostBuckets destinations are kept; beyond, the one least recently
-// active is dropped and, should it come back, starts afresh, with no history
-// and its burst.
+// active is dropped and, should it come back, starts afresh with no
+// history. It gets its burst back only if it had used none of it and seen
+// no success: a destination dropped after its burst was spent or closed
+// comes back with none, so that the burst stays a once-only allowance
+// however many destinations come and go.
 func NewHostBudget(ratio float64, burst int) *Budget {
 	b := NewBudget(ratio, burst)
 	if b.err == nil {
 		b.single = nil
-		b.ledgers = &hostLedgers{seed: rand.Uint64()}
-		b.ledgers.m.Store(&map[uint64]*ledger{})
+		b.ledgers = &destTable[ledger]{limit: MaxHostBuckets, hooks: destHooks[ledger]{
+			fresh: b.freshLedger, worth: ledgerWorth, evicted: b.ledgerEvicted,
+		}}
 	}
 	return b
 }
@@ -138,8 +140,7 @@ type ledger struct {
 	ok    [budgetSlots]atomic.Uint64 // slot<<32 | successes
 	tries [budgetSlots]atomic.Uint64 // slot<<32 | uint32(retries)
 	fresh atomic.Int64               // retries left of the burst
-	seen  atomic.Bool                // a success was counted
-	dest  string                     // the canonical destination of a NewHostBudget's ledger
+	seen  atomic.Bool                // a success was counted, or the burst is closed
 	// lastRetry orders the destinations of a NewHostBudget by their latest
 	// retry, for eviction; only retries, never the happy path, write it.
 	lastRetry atomic.Int64
@@ -148,8 +149,8 @@ type ledger struct {
 	active atomic.Uint32
 }
 
-func newLedger(dest string, burst int) *ledger {
-	l := &ledger{dest: dest}
+func newLedger(burst int) *ledger {
+	l := &ledger{}
 	l.fresh.Store(int64(burst))
 	return l
 }
@@ -323,68 +324,34 @@ func (l *ledger) tokens(e uint32, ratio int64) float64 {
 	return n
 }
 
-// idle returns how many slots back from e l last counted anything, for
-// eviction: the larger, the staler. Reading one word rather than the
-// window's hundred keeps the lock that a new destination takes short: with
-// MaxHostBuckets destinations tracked, each new one scanned them all.
-func (l *ledger) idle(e uint32) uint32 { return e - l.active.Load() }
-
-// hostLedgers holds the ledgers of a NewHostBudget in a map that is
-// replaced, never changed: readers, which every request is, take no lock
-// and allocate nothing; writers, the first request to a destination only,
-// copy it under mu.
-type hostLedgers struct {
-	m       atomic.Pointer[map[uint64]*ledger]
-	mu      sync.Mutex
-	seed    uint64
-	retries atomic.Int64 // counts retries, to order destinations by their latest
+// freshLedger readies the ledger of a destination new to a NewHostBudget at
+// slot now: with its burst, or with the burst closed if the destination was
+// forgotten after it had used it (see spentBursts).
+func (b *Budget) freshLedger(l *ledger, h uint64, now int64) {
+	l.active.Store(uint32(now))
+	if b.spent.has(h) {
+		l.seen.Store(true)
+		return
+	}
+	l.fresh.Store(b.burst / microPerToken)
 }
 
-// find returns the ledger of u's destination, or nil.
-func (h *hostLedgers) find(u *url.URL) *ledger {
-	m := *h.m.Load()
-	l := m[hashDestination(h.seed, u)]
-	if l == nil || !sameDestination(l.dest, u) {
-		return nil
-	}
-	return l
+// ledgerWorth scores a ledger for eviction at slot now: the longest idle is
+// worth least, and of those the one whose latest retry is the oldest. Idle
+// is read from one word rather than the window's hundred, which keeps the
+// lock that a new destination takes short: with MaxHostBuckets destinations
+// tracked, each new one scores them all.
+func ledgerWorth(l *ledger, now int64) (int64, int64) {
+	idle := uint32(now) - l.active.Load()
+	return -int64(idle), l.lastRetry.Load()
 }
 
-// findOrAdd returns the ledger of u's destination, adding a new one when
-// there is none, and dropping the least recently active when there are
-// MaxHostBuckets already.
-func (h *hostLedgers) findOrAdd(u *url.URL, burst int64, now uint32) *ledger {
-	if l := h.find(u); l != nil {
-		return l
+// ledgerEvicted remembers a destination dropped after it had used its
+// burst, so that it does not come back with it.
+func (b *Budget) ledgerEvicted(l *ledger, h uint64) {
+	if l.seen.Load() || l.fresh.Load()*microPerToken < b.burst {
+		b.spent.add(h)
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if l := h.find(u); l != nil {
-		return l
-	}
-	old := *h.m.Load()
-	next := make(map[uint64]*ledger, min(len(old)+1, MaxHostBuckets))
-	for k, l := range old {
-		next[k] = l
-	}
-	if len(next) >= MaxHostBuckets {
-		// The stalest: the longest idle, and of those the one whose
-		// latest retry is the oldest.
-		var stalest uint64
-		most, oldest := uint32(0), int64(math.MaxInt64)
-		for k, l := range next {
-			idle, last := l.idle(now), l.lastRetry.Load()
-			if idle > most || (idle == most && last < oldest) {
-				stalest, most, oldest = k, idle, last
-			}
-		}
-		delete(next, stalest)
-	}
-	l := newLedger(canonicalDestination(u), int(burst/microPerToken))
-	l.active.Store(now)
-	next[hashDestination(h.seed, u)] = l // a colliding destination takes the slot over
-	h.m.Store(&next)
-	return l
 }
 
 // The slot counts must match the durations they stand for.

@@ -119,7 +119,7 @@ const (
 	// maxHedgeDestinations bounds the destinations whose latency is kept;
 	// beyond it the least recently used is forgotten and starts a new
 	// warm-up when next seen.
-	maxHedgeDestinations = 1024
+	maxHedgeDestinations = maxDestinations
 )
 
 // errHedgeLost is the cause of cancelling an attempt that lost a race.
@@ -540,19 +540,17 @@ func (h *hedgeTimer) stop() {
 }
 
 // latencies holds the recent times to response headers per destination,
-// for the adaptive hedge delay.
+// for the adaptive hedge delay, in a destTable that forgets the least
+// recently used destination.
 type latencies struct {
-	mu   sync.RWMutex
-	m    map[uint64]*latencyRing
-	uses atomic.Int64 // counts lookups, to find the least recently used
-	seed uint64
+	table destTable[latencyRing]
+	uses  atomic.Int64 // counts lookups, to find the least recently used
 }
 
 // latencyRing holds one destination's last hedgeWindow samples, in the
 // order they came and sorted, and their 95th percentile.
 type latencyRing struct {
 	mu      sync.Mutex
-	dest    string
 	samples [hedgeWindow]time.Duration // a ring, oldest at next once full
 	sorted  [hedgeWindow]time.Duration // the same samples, in order
 	n       int                        // samples held, up to hedgeWindow
@@ -567,53 +565,18 @@ func (t *Transport) latencyFor(u *url.URL, adaptive bool) *latencyRing {
 	if !adaptive {
 		return nil
 	}
-	t.latencyOnce.Do(func() { t.latency = &latencies{m: map[uint64]*latencyRing{}, seed: uint64(time.Now().UnixNano())} })
+	t.latencyOnce.Do(func() {
+		t.latency = &latencies{table: destTable[latencyRing]{limit: maxHedgeDestinations, hooks: destHooks[latencyRing]{
+			worth: func(lr *latencyRing, _ int64) (int64, int64) { return lr.lastUse.Load(), 0 },
+		}}}
+	})
 	return t.latency.ring(u)
 }
 
 func (l *latencies) ring(u *url.URL) *latencyRing {
-	key := l.hash(u)
-	use := l.uses.Add(1)
-	l.mu.RLock()
-	lr := l.m[key]
-	l.mu.RUnlock()
-	if lr != nil && sameDestination(lr.dest, u) {
-		lr.lastUse.Store(use)
-		return lr
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if lr := l.m[key]; lr != nil && sameDestination(lr.dest, u) {
-		lr.lastUse.Store(use)
-		return lr
-	}
-	for len(l.m) >= maxHedgeDestinations {
-		var oldestKey uint64
-		oldest := int64(1<<63 - 1)
-		for k, v := range l.m {
-			if t := v.lastUse.Load(); t < oldest {
-				oldestKey, oldest = k, t
-			}
-		}
-		delete(l.m, oldestKey)
-	}
-	lr = &latencyRing{dest: canonicalDestination(u)}
-	lr.lastUse.Store(use)
-	l.m[key] = lr // a colliding destination takes the slot over
+	lr := l.table.findOrAdd(u, "", 0)
+	lr.lastUse.Store(l.uses.Add(1))
 	return lr
-}
-
-// hash hashes u's destination with FNV-1a, seeded, case-insensitively.
-func (l *latencies) hash(u *url.URL) uint64 {
-	const prime = 1099511628211
-	x := uint64(14695981039346656037) ^ l.seed
-	scheme, host, port := destination(u)
-	for _, s := range [...]string{scheme, "://", host, ":", port} {
-		for i := 0; i < len(s); i++ {
-			x = (x ^ uint64(lower(s[i]))) * prime
-		}
-	}
-	return x
 }
 
 // add records one time to response headers.

@@ -99,7 +99,7 @@ func TestLatenciesBoundedMemory(t *testing.T) {
 		u, _ := url.Parse("http://h" + string(rune('a'+i%26)) + time.Duration(i).String() + ".example/")
 		tr.latencyFor(u, true).add(time.Millisecond)
 	}
-	assert.LessOrEqual(t, len(tr.latency.m), maxHedgeDestinations)
+	assert.LessOrEqual(t, tr.latency.table.len(), maxHedgeDestinations)
 	same, _ := url.Parse("HTTP://x.example:80/")
 	tr.latencyFor(same, true).add(time.Second)
 	again, _ := url.Parse("http://x.example/")

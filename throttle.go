@@ -1,14 +1,12 @@
 package retryhttp
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,10 +86,8 @@ type Throttle struct {
 	// random draws from [0, 1) for each decision; tests script it.
 	random func() float64
 
-	m    atomic.Pointer[map[uint64]*throttleDest]
-	mu   sync.Mutex
-	seed uint64
-	uses atomic.Int64
+	dests destTable[throttleDest]
+	uses  atomic.Int64 // counts lookups, to find the least recently used
 }
 
 // MaxThrottleRejection is the highest share of requests a Throttle rejects:
@@ -100,7 +96,7 @@ const MaxThrottleRejection = 0.9
 
 // MaxThrottleDestinations is the number of destinations a Throttle keeps
 // counts for at most.
-const MaxThrottleDestinations = 1024
+const MaxThrottleDestinations = maxDestinations
 
 // throttleSlots is the number of slots a window is counted in.
 const throttleSlots = 10
@@ -118,6 +114,8 @@ const throttleSlots = 10
 // sending anything (see Policy.Validate).
 func NewThrottle(k float64, window time.Duration) *Throttle {
 	t := &Throttle{k: k, window: window, made: true, random: rand.Float64}
+	t.dests.limit = MaxThrottleDestinations
+	t.dests.hooks.worth = func(d *throttleDest, _ int64) (int64, int64) { return d.lastUsed.Load(), 0 }
 	switch {
 	case math.IsNaN(k) || math.IsInf(k, 0) || k < 1:
 		t.err = fmt.Errorf("k %v must be a finite number of at least 1: 2 is the usual choice", k)
@@ -139,7 +137,6 @@ func (t *Throttle) validate() error {
 
 // throttleDest counts the requests and accepts of one destination.
 type throttleDest struct {
-	dest     string
 	mu       sync.Mutex
 	slots    [throttleSlots]throttleSlot
 	lastUsed atomic.Int64
@@ -203,7 +200,7 @@ func (t *Throttle) admit(u *url.URL, now time.Time) error {
 		ratio = float64(accepts) / float64(requests)
 	}
 	return fmt.Errorf("%w: %s accepted %d of the last %d requests within %v (accept ratio %.2f, below 1/K = %.2f), so %.0f%% of new requests are rejected",
-		ErrThrottled, d.dest, accepts, requests, t.window, ratio, 1/t.k, 100*p)
+		ErrThrottled, canonicalDestination(u), accepts, requests, t.window, ratio, 1/t.k, 100*p)
 }
 
 // record counts the outcome of an attempt sent to u, first or retry, as a
@@ -241,69 +238,26 @@ func (t *Throttle) Probability(rawURL string, now time.Time) float64 {
 	return t.probability(d.counts(t.epoch(now)))
 }
 
-// find returns the counts of u's destination, or nil.
+// find returns the counts of u's destination, or nil, and marks them used.
 func (t *Throttle) find(u *url.URL) *throttleDest {
-	mp := t.m.Load()
-	if mp == nil {
-		return nil
+	d := t.dests.find(u, "")
+	if d != nil {
+		d.lastUsed.Store(t.uses.Add(1))
 	}
-	d := (*mp)[hashDestination(t.seed, u)]
-	if d == nil || !sameDestination(d.dest, u) {
-		return nil
-	}
-	d.lastUsed.Store(t.uses.Add(1))
 	return d
 }
 
 // findOrAdd returns the counts of u's destination, adding them when there
-// are none, and forgetting the least recently used destination when
-// MaxThrottleDestinations are kept already.
+// are none (the table then forgets the least recently used destination
+// when MaxThrottleDestinations are kept already), and marks them used.
 func (t *Throttle) findOrAdd(u *url.URL) *throttleDest {
-	if d := t.find(u); d != nil {
-		return d
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if d := t.find(u); d != nil {
-		return d
-	}
-	var old map[uint64]*throttleDest
-	if mp := t.m.Load(); mp != nil {
-		old = *mp
-	} else {
-		t.seed = rand.Uint64()
-	}
-	next := make(map[uint64]*throttleDest, min(len(old)+1, MaxThrottleDestinations))
-	for k, d := range old {
-		next[k] = d
-	}
-	if len(next) >= MaxThrottleDestinations {
-		// Forget the least recently used quarter, so that a burst of new
-		// destinations does not sort the map at every one.
-		type entry struct{ key, used uint64 }
-		entries := make([]entry, 0, len(next))
-		for k, d := range next {
-			entries = append(entries, entry{k, uint64(d.lastUsed.Load())})
-		}
-		slices.SortFunc(entries, func(a, b entry) int { return cmp.Compare(a.used, b.used) })
-		for _, e := range entries[:len(entries)/4+1] {
-			delete(next, e.key)
-		}
-	}
-	d := &throttleDest{dest: canonicalDestination(u)}
+	d := t.dests.findOrAdd(u, "", 0)
 	d.lastUsed.Store(t.uses.Add(1))
-	next[hashDestination(t.seed, u)] = d // a colliding destination takes the slot over
-	t.m.Store(&next)
 	return d
 }
 
 // destinations reports how many destinations t keeps counts for.
-func (t *Throttle) destinations() int {
-	if mp := t.m.Load(); mp != nil {
-		return len(*mp)
-	}
-	return 0
-}
+func (t *Throttle) destinations() int { return t.dests.len() }
 
 // gate passes a new request through the Throttle and the quota hold of its
 // destination before its first attempt; nothing has been sent yet. It
