@@ -437,8 +437,8 @@ func (r *retrier) refused(res *raceResult) {
 func (r *retrier) tellQuota(res *raceResult, first int) {
 	if res.n == first {
 		r.observeQuota(res.resp, false)
-	} else {
-		r.t.holds.observe(res.req.URL, r.clock, res.resp, false, nil, nil, time.Time{})
+	} else if r.t.holds.observe(res.req.URL, r.clock, res.resp, false, nil, nil, time.Time{}) {
+		r.paced = true
 	}
 	res.told = true
 }

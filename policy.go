@@ -387,7 +387,7 @@ func (r *retrier) decide(attempt int, resp *http.Response, err error) decision {
 	// refusal that a quota hold paces to a reset at least
 	// ScheduledRetryMin ahead is one of the requests of the quota the
 	// server announced for its next window.
-	if r.neverReached(err) || d.server.ok && d.server.wait >= ScheduledRetryMin && r.pacedByHold(resp) {
+	if r.neverReached(err) || r.paced {
 		return d
 	}
 	if d.token = r.budget.withdraw(r.req.URL); d.token == noToken {

@@ -799,14 +799,16 @@ func (r *retrier) observeQuota(resp *http.Response, success bool) {
 	r.admitted, r.pastHold = nil, nil
 	if r.told {
 		// A race told the holds of this answer as it came in (see
-		// hedgedSend): telling them again would count it twice.
+		// hedgedSend), and set r.paced: telling them again would count it
+		// twice. The hold that let the attempt through still hears that
+		// it ended.
 		r.told = false
-		if admitted == nil {
-			return
+		if admitted != nil {
+			r.t.holds.observe(r.req.URL, r.clock, nil, false, admitted, pastHold, r.pastReset)
 		}
-		resp, success = nil, false
+		return
 	}
-	r.t.holds.observe(r.req.URL, r.clock, resp, success, admitted, pastHold, r.pastReset)
+	r.paced = r.t.holds.observe(r.req.URL, r.clock, resp, success, admitted, pastHold, r.pastReset)
 }
 
 // observe records what resp, the answer to a request to u, says about u's
@@ -814,14 +816,20 @@ func (r *retrier) observeQuota(resp *http.Response, success bool) {
 // it ended, or nil; pastHold the hold, spent until pastReset, that it was
 // sent past, or nil. It is safe to call from any goroutine: a race's loser
 // calls it from its own (see race.lost).
-func (hs *holds) observe(u *url.URL, clock Clock, resp *http.Response, success bool, admitted, pastHold *hold, pastReset time.Time) {
+//
+// It reports whether resp spent a hold that knows the quota the server
+// announced, until a reset at least ScheduledRetryMin ahead: the retry of
+// such a refusal is paced by the hold, which lets through no more than that
+// quota, and takes no token from the Budget. It is read as the answer
+// arrives, so that the time a retry takes to be decided does not change it.
+func (hs *holds) observe(u *url.URL, clock Clock, resp *http.Response, success bool, admitted, pastHold *hold, pastReset time.Time) (paced bool) {
 	h := admitted
 	if h == nil && !mayTellQuota(resp) {
 		if hs.m.Load() == nil {
-			return
+			return false
 		}
 		if h = hs.find(u); h == nil {
-			return
+			return false
 		}
 	}
 	now := clock.Now()
@@ -829,7 +837,7 @@ func (hs *holds) observe(u *url.URL, clock Clock, resp *http.Response, success b
 	if h == nil {
 		if h = hs.find(u); h == nil {
 			if !news.spent {
-				return
+				return false
 			}
 			h = hs.findOrAdd(u, now)
 		}
@@ -845,7 +853,7 @@ func (hs *holds) observe(u *url.URL, clock Clock, resp *http.Response, success b
 		h.mu.Unlock()
 		if h = hs.find(u); h == nil {
 			if !news.spent {
-				return
+				return false
 			}
 			h = hs.findOrAdd(u, now)
 		}
@@ -867,6 +875,7 @@ func (hs *holds) observe(u *url.URL, clock Clock, resp *http.Response, success b
 	switch {
 	case news.spent:
 		h.spend(now, news.wait, news.header, news.limit, news.shed)
+		paced = h.quota > 0 && news.wait >= ScheduledRetryMin
 	case resp != nil:
 		h.answered(now, news.remaining, success)
 	default:
@@ -874,22 +883,6 @@ func (hs *holds) observe(u *url.URL, clock Clock, resp *http.Response, success b
 	}
 	h.mu.Unlock()
 	hs.dropIfExpired(h, now)
+	return paced
 }
 
-// pacedByHold reports whether the retry of a refusal is paced by its
-// destination's quota hold: one spent until a reset still ahead, that knows
-// the quota the server announced and lets through no more than that. Such a
-// retry adds no load the server has not offered to serve, and takes no
-// token from the Budget. A hold that knows no quota paces nothing.
-func (r *retrier) pacedByHold(resp *http.Response) bool {
-	if resp == nil {
-		return false
-	}
-	h := r.t.holds.find(r.req.URL)
-	if h == nil {
-		return false
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.quota > 0 && h.spentAt(r.clock.Now())
-}

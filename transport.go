@@ -240,6 +240,10 @@ type retrier struct {
 	// told is set when a race has told the quota holds of the latest
 	// attempt's answer already, as it came in.
 	told bool
+	// paced is set when the latest attempt's answer spent a quota hold
+	// that knows the announced quota, to a reset at least
+	// ScheduledRetryMin ahead (see holds.observe): its retry takes no token.
+	paced bool
 }
 
 // traceConn returns ctx, with a trace that records in r.tries what
@@ -497,6 +501,7 @@ func (r *retrier) reportGiveUp(attempts int, resp *http.Response, err, reason er
 // request may be resent (see hedge.go).
 func (r *retrier) send(n int) (*http.Response, error) {
 	r.sent = n
+	r.paced = false
 	if r.notResendable == nil && r.t.Policy.Hedge != nil {
 		return r.hedgedSend(n)
 	}

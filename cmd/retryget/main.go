@@ -42,9 +42,9 @@
 // why. The demo prints something like:
 //
 //	no URL given: fetching from a flaky demo server at http://127.0.0.1:40671/demo
-//	attempt 1: 503 Service Unavailable; Retry-After "1" read as delay-seconds: 1s; waiting 1.42s; budget 3.0 tokens left
-//	attempt 2: 503 Service Unavailable; Retry-After "Thu, 01 Jan 2026 00:00:02 GMT" read as HTTP-date, IMF-fixdate: 1s; waiting 1.716s; budget 3.0 tokens left
-//	attempt 3: error: EOF; no response, so backoff; waiting 4.105s; budget 2.0 tokens left
+//	attempt 1: 503 Service Unavailable; Retry-After "1" read as delay-seconds: 1s; waiting 1.42s; budget 2.0 tokens left
+//	attempt 2: 503 Service Unavailable; Retry-After "Thu, 01 Jan 2026 00:00:02 GMT" read as HTTP-date, IMF-fixdate: 1s; waiting 1.716s; budget 1.0 tokens left
+//	attempt 3: error: EOF; no response, so backoff; waiting 4.105s; budget 0.0 tokens left
 //	attempt 4: 200 OK
 //	200 OK after 4 attempts in 7.248s
 //

@@ -66,9 +66,9 @@ func TestDemo(t *testing.T) {
 	require.Len(t, lines, 6, stderr)
 	assert.Contains(t, lines[0], "no URL given: fetching from a flaky demo server at http://127.0.0.1:")
 	// A server-named wait of 1s gets up to 1s of jitter.
-	assert.Regexp(t, `^attempt 1: 503 Service Unavailable; Retry-After "1" read as delay-seconds: 1s; waiting 1(\.\d+)?s; budget 3\.0 tokens left$`, lines[1])
-	assert.Regexp(t, `^attempt 2: 503 Service Unavailable; Retry-After "\w{3}, \d\d \w{3} \d{4} [\d:]{8} GMT" read as HTTP-date, IMF-fixdate: 1s; waiting 1(\.\d+)?s; budget 3\.0 tokens left$`, lines[2])
-	assert.Regexp(t, `^attempt 3: error: .*EOF; no response, so backoff; waiting [\d.]+m?s; budget 2\.0 tokens left$`, lines[3])
+	assert.Regexp(t, `^attempt 1: 503 Service Unavailable; Retry-After "1" read as delay-seconds: 1s; waiting 1(\.\d+)?s; budget 2\.0 tokens left$`, lines[1])
+	assert.Regexp(t, `^attempt 2: 503 Service Unavailable; Retry-After "\w{3}, \d\d \w{3} \d{4} [\d:]{8} GMT" read as HTTP-date, IMF-fixdate: 1s; waiting 1(\.\d+)?s; budget 1\.0 tokens left$`, lines[2])
+	assert.Regexp(t, `^attempt 3: error: .*EOF; no response, so backoff; waiting [\d.]+m?s; budget 0\.0 tokens left$`, lines[3])
 	assert.Equal(t, "attempt 4: 200 OK", lines[4])
 	assert.Regexp(t, `^200 OK after 4 attempts in [\d.]+m?s$`, lines[5])
 	assert.NotContains(t, stderr, "gave up")
@@ -348,7 +348,7 @@ func TestCancelledWhileWaiting(t *testing.T) {
 
 	assert.Equal(t, exitFailed, code)
 	assert.Empty(t, stdout.String())
-	assert.Regexp(t, `^attempt 1: 503 Service Unavailable; Retry-After "5" read as delay-seconds: 5s; waiting 5(\.\d+)?s; budget 3\.0 tokens left\n`+
+	assert.Regexp(t, `^attempt 1: 503 Service Unavailable; Retry-After "5" read as delay-seconds: 5s; waiting 5(\.\d+)?s; budget 2\.0 tokens left\n`+
 		`gave up after 1 attempt: the request was cancelled while waiting to retry\n`+
 		`failed after 1 attempt in [\d.]+m?s\n$`, stderr.String())
 }
