@@ -178,10 +178,10 @@ type Policy struct {
 	// attempt is sent, or when the caller gave up during the hold. Quota
 	// holds are always on: a Transport does not send to a destination
 	// whose server said its quota is spent until it resets, and then sends
-	// no more than the quota the server announced; after a 503 that named
-	// only its wait (a server shedding load), each success lets one held
-	// request through before the reset (see quota.go's documentation, or
-	// docs/holds-and-throttling.md). It runs on the
+	// no more than the quota the server announced; a 503 that named only
+	// its wait (a server shedding load) holds nothing, and its own retry
+	// waits the named time, charged to the Budget (see quota.go's
+	// documentation, or docs/holds-and-throttling.md). It runs on the
 	// goroutine of the RoundTrip call.
 	OnHold func(HoldEvent)
 

@@ -17,8 +17,8 @@ import (
 // refuse. When a response says that its destination's quota is spent and
 // when it resets (an X-RateLimit-Remaining, X-Rate-Limit-Remaining or
 // RateLimit-Remaining of 0, or an IETF RateLimit policy with r=0, together
-// with the reset RateLimitWait reads; or a 429 or 503 with Retry-After), the
-// Transport remembers the reset for that destination. A request to it
+// with the reset RateLimitWait reads; or a 429 or 403 with Retry-After, or a
+// 503 with Retry-After and rate-limit fields), the Transport remembers the reset for that destination. A request to it
 // before the reset is held until the reset plus the jitter of server-named
 // waits, when that fits its limits, and else sent as usual. Nothing has been
 // sent, so any method is held, a POST included.
@@ -29,22 +29,17 @@ import (
 // request when it announced none. The answers to those requests then say how
 // much quota is left (their Remaining); the hold lets through that many,
 // less those still in flight, and holds the rest until the next answer or
-// the next reset. When a server announces no quota at all (a 429 or 503 with
+// the next reset. When a server announces no quota at all (a 429 or 403 with
 // only Retry-After), each success after the reset lets two more requests
 // through, as a TCP slow start does, so that a recovering server is not met
-// by every held request at once.
+// by every held request at once. A spent quota holds everything until the
+// reset: the quota is the client's, and the answers to requests sent before
+// it was spent say nothing of it.
 //
-// A 503 with only Retry-After is a server shedding load, not a quota: its
-// other requests may still be served. While such a hold lasts, each success
-// answered lets one held request through, the one that has waited longest,
-// so that the requests in flight stay at what the server serves (as TCP's
-// ACK clocking keeps a window full) rather than drop to nothing until the
-// reset; each refusal lets none through, so that the requests in flight
-// shrink to what the server serves. A server that refuses everything is
-// sent nothing more until its reset. A 429, or an answer that names a
-// quota, holds everything until the reset: the quota is the client's, and
-// the answers to requests sent before it was spent say nothing of it (a 503
-// among them does not make it load shedding).
+// A 503 with only Retry-After holds nothing: it is a server shedding load,
+// not a quota, and its named wait says when that request may come back, not
+// that others may not be sent. Its own retry waits the named time and is
+// charged to the Budget.
 //
 // A window that served fewer requests than announced (a quota shared with
 // other clients, or announced wrong) while the client asked for more at
@@ -97,17 +92,8 @@ type hold struct {
 	served    int           // successes answered since the window opened
 	demand    int           // the most requests in flight or waiting at once since the window opened
 	waiters   int           // requests waiting on the hold
-	shedding  bool          // spent by a 503 that named no quota: each success lets a held request through
-	turns     []*heldTurn   // while shedding, the requests waiting for a success, longest first
 	changed   chan struct{}
 	gone      bool // taken out of the map
-}
-
-// heldTurn is a request held by a shedding hold, waiting for a success to
-// let it through or for the reset.
-type heldTurn struct {
-	wake    chan struct{} // closed when granted
-	granted bool          // let through by a success, and counted in flight
 }
 
 // find returns the hold of u's destination, or nil: on the happy path an
@@ -243,7 +229,6 @@ func (h *hold) broadcast() {
 // open starts the window that follows a reset. h.mu is held.
 func (h *hold) open() {
 	h.reset = time.Time{}
-	h.shedding = false
 	h.left, h.bounded = h.fresh, h.quota > 0
 	h.lowest = -1
 	h.opened, h.served = true, 0
@@ -258,13 +243,8 @@ func (h *hold) asked() {
 }
 
 // spend records that the quota is spent until now+wait, and the quota
-// announced for the fresh window, if any (limit > 0); shed says the answer
-// was a 503 that named no quota. h.mu is held.
-func (h *hold) spend(now time.Time, wait time.Duration, header string, limit int, shed bool) {
-	// A 503 answered while a quota is spent (a 429's, or a remaining
-	// count's) is the answer to a request sent before: the quota still
-	// holds everything until its reset.
-	quotaSpent := h.spentAt(now) && !h.shedding
+// announced for the fresh window, if any (limit > 0). h.mu is held.
+func (h *hold) spend(now time.Time, wait time.Duration, header string, limit int) {
 	reset := now.Add(wait)
 	if reset.After(h.reset) {
 		h.reset = reset
@@ -290,40 +270,7 @@ func (h *hold) spend(now time.Time, wait time.Duration, header string, limit int
 	}
 	h.left, h.bounded, h.lowest = 0, true, -1
 	h.opened = false
-	// A quota announced once is a quota: a later 503 does not make it load
-	// shedding.
-	h.shedding = shed && h.quota == 0 && !quotaSpent
 	h.broadcast()
-}
-
-// grantTurn lets the request that has waited longest for a success through,
-// counting it in flight. h.mu is held.
-func (h *hold) grantTurn() {
-	if len(h.turns) == 0 {
-		return
-	}
-	t := h.turns[0]
-	h.turns[0] = nil
-	h.turns = h.turns[1:]
-	t.granted = true
-	h.inflight++
-	close(t.wake)
-}
-
-// leaveTurn takes t out of the queue of turns, or, when it was granted,
-// passes its place on while the hold lasts (after its reset, the window that
-// opens decides). h.mu is held.
-func (h *hold) leaveTurn(t *heldTurn, now time.Time) {
-	if t.granted {
-		h.inflight--
-		if h.shedding && h.spentAt(now) {
-			h.grantTurn()
-		}
-		return
-	}
-	if i := slices.Index(h.turns, t); i >= 0 {
-		h.turns = slices.Delete(h.turns, i, i+1)
-	}
 }
 
 // answered records what an answer said of a window that is not spent: the
@@ -331,12 +278,7 @@ func (h *hold) leaveTurn(t *heldTurn, now time.Time) {
 // success. h.mu is held.
 func (h *hold) answered(now time.Time, remaining int, success bool) {
 	if h.spentAt(now) {
-		// An answer from before the quota was spent. A success while a
-		// server sheds load frees its place for a held request.
-		if success && h.shedding {
-			h.grantTurn()
-		}
-		return
+		return // an answer from before the quota was spent
 	}
 	if !h.reset.IsZero() {
 		h.open()
@@ -361,7 +303,7 @@ func (h *hold) answered(now time.Time, remaining int, success bool) {
 		// hold until a reset as far off as the last one was. A client
 		// that asks for no more than it was served is not held for a
 		// learnt quota: that may be its own low demand.
-		h.spend(now, h.lastWait, h.header, 0, false)
+		h.spend(now, h.lastWait, h.header, 0)
 		return
 	}
 	h.broadcast()
@@ -371,7 +313,6 @@ func (h *hold) answered(now time.Time, remaining int, success bool) {
 type quotaNews struct {
 	spent     bool          // the quota is spent until wait from now
 	wait      time.Duration // until the reset
-	shed      bool          // a 503 that named only its wait, no quota: a server shedding load
 	header    string        // the field that said so
 	limit     int           // the quota of a fresh window; 0 when not announced
 	remaining int           // the quota left, or -1 when not said
@@ -519,8 +460,7 @@ type HoldReason int
 
 const (
 	// HoldReset: the destination's quota was spent, and the request waited
-	// for its reset, or, after a 503 that named only its wait, for a
-	// success that let it through.
+	// for its reset.
 	HoldReset HoldReason = iota + 1
 	// HoldQuota: the requests the server's quota allows had been let
 	// through, and the request waited for an answer that says how much is
@@ -583,7 +523,6 @@ func (r *retrier) holdAttempt(n int) (err error) {
 		jitterFor    time.Time
 		why          HoldReason
 		header       string
-		turn         *heldTurn // a shedding hold's place in line, kept from one wait to the next
 	)
 	defer func() {
 		if why != 0 && p.OnHold != nil {
@@ -626,32 +565,16 @@ func (r *retrier) holdAttempt(n int) (err error) {
 				reason = lim.check(total)
 			}
 			if reason != nil {
-				if turn != nil {
-					h.leaveTurn(turn, now)
-				}
 				r.pastHold, r.pastReset = h, h.reset
 				h.mu.Unlock()
 				return nil
 			}
 			why, header = HoldReset, h.header
 			h.waiters++
-			var wake <-chan struct{}
-			if h.shedding {
-				// A success may free a place before the reset.
-				if turn == nil {
-					turn = &heldTurn{wake: make(chan struct{})}
-					h.turns = append(h.turns, turn)
-				}
-				wake = turn.wake
-			} else if turn != nil {
-				h.leaveTurn(turn, now)
-				turn = nil
-			}
 			h.mu.Unlock()
 			started := time.Now()
-			woken, serr := r.sleepHeld(total, wake)
-			err = serr
-			if isVirtual(r.clock) && !woken {
+			err = r.sleepHeld(total)
+			if isVirtual(r.clock) {
 				held += total + time.Since(started)
 				r.played = saturatingAdd(r.played, total)
 			} else {
@@ -659,28 +582,11 @@ func (r *retrier) holdAttempt(n int) (err error) {
 			}
 			h.mu.Lock()
 			h.waiters--
-			if turn != nil {
-				if turn.granted && err == nil {
-					r.admitted = h // counted in flight by grantTurn
-					turn = nil
-					break
-				}
-				if turn.granted || err != nil {
-					h.leaveTurn(turn, r.clock.Now())
-					turn = nil
-				}
-				// Otherwise its wait ended with the hold still on (its
-				// reset moved further off): it keeps its place in line.
-			}
 			if err != nil {
 				h.mu.Unlock()
 				return err
 			}
 			continue
-		}
-		if turn != nil {
-			h.leaveTurn(turn, now)
-			turn = nil
 		}
 		if !h.reset.IsZero() {
 			h.open()
@@ -727,16 +633,13 @@ func (r *retrier) holdAttempt(n int) (err error) {
 			return nil
 		}
 	}
-	if turn != nil {
-		h.leaveTurn(turn, r.clock.Now()) // the hold was forgotten
-	}
 	h.mu.Unlock()
 	return nil
 }
 
-// sleepHeld waits d on the Policy's Clock, until wake is closed (woken), or
-// until the request is cancelled (an error). wake may be nil.
-func (r *retrier) sleepHeld(d time.Duration, wake <-chan struct{}) (woken bool, err error) {
+// sleepHeld waits d on the Policy's Clock, or until the request is cancelled
+// (an error).
+func (r *retrier) sleepHeld(d time.Duration) error {
 	ctx := r.req.Context()
 	//lint:ignore SA1019 net/http still honours the deprecated Cancel channel, so must a hold.
 	if cancel := r.req.Cancel; cancel != nil {
@@ -744,32 +647,14 @@ func (r *retrier) sleepHeld(d time.Duration, wake <-chan struct{}) (woken bool, 
 		ctx, stop = withCancelChannel(ctx, cancel)
 		defer stop()
 	}
-	if wake != nil {
-		var stop context.CancelFunc
-		ctx, stop = withCancelChannel(ctx, wake)
-		defer stop()
-	}
-	if err := r.clock.Sleep(ctx, d); err != nil {
-		if !requestLive(r.req) {
-			if err := r.req.Context().Err(); err != nil {
-				return false, err
-			}
-			return false, context.Canceled
-		}
-		select {
-		case <-wake:
-			return true, nil
-		default:
-		}
-		return false, err
-	}
+	err := r.clock.Sleep(ctx, d)
 	if !requestLive(r.req) {
 		if err := r.req.Context().Err(); err != nil {
-			return false, err
+			return err
 		}
-		return false, context.Canceled
+		return context.Canceled
 	}
-	return false, nil
+	return err
 }
 
 // awaitAnswer waits until changed is closed, room has passed in real time,
@@ -851,14 +736,10 @@ func (hs *holds) observe(u *url.URL, clock Clock, resp *http.Response, success b
 		}
 		h.mu.Lock()
 	}
-	if success && !news.spent && h == pastHold && h.reset.Equal(pastReset) && h.spentAt(now) && !(h.shedding && len(h.turns) > 0) {
+	if success && !news.spent && h == pastHold && h.reset.Equal(pastReset) && h.spentAt(now) {
 		// Sent after the quota was spent, because the reset was too far
 		// off to wait for, and served: the server reset early, and the
-		// window is open again (answered opens it). A server shedding
-		// load serves some of its requests anyway: while requests wait on
-		// its hold, that success lets the one held longest through
-		// (answered), rather than open the window to newcomers while the
-		// held sleep until the reset.
+		// window is open again (answered opens it).
 		h.reset = now
 	}
 	if success && !h.spentAt(now) {
@@ -866,7 +747,7 @@ func (hs *holds) observe(u *url.URL, clock Clock, resp *http.Response, success b
 	}
 	switch {
 	case news.spent:
-		h.spend(now, news.wait, news.header, news.limit, news.shed)
+		h.spend(now, news.wait, news.header, news.limit)
 	case resp != nil:
 		h.answered(now, news.remaining, success)
 	default:

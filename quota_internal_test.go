@@ -133,41 +133,6 @@ func TestShedding503DoesNotSoftenASpentQuota(t *testing.T) {
 	}
 }
 
-// TestGrantedTurnLeftAfterTheResetPassesNothingOn: a request let through by
-// a success that is cancelled before it is sent passes its place on while
-// the hold lasts, and not after its reset, when the window that opens lets
-// through what it lets through (one probe), not one more.
-func TestGrantedTurnLeftAfterTheResetPassesNothingOn(t *testing.T) {
-	now := time.Now()
-	for _, tt := range []struct {
-		name   string
-		reset  time.Time
-		passed bool
-	}{
-		{"before the reset", now.Add(time.Second), true},
-		{"after the reset", now.Add(-time.Millisecond), false},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			h := &hold{lowest: -1, reset: tt.reset, shedding: true}
-			first := &heldTurn{wake: make(chan struct{})}
-			next := &heldTurn{wake: make(chan struct{})}
-			h.turns = []*heldTurn{first, next}
-			h.grantTurn()
-			require.True(t, first.granted)
-			require.Equal(t, 1, h.inflight)
-			h.leaveTurn(first, now)
-			assert.Equal(t, tt.passed, next.granted)
-			if tt.passed {
-				assert.Equal(t, 1, h.inflight)
-				assert.Empty(t, h.turns)
-			} else {
-				assert.Zero(t, h.inflight)
-				assert.Equal(t, []*heldTurn{next}, h.turns)
-			}
-		})
-	}
-}
-
 // stepClock is a Clock whose time moves only when the test steps it; Sleep
 // waits until the time has moved by d, or ctx is done.
 type stepClock struct {
