@@ -133,59 +133,6 @@ func TestShedding503DoesNotSoftenASpentQuota(t *testing.T) {
 	}
 }
 
-// stepClock is a Clock whose time moves only when the test steps it; Sleep
-// waits until the time has moved by d, or ctx is done.
-type stepClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	moved  chan struct{}
-	sleeps int
-}
-
-func newStepClock() *stepClock {
-	return &stepClock{now: time.Now(), moved: make(chan struct{})}
-}
-
-func (c *stepClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *stepClock) Sleep(ctx context.Context, d time.Duration) error {
-	c.mu.Lock()
-	c.sleeps++
-	until := c.now.Add(d)
-	c.mu.Unlock()
-	for {
-		c.mu.Lock()
-		now, moved := c.now, c.moved
-		c.mu.Unlock()
-		if !now.Before(until) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-moved:
-		}
-	}
-}
-
-func (c *stepClock) step(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	close(c.moved)
-	c.moved = make(chan struct{})
-}
-
-func (c *stepClock) sleepsStarted() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.sleeps
-}
-
 // virtualClock is a Clock that moves forward at once by each wait, or when
 // the test advances it, as retrytest.Clock does (which this package's own
 // tests cannot import).
