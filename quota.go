@@ -2,6 +2,7 @@ package retryhttp
 
 import (
 	"context"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -59,23 +60,28 @@ import (
 // are): their answers count only as news, and make a new hold only when
 // they say the quota is spent.
 
-// maxHolds bounds the destinations a Transport holds at once; when more are
-// spent at once, the one that would expire first is forgotten.
+// maxHolds bounds the holds a Transport keeps at once, over all its
+// destinations and their scopes (see limitscope.go); when more are spent at
+// once, the quarter that would expire first is forgotten.
 const maxHolds = 1024
 
-// holds are a Transport's quota holds, one per destination, in a map that is
-// replaced, never changed: a request looks its destination up without a lock
-// or an allocation, and finds nothing unless a server said its quota is
-// spent. The zero value holds nothing.
+// holds are a Transport's quota holds: one place per destination, in a map
+// that is replaced, never changed, and in each place a hold per scope, in a
+// map replaced the same way: a request looks its destination up without a
+// lock or an allocation, and finds nothing unless a server said a quota of
+// it is spent. The zero value holds nothing.
 type holds struct {
-	m    atomic.Pointer[map[uint64]*hold]
-	mu   sync.Mutex
-	seed uint64 // set under mu before the first map is stored
+	m      atomic.Pointer[map[uint64]*place]
+	policy atomic.Pointer[Policy] // the Transport's, for LimitKey; stored by the first request
+	mu     sync.Mutex
+	seed   uint64 // set under mu before the first map is stored
+	count  int    // the holds of all places; under mu
 }
 
-// hold is what a Transport knows of one destination's quota.
+// hold is what a Transport knows of one quota of a destination.
 type hold struct {
-	dest string // the canonical destination, to tell hash collisions apart
+	place *place     // its destination's
+	scope limitScope // what it is the quota of, within its destination
 
 	mu        sync.Mutex
 	reset     time.Time     // on the Clock: when the spent quota resets; zero while a window is open
@@ -93,76 +99,148 @@ type hold struct {
 	demand    int           // the most requests in flight or waiting at once since the window opened
 	waiters   int           // requests waiting on the hold
 	changed   chan struct{}
-	gone      bool // taken out of the map
+	gone      bool // taken out of the map; set under holds.mu
 }
 
-// find returns the hold of u's destination, or nil: on the happy path an
+// find returns the place of u's destination, or nil: on the happy path an
 // atomic load and a length check.
-func (hs *holds) find(u *url.URL) *hold {
+func (hs *holds) find(u *url.URL) *place {
 	mp := hs.m.Load()
 	if mp == nil || len(*mp) == 0 {
 		return nil
 	}
-	h := (*mp)[hashDestination(hs.seed, u)]
-	if h == nil || !sameDestination(h.dest, u) {
+	p := (*mp)[hashDestination(hs.seed, u)]
+	if p == nil || !sameDestination(p.dest, u) {
 		return nil
 	}
-	return h
+	return p
 }
 
-// findOrAdd returns the hold of u's destination, adding one when there is
-// none; expired holds are dropped on the way.
+// hold returns the hold of scope s of u's destination, or nil.
+func (hs *holds) hold(u *url.URL, s limitScope) *hold {
+	return hs.find(u).hold(s)
+}
+
+// limitKey returns the Transport's Policy.LimitKey, or nil.
+func (hs *holds) limitKey() func(*http.Request) string {
+	if p := hs.policy.Load(); p != nil {
+		return p.LimitKey
+	}
+	return nil
+}
+
+// findOrAdd returns the hold of u's destination itself, adding one when
+// there is none.
 func (hs *holds) findOrAdd(u *url.URL, now time.Time) *hold {
-	if h := hs.find(u); h != nil {
+	return hs.findOrAddIn(u, limitScope{}, now)
+}
+
+// findOrAddIn returns the hold of scope s of u's destination, adding one
+// when there is none; when the Transport keeps maxHolds already, expired
+// holds are dropped, and then, if need be, those that would expire first.
+func (hs *holds) findOrAddIn(u *url.URL, s limitScope, now time.Time) *hold {
+	if h := hs.hold(u, s); h != nil {
 		return h
 	}
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
-	if h := hs.find(u); h != nil {
+	if h := hs.hold(u, s); h != nil {
 		return h
 	}
-	var old map[uint64]*hold
-	if mp := hs.m.Load(); mp != nil {
-		old = *mp
-	} else {
+	if hs.m.Load() == nil {
 		hs.seed = rand.Uint64()
 	}
-	next := make(map[uint64]*hold, len(old)+1)
-	full := len(old) >= maxHolds
-	for k, h := range old {
-		// A hold expired but not touched since is dropped when room is
-		// needed; until then it costs only its memory.
-		if !full || !h.retireIfExpired(now) {
-			next[k] = h
+	if hs.count >= maxHolds {
+		hs.prune(now)
+	}
+	h := &hold{scope: s, lowest: -1}
+	if p := hs.find(u); p != nil {
+		h.place = p
+		old := *p.holds.Load()
+		next := make(map[limitScope]*hold, len(old)+1)
+		maps.Copy(next, old)
+		next[s] = h
+		p.holds.Store(&next)
+		hs.count++
+		return h
+	}
+	p := &place{dest: canonicalDestination(u)}
+	h.place = p
+	p.holds.Store(&map[limitScope]*hold{s: h})
+	var old map[uint64]*place
+	if mp := hs.m.Load(); mp != nil {
+		old = *mp
+	}
+	key := hashDestination(hs.seed, u)
+	if taken := old[key]; taken != nil {
+		// A colliding destination takes the slot over.
+		for _, h := range *taken.holds.Load() {
+			h.retire()
+			hs.count--
 		}
 	}
-	if len(next) >= maxHolds {
-		// Forget the quarter that would expire first, so that a burst of
-		// new destinations does not sort the map at every one.
-		type entry struct {
-			key   uint64
-			until time.Time
-		}
-		entries := make([]entry, 0, len(next))
-		for k, h := range next {
-			h.mu.Lock()
-			entries = append(entries, entry{k, h.keepUntil})
-			h.mu.Unlock()
-		}
-		slices.SortFunc(entries, func(a, b entry) int { return a.until.Compare(b.until) })
-		for _, e := range entries[:len(entries)/4+1] {
-			next[e.key].retire()
-			delete(next, e.key)
-		}
-	}
-	h := &hold{dest: canonicalDestination(u), lowest: -1}
-	next[hashDestination(hs.seed, u)] = h // a colliding destination takes the slot over
+	next := make(map[uint64]*place, len(old)+1)
+	maps.Copy(next, old)
+	next[key] = p
 	hs.m.Store(&next)
+	hs.count++
 	return h
 }
 
-// dropIfExpired forgets h once it has expired, so that its destination's
-// requests take the happy path again.
+// prune makes room for a hold: it drops the holds that have expired but
+// were not touched since (until then they cost only their memory), and,
+// when that is not enough, the quarter that would expire first, so that a
+// burst of new destinations does not sort the table at every one. hs.mu is
+// held.
+func (hs *holds) prune(now time.Time) {
+	type entry struct {
+		h     *hold
+		until time.Time
+	}
+	var entries []entry
+	for _, p := range *hs.m.Load() {
+		for _, h := range *p.holds.Load() {
+			if h.retireIfExpired(now) {
+				continue
+			}
+			h.mu.Lock()
+			entries = append(entries, entry{h, h.keepUntil})
+			h.mu.Unlock()
+		}
+	}
+	if len(entries) >= maxHolds {
+		slices.SortFunc(entries, func(a, b entry) int { return a.until.Compare(b.until) })
+		for _, e := range entries[:len(entries)/4+1] {
+			e.h.retire()
+		}
+	}
+	// Take the retired holds out, and the places left with none.
+	top := *hs.m.Load()
+	next := make(map[uint64]*place, len(top))
+	hs.count = 0
+	for k, p := range top {
+		old := *p.holds.Load()
+		kept := make(map[limitScope]*hold, len(old))
+		for s, h := range old {
+			if !h.gone {
+				kept[s] = h
+			}
+		}
+		if len(kept) == 0 {
+			continue
+		}
+		if len(kept) < len(old) {
+			p.holds.Store(&kept)
+		}
+		next[k] = p
+		hs.count += len(kept)
+	}
+	hs.m.Store(&next)
+}
+
+// dropIfExpired forgets h once it has expired, so that the requests of its
+// scope take the happy path again (and those of its destination, when it
+// was the last hold there).
 func (hs *holds) dropIfExpired(h *hold, now time.Time) {
 	h.mu.Lock()
 	expired := h.expired(now)
@@ -175,10 +253,23 @@ func (hs *holds) dropIfExpired(h *hold, now time.Time) {
 	if !h.retireIfExpired(now) {
 		return
 	}
-	old := *hs.m.Load()
-	next := make(map[uint64]*hold, len(old))
-	for k, v := range old {
-		if v != h {
+	hs.count--
+	p := h.place
+	old := *p.holds.Load()
+	if len(old) > 1 {
+		next := make(map[limitScope]*hold, len(old)-1)
+		for s, v := range old {
+			if v != h {
+				next[s] = v
+			}
+		}
+		p.holds.Store(&next)
+		return
+	}
+	top := *hs.m.Load()
+	next := make(map[uint64]*place, len(top))
+	for k, v := range top {
+		if v != p {
 			next[k] = v
 		}
 	}
@@ -314,6 +405,7 @@ type quotaNews struct {
 	spent     bool          // the quota is spent until wait from now
 	wait      time.Duration // until the reset
 	header    string        // the field that said so
+	resource  string        // the resource or bucket it names (see resourceName), or ""
 	limit     int           // the quota of a fresh window; 0 when not announced
 	remaining int           // the quota left, or -1 when not said
 }
@@ -350,6 +442,7 @@ func readQuota(resp *http.Response, now time.Time) quotaNews {
 	}
 	h := canonicalRateLimitHeader(resp.Header)
 	news.limit = announcedQuota(h)
+	news.resource = resourceName(h)
 	switch resp.StatusCode {
 	case http.StatusTooManyRequests, http.StatusServiceUnavailable, http.StatusForbidden:
 		// A 403 with Retry-After is a rate-limit refusal (GitHub's
@@ -510,7 +603,15 @@ type HoldEvent struct {
 // was cancelled while held.
 func (r *retrier) holdAttempt(n int) (err error) {
 	var reason error // the limit a hold would pass, for OnHold
-	h := r.t.holds.find(r.req.URL)
+	hs := &r.t.holds
+	if hs.policy.Load() == nil {
+		hs.policy.Store(&r.t.Policy) // for the answers a race tells (see hedge.go)
+	}
+	pl := hs.find(r.req.URL)
+	if pl == nil {
+		return nil
+	}
+	h := pl.hold(pl.requestScope(r.req, r.t.Policy.LimitKey))
 	if h == nil {
 		return nil
 	}
@@ -691,36 +792,76 @@ func (r *retrier) observeQuota(resp *http.Response, success bool) {
 		}
 		resp, success = nil, false
 	}
-	r.t.holds.observe(r.req.URL, r.clock, resp, success, admitted, pastHold, r.pastReset)
+	r.t.holds.observeRequest(r.req, r.req.URL, r.clock, resp, success, admitted, pastHold, r.pastReset)
 }
 
 // observe records what resp, the answer to a request to u, says about u's
-// quota. admitted is the hold that let the request through, to be told that
-// it ended, or nil; pastHold the hold, spent until pastReset, that it was
-// sent past, or nil. It is safe to call from any goroutine: a race's loser
-// calls it from its own (see race.lost).
+// quotas: observeRequest with the request resp was the answer to, if known.
+// It is safe to call from any goroutine: a race's loser calls it from its
+// own (see race.lost).
 func (hs *holds) observe(u *url.URL, clock Clock, resp *http.Response, success bool, admitted, pastHold *hold, pastReset time.Time) {
-	h := admitted
-	if h == nil && !mayTellQuota(resp) {
-		if hs.m.Load() == nil {
-			return
-		}
-		if h = hs.find(u); h == nil {
+	var req *http.Request
+	if resp != nil {
+		req = resp.Request
+	}
+	hs.observeRequest(req, u, clock, resp, success, admitted, pastHold, pastReset)
+}
+
+// observeRequest records what resp, the answer to req, a request to u, says
+// about u's quotas. admitted is the hold that let the request through, to
+// be told that it ended, or nil; pastHold the hold, spent until pastReset,
+// that it was sent past, or nil. req may be nil when unknown: its answer is
+// then news for the resource it names, or for the destination.
+//
+// The news goes to the hold of the scope the answer names (see
+// limitscope.go), or else to the hold that let the request through, or
+// else to the hold of the request's scope. That scope is worked out only
+// for a destination that has a hold, or is about to have one.
+func (hs *holds) observeRequest(req *http.Request, u *url.URL, clock Clock, resp *http.Response, success bool, admitted, pastHold *hold, pastReset time.Time) {
+	if admitted == nil && !mayTellQuota(resp) {
+		if hs.m.Load() == nil || hs.find(u) == nil {
 			return
 		}
 	}
 	now := clock.Now()
 	news := readQuota(resp, now)
-	if h == nil {
-		if h = hs.find(u); h == nil {
-			if !news.spent {
-				return
-			}
-			h = hs.findOrAdd(u, now)
+	pl := hs.find(u)
+	if pl == nil && !news.spent {
+		if admitted != nil {
+			hs.ended(admitted, now)
+		}
+		return
+	}
+	scope := limitScope{kind: scopeResource, name: news.resource}
+	switch {
+	case news.resource != "":
+	case admitted != nil:
+		scope = admitted.scope
+	case pl != nil && req != nil:
+		scope = pl.requestScope(req, hs.limitKey())
+	default:
+		scope = keyScope(req, hs.limitKey())
+	}
+	h := pl.hold(scope)
+	if h == nil && news.spent {
+		h = hs.findOrAddIn(u, scope, now)
+	}
+	if news.resource != "" && req != nil {
+		if pl = hs.find(u); pl != nil {
+			pl.learn(req, news.resource)
 		}
 	}
+	own := admitted != nil && admitted == h
+	if admitted != nil && !own {
+		// Let through by another scope's hold (its route was not known
+		// to draw on this one): that hold hears only that it ended.
+		hs.ended(admitted, now)
+	}
+	if h == nil {
+		return
+	}
 	h.mu.Lock()
-	if admitted != nil {
+	if own {
 		h.inflight--
 	}
 	if h.gone {
@@ -728,11 +869,11 @@ func (hs *holds) observe(u *url.URL, clock Clock, resp *http.Response, success b
 		// goes to the hold that new requests find, and makes one only when
 		// it says the quota is spent, as for a destination never held.
 		h.mu.Unlock()
-		if h = hs.find(u); h == nil {
+		if h = hs.hold(u, scope); h == nil {
 			if !news.spent {
 				return
 			}
-			h = hs.findOrAdd(u, now)
+			h = hs.findOrAddIn(u, scope, now)
 		}
 		h.mu.Lock()
 	}
@@ -757,6 +898,16 @@ func (hs *holds) observe(u *url.URL, clock Clock, resp *http.Response, success b
 	hs.dropIfExpired(h, now)
 }
 
+// ended tells h that a request it let through ended, with an answer that
+// was news for another hold, or none.
+func (hs *holds) ended(h *hold, now time.Time) {
+	h.mu.Lock()
+	h.inflight--
+	h.broadcast()
+	h.mu.Unlock()
+	hs.dropIfExpired(h, now)
+}
+
 // pacedByHold reports whether the retry of a refusal is paced by its
 // destination's quota hold: one spent until a reset still ahead, that knows
 // the quota the server announced and lets through no more than that. Such a
@@ -766,7 +917,15 @@ func (r *retrier) pacedByHold(resp *http.Response) bool {
 	if resp == nil {
 		return false
 	}
-	h := r.t.holds.find(r.req.URL)
+	pl := r.t.holds.find(r.req.URL)
+	if pl == nil {
+		return false
+	}
+	scope := limitScope{kind: scopeResource, name: resourceName(canonicalRateLimitHeader(resp.Header))}
+	if scope.name == "" {
+		scope = pl.requestScope(r.req, r.t.Policy.LimitKey)
+	}
+	h := pl.hold(scope)
 	if h == nil {
 		return false
 	}

@@ -44,7 +44,7 @@ func postClosed(t *testing.T, tr *Transport, url string) *http.Response {
 func waitForWaiters(t *testing.T, tr *Transport, u *url.URL, n int) {
 	t.Helper()
 	require.Eventually(t, func() bool {
-		h := tr.holds.find(u)
+		h := tr.holds.hold(u, limitScope{})
 		if h == nil {
 			return false
 		}

@@ -141,7 +141,7 @@ func TestQuotaHoldMemoryIsBoundedFor10000Destinations(t *testing.T) {
 	h.spend(later, time.Minute, "Retry-After", 0)
 	h.mu.Unlock()
 	hs.dropIfExpired(h, later.Add(time.Minute))
-	assert.Same(t, h, hs.find(u), "kept after its reset, for the requests told of it")
+	assert.Same(t, h, hs.hold(u, limitScope{}), "kept after its reset, for the requests told of it")
 	hs.dropIfExpired(h, later.Add(2*time.Minute))
 	assert.Nil(t, hs.find(u), "expired")
 }
