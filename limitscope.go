@@ -57,7 +57,7 @@ type limitScope struct {
 // place is what a Transport holds for one destination: its holds, one per
 // scope, and the routes learnt while it has any.
 type place struct {
-	dest  string                              // the canonical destination, to tell hash collisions apart
+	dest  string                               // the canonical destination, to tell hash collisions apart
 	holds atomic.Pointer[map[limitScope]*hold] // replaced under holds.mu, never changed; never empty once stored
 
 	mu     sync.Mutex
@@ -179,17 +179,21 @@ func routeKey(req *http.Request) string {
 	b.Grow(len(method) + 1 + len(path))
 	b.WriteString(method)
 	b.WriteByte(' ')
-	for i, seg := range strings.Split(path, "/") {
-		if i > 0 {
+	for first := true; ; first = false {
+		if !first {
 			b.WriteByte('/')
 		}
+		seg, rest, more := strings.Cut(path, "/")
 		if looksLikeID(seg) {
 			b.WriteString("{id}")
 		} else {
 			b.WriteString(seg)
 		}
+		if !more {
+			return b.String()
+		}
+		path = rest
 	}
-	return b.String()
 }
 
 // looksLikeID reports whether a path segment looks like an identifier
