@@ -19,10 +19,15 @@ import (
 // when it resets (an X-RateLimit-Remaining, X-Rate-Limit-Remaining or
 // RateLimit-Remaining of 0, or an IETF RateLimit policy with r=0, together
 // with the reset RateLimitWait reads; or a 429 or 403 with Retry-After, or a
-// 503 with Retry-After and rate-limit fields), the Transport remembers the reset for that destination. A request to it
-// before the reset is held until the reset plus the jitter of server-named
-// waits, when that fits its limits, and else sent as usual. Nothing has been
-// sent, so any method is held, a POST included.
+// 503 with Retry-After and rate-limit fields), the Transport remembers the
+// reset for that destination's limit: the resource or bucket the response
+// names (X-RateLimit-Resource, X-RateLimit-Bucket, a RateLimit-Policy name),
+// else the request's Policy.LimitKey, else the destination itself (see
+// limitscope.go). A request that draws on that limit (of a route answered
+// as drawing on that resource, or with that key, or any other request to
+// the destination) before the reset is held until the reset plus the
+// jitter of server-named waits, when that fits its limits, and else sent
+// as usual. Nothing has been sent, so any method is held, a POST included.
 //
 // At the reset the hold lets through no more requests than the quota the
 // server announced for the fresh window (X-RateLimit-Limit,
@@ -54,8 +59,9 @@ import (
 //
 // A hold expires on its own: once its reset has passed by as long again as
 // the server asked to wait (at least a second), and no request waits on it,
-// its destination is forgotten and its requests take the happy path again,
-// which reads no more than a few header fields of each response. Requests
+// it is forgotten; once a destination's last hold is, its requests take the
+// happy path again, which reads no more than a few header fields of each
+// response. Requests
 // it let through may still be in flight (under steady traffic some always
 // are): their answers count only as news, and make a new hold only when
 // they say the quota is spent.
@@ -597,8 +603,8 @@ type HoldEvent struct {
 	Err error
 }
 
-// holdAttempt passes attempt n of r.req through its destination's quota
-// hold, if there is one. A hold that would pass a limit is not waited for,
+// holdAttempt passes attempt n of r.req through the quota hold of its
+// scope (see limitscope.go), if there is one. A hold that would pass a limit is not waited for,
 // and the attempt is sent as usual. It returns an error when the request
 // was cancelled while held.
 func (r *retrier) holdAttempt(n int) (err error) {
