@@ -181,12 +181,29 @@ type Policy struct {
 	// attempt is sent, or when the caller gave up during the hold. Quota
 	// holds are always on: a Transport does not send to a destination
 	// whose server said its quota is spent until it resets, and then sends
-	// no more than the quota the server announced; after a 503 that named
-	// only its wait (a server shedding load), each success lets one held
-	// request through before the reset (see quota.go's documentation, or
-	// docs/holds-and-throttling.md). It runs on the
+	// no more than the quota the server announced; a 503 that named only
+	// its wait (a server shedding load) holds nothing, and its own retry
+	// waits the named time, charged to the Budget (see quota.go's
+	// documentation, or docs/holds-and-throttling.md). It runs on the
 	// goroutine of the RoundTrip call.
 	OnHold func(HoldEvent)
+
+	// LimitKey, if not nil, says which requests to a destination share a
+	// limit when the server does not say it: requests given the same
+	// non-empty key share quota holds, and only those, so that a spent
+	// quota of one endpoint (say "/search") does not hold the others. An
+	// empty key means the destination's own hold, which every request
+	// shares when LimitKey is nil. A server that names the resource an
+	// answer draws on (X-RateLimit-Resource, X-RateLimit-Bucket, a
+	// RateLimit-Policy name) is followed without it, and a request whose
+	// route is known to draw on a named resource is held by that
+	// resource's hold, whatever its key (see quota.go's documentation, or
+	// docs/holds-and-throttling.md). LimitKey is called only for a
+	// destination that has a hold, and it must be fast and safe for
+	// concurrent use. It does not split the retry Budget: a Budget bounds
+	// the extra load retries put on a server, whichever of its limits they
+	// draw on.
+	LimitKey func(*http.Request) string
 
 	// Throttle, if not nil, rejects locally, before anything is sent, a
 	// share of the requests and retries to a destination that has lately

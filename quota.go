@@ -2,6 +2,7 @@ package retryhttp
 
 import (
 	"context"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -17,11 +18,16 @@ import (
 // refuse. When a response says that its destination's quota is spent and
 // when it resets (an X-RateLimit-Remaining, X-Rate-Limit-Remaining or
 // RateLimit-Remaining of 0, or an IETF RateLimit policy with r=0, together
-// with the reset RateLimitWait reads; or a 429 or 503 with Retry-After), the
-// Transport remembers the reset for that destination. A request to it
-// before the reset is held until the reset plus the jitter of server-named
-// waits, when that fits its limits, and else sent as usual. Nothing has been
-// sent, so any method is held, a POST included.
+// with the reset RateLimitWait reads; or a 429 or 403 with Retry-After, or a
+// 503 with Retry-After and rate-limit fields), the Transport remembers the
+// reset for that destination's limit: the resource or bucket the response
+// names (X-RateLimit-Resource, X-RateLimit-Bucket, a RateLimit-Policy name),
+// else the request's Policy.LimitKey, else the destination itself (see
+// limitscope.go). A request that draws on that limit (of a route answered
+// as drawing on that resource, or with that key, or any other request to
+// the destination) before the reset is held until the reset plus the
+// jitter of server-named waits, when that fits its limits, and else sent
+// as usual. Nothing has been sent, so any method is held, a POST included.
 //
 // At the reset the hold lets through no more requests than the quota the
 // server announced for the fresh window (X-RateLimit-Limit,
@@ -29,22 +35,17 @@ import (
 // request when it announced none. The answers to those requests then say how
 // much quota is left (their Remaining); the hold lets through that many,
 // less those still in flight, and holds the rest until the next answer or
-// the next reset. When a server announces no quota at all (a 429 or 503 with
+// the next reset. When a server announces no quota at all (a 429 or 403 with
 // only Retry-After), each success after the reset lets two more requests
 // through, as a TCP slow start does, so that a recovering server is not met
-// by every held request at once.
+// by every held request at once. A spent quota holds everything until the
+// reset: the quota is the client's, and the answers to requests sent before
+// it was spent say nothing of it.
 //
-// A 503 with only Retry-After is a server shedding load, not a quota: its
-// other requests may still be served. While such a hold lasts, each success
-// answered lets one held request through, the one that has waited longest,
-// so that the requests in flight stay at what the server serves (as TCP's
-// ACK clocking keeps a window full) rather than drop to nothing until the
-// reset; each refusal lets none through, so that the requests in flight
-// shrink to what the server serves. A server that refuses everything is
-// sent nothing more until its reset. A 429, or an answer that names a
-// quota, holds everything until the reset: the quota is the client's, and
-// the answers to requests sent before it was spent say nothing of it (a 503
-// among them does not make it load shedding).
+// A 503 with only Retry-After holds nothing: it is a server shedding load,
+// not a quota, and its named wait says when that request may come back, not
+// that others may not be sent. Its own retry waits the named time and is
+// charged to the Budget.
 //
 // A window that served fewer requests than announced (a quota shared with
 // other clients, or announced wrong) while the client asked for more at
@@ -58,29 +59,35 @@ import (
 //
 // A hold expires on its own: once its reset has passed by as long again as
 // the server asked to wait (at least a second), and no request waits on it,
-// its destination is forgotten and its requests take the happy path again,
-// which reads no more than a few header fields of each response. Requests
+// it is forgotten; once a destination's last hold is, its requests take the
+// happy path again, which reads no more than a few header fields of each
+// response. Requests
 // it let through may still be in flight (under steady traffic some always
 // are): their answers count only as news, and make a new hold only when
 // they say the quota is spent.
 
-// maxHolds bounds the destinations a Transport holds at once; when more are
-// spent at once, the one that would expire first is forgotten.
+// maxHolds bounds the holds a Transport keeps at once, over all its
+// destinations and their scopes (see limitscope.go); when more are spent at
+// once, the quarter that would expire first is forgotten.
 const maxHolds = 1024
 
-// holds are a Transport's quota holds, one per destination, in a map that is
-// replaced, never changed: a request looks its destination up without a lock
-// or an allocation, and finds nothing unless a server said its quota is
-// spent. The zero value holds nothing.
+// holds are a Transport's quota holds: one place per destination, in a map
+// that is replaced, never changed, and in each place a hold per scope, in a
+// map replaced the same way: a request looks its destination up without a
+// lock or an allocation, and finds nothing unless a server said a quota of
+// it is spent. The zero value holds nothing.
 type holds struct {
-	m    atomic.Pointer[map[uint64]*hold]
-	mu   sync.Mutex
-	seed uint64 // set under mu before the first map is stored
+	m      atomic.Pointer[map[uint64]*place]
+	policy atomic.Pointer[Policy] // the Transport's, for LimitKey; stored by the first request
+	mu     sync.Mutex
+	seed   uint64 // set under mu before the first map is stored
+	count  int    // the holds of all places; under mu
 }
 
-// hold is what a Transport knows of one destination's quota.
+// hold is what a Transport knows of one quota of a destination.
 type hold struct {
-	dest string // the canonical destination, to tell hash collisions apart
+	place *place     // its destination's
+	scope limitScope // what it is the quota of, within its destination
 
 	mu        sync.Mutex
 	reset     time.Time     // on the Clock: when the spent quota resets; zero while a window is open
@@ -97,86 +104,149 @@ type hold struct {
 	served    int           // successes answered since the window opened
 	demand    int           // the most requests in flight or waiting at once since the window opened
 	waiters   int           // requests waiting on the hold
-	shedding  bool          // spent by a 503 that named no quota: each success lets a held request through
-	turns     []*heldTurn   // while shedding, the requests waiting for a success, longest first
 	changed   chan struct{}
-	gone      bool // taken out of the map
+	gone      bool // taken out of the map; set under holds.mu
 }
 
-// heldTurn is a request held by a shedding hold, waiting for a success to
-// let it through or for the reset.
-type heldTurn struct {
-	wake    chan struct{} // closed when granted
-	granted bool          // let through by a success, and counted in flight
-}
-
-// find returns the hold of u's destination, or nil: on the happy path an
+// find returns the place of u's destination, or nil: on the happy path an
 // atomic load and a length check.
-func (hs *holds) find(u *url.URL) *hold {
+func (hs *holds) find(u *url.URL) *place {
 	mp := hs.m.Load()
 	if mp == nil || len(*mp) == 0 {
 		return nil
 	}
-	h := (*mp)[hashDestination(hs.seed, u)]
-	if h == nil || !sameDestination(h.dest, u) {
+	p := (*mp)[hashDestination(hs.seed, u)]
+	if p == nil || !sameDestination(p.dest, u) {
 		return nil
 	}
-	return h
+	return p
 }
 
-// findOrAdd returns the hold of u's destination, adding one when there is
-// none; expired holds are dropped on the way.
+// hold returns the hold of scope s of u's destination, or nil.
+func (hs *holds) hold(u *url.URL, s limitScope) *hold {
+	return hs.find(u).hold(s)
+}
+
+// limitKey returns the Transport's Policy.LimitKey, or nil.
+func (hs *holds) limitKey() func(*http.Request) string {
+	if p := hs.policy.Load(); p != nil {
+		return p.LimitKey
+	}
+	return nil
+}
+
+// findOrAdd returns the hold of u's destination itself, adding one when
+// there is none.
 func (hs *holds) findOrAdd(u *url.URL, now time.Time) *hold {
-	if h := hs.find(u); h != nil {
+	return hs.findOrAddIn(u, limitScope{}, now)
+}
+
+// findOrAddIn returns the hold of scope s of u's destination, adding one
+// when there is none; when the Transport keeps maxHolds already, expired
+// holds are dropped, and then, if need be, those that would expire first.
+func (hs *holds) findOrAddIn(u *url.URL, s limitScope, now time.Time) *hold {
+	if h := hs.hold(u, s); h != nil {
 		return h
 	}
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
-	if h := hs.find(u); h != nil {
+	if h := hs.hold(u, s); h != nil {
 		return h
 	}
-	var old map[uint64]*hold
-	if mp := hs.m.Load(); mp != nil {
-		old = *mp
-	} else {
+	if hs.m.Load() == nil {
 		hs.seed = rand.Uint64()
 	}
-	next := make(map[uint64]*hold, len(old)+1)
-	full := len(old) >= maxHolds
-	for k, h := range old {
-		// A hold expired but not touched since is dropped when room is
-		// needed; until then it costs only its memory.
-		if !full || !h.retireIfExpired(now) {
-			next[k] = h
+	if hs.count >= maxHolds {
+		hs.prune(now)
+	}
+	h := &hold{scope: s, lowest: -1}
+	if p := hs.find(u); p != nil {
+		h.place = p
+		old := *p.holds.Load()
+		next := make(map[limitScope]*hold, len(old)+1)
+		maps.Copy(next, old)
+		next[s] = h
+		p.holds.Store(&next)
+		hs.count++
+		return h
+	}
+	p := &place{dest: canonicalDestination(u)}
+	h.place = p
+	p.holds.Store(&map[limitScope]*hold{s: h})
+	var old map[uint64]*place
+	if mp := hs.m.Load(); mp != nil {
+		old = *mp
+	}
+	key := hashDestination(hs.seed, u)
+	if taken := old[key]; taken != nil {
+		// A colliding destination takes the slot over.
+		for _, h := range *taken.holds.Load() {
+			h.retire()
+			hs.count--
 		}
 	}
-	if len(next) >= maxHolds {
-		// Forget the quarter that would expire first, so that a burst of
-		// new destinations does not sort the map at every one.
-		type entry struct {
-			key   uint64
-			until time.Time
-		}
-		entries := make([]entry, 0, len(next))
-		for k, h := range next {
-			h.mu.Lock()
-			entries = append(entries, entry{k, h.keepUntil})
-			h.mu.Unlock()
-		}
-		slices.SortFunc(entries, func(a, b entry) int { return a.until.Compare(b.until) })
-		for _, e := range entries[:len(entries)/4+1] {
-			next[e.key].retire()
-			delete(next, e.key)
-		}
-	}
-	h := &hold{dest: canonicalDestination(u), lowest: -1}
-	next[hashDestination(hs.seed, u)] = h // a colliding destination takes the slot over
+	next := make(map[uint64]*place, len(old)+1)
+	maps.Copy(next, old)
+	next[key] = p
 	hs.m.Store(&next)
+	hs.count++
 	return h
 }
 
-// dropIfExpired forgets h once it has expired, so that its destination's
-// requests take the happy path again.
+// prune makes room for a hold: it drops the holds that have expired but
+// were not touched since (until then they cost only their memory), and,
+// when that is not enough, the quarter that would expire first, so that a
+// burst of new destinations does not sort the table at every one. hs.mu is
+// held.
+func (hs *holds) prune(now time.Time) {
+	type entry struct {
+		h     *hold
+		until time.Time
+	}
+	var entries []entry
+	for _, p := range *hs.m.Load() {
+		for _, h := range *p.holds.Load() {
+			if h.retireIfExpired(now) {
+				continue
+			}
+			h.mu.Lock()
+			entries = append(entries, entry{h, h.keepUntil})
+			h.mu.Unlock()
+		}
+	}
+	if len(entries) >= maxHolds {
+		slices.SortFunc(entries, func(a, b entry) int { return a.until.Compare(b.until) })
+		for _, e := range entries[:len(entries)/4+1] {
+			e.h.retire()
+		}
+	}
+	// Take the retired holds out, and the places left with none.
+	top := *hs.m.Load()
+	next := make(map[uint64]*place, len(top))
+	hs.count = 0
+	for k, p := range top {
+		old := *p.holds.Load()
+		kept := make(map[limitScope]*hold, len(old))
+		for s, h := range old {
+			if !h.gone {
+				kept[s] = h
+			}
+		}
+		if len(kept) == 0 {
+			continue
+		}
+		if len(kept) < len(old) {
+			p.holds.Store(&kept)
+		}
+		next[k] = p
+		hs.count += len(kept)
+	}
+	hs.m.Store(&next)
+}
+
+// dropIfExpired forgets h once it has expired, so that the requests of its
+// scope take the happy path again (and those of its destination, when it
+// was the last hold there).
 func (hs *holds) dropIfExpired(h *hold, now time.Time) {
 	h.mu.Lock()
 	expired := h.expired(now)
@@ -189,10 +259,23 @@ func (hs *holds) dropIfExpired(h *hold, now time.Time) {
 	if !h.retireIfExpired(now) {
 		return
 	}
-	old := *hs.m.Load()
-	next := make(map[uint64]*hold, len(old))
-	for k, v := range old {
-		if v != h {
+	hs.count--
+	p := h.place
+	old := *p.holds.Load()
+	if len(old) > 1 {
+		next := make(map[limitScope]*hold, len(old)-1)
+		for s, v := range old {
+			if v != h {
+				next[s] = v
+			}
+		}
+		p.holds.Store(&next)
+		return
+	}
+	top := *hs.m.Load()
+	next := make(map[uint64]*place, len(top))
+	for k, v := range top {
+		if v != p {
 			next[k] = v
 		}
 	}
@@ -243,7 +326,6 @@ func (h *hold) broadcast() {
 // open starts the window that follows a reset. h.mu is held.
 func (h *hold) open() {
 	h.reset = time.Time{}
-	h.shedding = false
 	h.left, h.bounded = h.fresh, h.quota > 0
 	h.lowest = -1
 	h.opened, h.served = true, 0
@@ -258,13 +340,8 @@ func (h *hold) asked() {
 }
 
 // spend records that the quota is spent until now+wait, and the quota
-// announced for the fresh window, if any (limit > 0); shed says the answer
-// was a 503 that named no quota. h.mu is held.
-func (h *hold) spend(now time.Time, wait time.Duration, header string, limit int, shed bool) {
-	// A 503 answered while a quota is spent (a 429's, or a remaining
-	// count's) is the answer to a request sent before: the quota still
-	// holds everything until its reset.
-	quotaSpent := h.spentAt(now) && !h.shedding
+// announced for the fresh window, if any (limit > 0). h.mu is held.
+func (h *hold) spend(now time.Time, wait time.Duration, header string, limit int) {
 	reset := now.Add(wait)
 	if reset.After(h.reset) {
 		h.reset = reset
@@ -290,40 +367,7 @@ func (h *hold) spend(now time.Time, wait time.Duration, header string, limit int
 	}
 	h.left, h.bounded, h.lowest = 0, true, -1
 	h.opened = false
-	// A quota announced once is a quota: a later 503 does not make it load
-	// shedding.
-	h.shedding = shed && h.quota == 0 && !quotaSpent
 	h.broadcast()
-}
-
-// grantTurn lets the request that has waited longest for a success through,
-// counting it in flight. h.mu is held.
-func (h *hold) grantTurn() {
-	if len(h.turns) == 0 {
-		return
-	}
-	t := h.turns[0]
-	h.turns[0] = nil
-	h.turns = h.turns[1:]
-	t.granted = true
-	h.inflight++
-	close(t.wake)
-}
-
-// leaveTurn takes t out of the queue of turns, or, when it was granted,
-// passes its place on while the hold lasts (after its reset, the window that
-// opens decides). h.mu is held.
-func (h *hold) leaveTurn(t *heldTurn, now time.Time) {
-	if t.granted {
-		h.inflight--
-		if h.shedding && h.spentAt(now) {
-			h.grantTurn()
-		}
-		return
-	}
-	if i := slices.Index(h.turns, t); i >= 0 {
-		h.turns = slices.Delete(h.turns, i, i+1)
-	}
 }
 
 // answered records what an answer said of a window that is not spent: the
@@ -331,12 +375,7 @@ func (h *hold) leaveTurn(t *heldTurn, now time.Time) {
 // success. h.mu is held.
 func (h *hold) answered(now time.Time, remaining int, success bool) {
 	if h.spentAt(now) {
-		// An answer from before the quota was spent. A success while a
-		// server sheds load frees its place for a held request.
-		if success && h.shedding {
-			h.grantTurn()
-		}
-		return
+		return // an answer from before the quota was spent
 	}
 	if !h.reset.IsZero() {
 		h.open()
@@ -361,7 +400,7 @@ func (h *hold) answered(now time.Time, remaining int, success bool) {
 		// hold until a reset as far off as the last one was. A client
 		// that asks for no more than it was served is not held for a
 		// learnt quota: that may be its own low demand.
-		h.spend(now, h.lastWait, h.header, 0, false)
+		h.spend(now, h.lastWait, h.header, 0)
 		return
 	}
 	h.broadcast()
@@ -371,8 +410,8 @@ func (h *hold) answered(now time.Time, remaining int, success bool) {
 type quotaNews struct {
 	spent     bool          // the quota is spent until wait from now
 	wait      time.Duration // until the reset
-	shed      bool          // a 503 that named only its wait, no quota: a server shedding load
 	header    string        // the field that said so
+	resource  string        // the resource or bucket it names (see resourceName), or ""
 	limit     int           // the quota of a fresh window; 0 when not announced
 	remaining int           // the quota left, or -1 when not said
 }
@@ -409,6 +448,7 @@ func readQuota(resp *http.Response, now time.Time) quotaNews {
 	}
 	h := canonicalRateLimitHeader(resp.Header)
 	news.limit = announcedQuota(h)
+	news.resource = resourceName(h)
 	switch resp.StatusCode {
 	case http.StatusTooManyRequests, http.StatusServiceUnavailable, http.StatusForbidden:
 		// A 403 with Retry-After is a rate-limit refusal (GitHub's
@@ -519,8 +559,7 @@ type HoldReason int
 
 const (
 	// HoldReset: the destination's quota was spent, and the request waited
-	// for its reset, or, after a 503 that named only its wait, for a
-	// success that let it through.
+	// for its reset.
 	HoldReset HoldReason = iota + 1
 	// HoldQuota: the requests the server's quota allows had been let
 	// through, and the request waited for an answer that says how much is
@@ -564,13 +603,21 @@ type HoldEvent struct {
 	Err error
 }
 
-// holdAttempt passes attempt n of r.req through its destination's quota
-// hold, if there is one. A hold that would pass a limit is not waited for,
+// holdAttempt passes attempt n of r.req through the quota hold of its
+// scope (see limitscope.go), if there is one. A hold that would pass a limit is not waited for,
 // and the attempt is sent as usual. It returns an error when the request
 // was cancelled while held.
 func (r *retrier) holdAttempt(n int) (err error) {
 	var reason error // the limit a hold would pass, for OnHold
-	h := r.t.holds.find(r.req.URL)
+	hs := &r.t.holds
+	if hs.policy.Load() == nil {
+		hs.policy.Store(&r.t.Policy) // for the answers a race tells (see hedge.go)
+	}
+	pl := hs.find(r.req.URL)
+	if pl == nil {
+		return nil
+	}
+	h := pl.hold(pl.requestScope(r.req, r.t.Policy.LimitKey))
 	if h == nil {
 		return nil
 	}
@@ -583,7 +630,6 @@ func (r *retrier) holdAttempt(n int) (err error) {
 		jitterFor    time.Time
 		why          HoldReason
 		header       string
-		turn         *heldTurn // a shedding hold's place in line, kept from one wait to the next
 	)
 	defer func() {
 		if why != 0 && p.OnHold != nil {
@@ -626,32 +672,16 @@ func (r *retrier) holdAttempt(n int) (err error) {
 				reason = lim.check(total)
 			}
 			if reason != nil {
-				if turn != nil {
-					h.leaveTurn(turn, now)
-				}
 				r.pastHold, r.pastReset = h, h.reset
 				h.mu.Unlock()
 				return nil
 			}
 			why, header = HoldReset, h.header
 			h.waiters++
-			var wake <-chan struct{}
-			if h.shedding {
-				// A success may free a place before the reset.
-				if turn == nil {
-					turn = &heldTurn{wake: make(chan struct{})}
-					h.turns = append(h.turns, turn)
-				}
-				wake = turn.wake
-			} else if turn != nil {
-				h.leaveTurn(turn, now)
-				turn = nil
-			}
 			h.mu.Unlock()
 			started := time.Now()
-			woken, serr := r.sleepHeld(total, wake)
-			err = serr
-			if isVirtual(r.clock) && !woken {
+			err = r.sleepHeld(total)
+			if isVirtual(r.clock) {
 				held += total + time.Since(started)
 				r.played = saturatingAdd(r.played, total)
 			} else {
@@ -659,28 +689,11 @@ func (r *retrier) holdAttempt(n int) (err error) {
 			}
 			h.mu.Lock()
 			h.waiters--
-			if turn != nil {
-				if turn.granted && err == nil {
-					r.admitted = h // counted in flight by grantTurn
-					turn = nil
-					break
-				}
-				if turn.granted || err != nil {
-					h.leaveTurn(turn, r.clock.Now())
-					turn = nil
-				}
-				// Otherwise its wait ended with the hold still on (its
-				// reset moved further off): it keeps its place in line.
-			}
 			if err != nil {
 				h.mu.Unlock()
 				return err
 			}
 			continue
-		}
-		if turn != nil {
-			h.leaveTurn(turn, now)
-			turn = nil
 		}
 		if !h.reset.IsZero() {
 			h.open()
@@ -727,16 +740,13 @@ func (r *retrier) holdAttempt(n int) (err error) {
 			return nil
 		}
 	}
-	if turn != nil {
-		h.leaveTurn(turn, r.clock.Now()) // the hold was forgotten
-	}
 	h.mu.Unlock()
 	return nil
 }
 
-// sleepHeld waits d on the Policy's Clock, until wake is closed (woken), or
-// until the request is cancelled (an error). wake may be nil.
-func (r *retrier) sleepHeld(d time.Duration, wake <-chan struct{}) (woken bool, err error) {
+// sleepHeld waits d on the Policy's Clock, or until the request is cancelled
+// (an error).
+func (r *retrier) sleepHeld(d time.Duration) error {
 	ctx := r.req.Context()
 	//lint:ignore SA1019 net/http still honours the deprecated Cancel channel, so must a hold.
 	if cancel := r.req.Cancel; cancel != nil {
@@ -744,32 +754,14 @@ func (r *retrier) sleepHeld(d time.Duration, wake <-chan struct{}) (woken bool, 
 		ctx, stop = withCancelChannel(ctx, cancel)
 		defer stop()
 	}
-	if wake != nil {
-		var stop context.CancelFunc
-		ctx, stop = withCancelChannel(ctx, wake)
-		defer stop()
-	}
-	if err := r.clock.Sleep(ctx, d); err != nil {
-		if !requestLive(r.req) {
-			if err := r.req.Context().Err(); err != nil {
-				return false, err
-			}
-			return false, context.Canceled
-		}
-		select {
-		case <-wake:
-			return true, nil
-		default:
-		}
-		return false, err
-	}
+	err := r.clock.Sleep(ctx, d)
 	if !requestLive(r.req) {
 		if err := r.req.Context().Err(); err != nil {
-			return false, err
+			return err
 		}
-		return false, context.Canceled
+		return context.Canceled
 	}
-	return false, nil
+	return err
 }
 
 // awaitAnswer waits until changed is closed, room has passed in real time,
@@ -804,46 +796,86 @@ func (r *retrier) observeQuota(resp *http.Response, success bool) {
 		// it ended.
 		r.told = false
 		if admitted != nil {
-			r.t.holds.observe(r.req.URL, r.clock, nil, false, admitted, pastHold, r.pastReset)
+			r.t.holds.observeRequest(r.req, r.req.URL, r.clock, nil, false, admitted, pastHold, r.pastReset)
 		}
 		return
 	}
-	r.paced = r.t.holds.observe(r.req.URL, r.clock, resp, success, admitted, pastHold, r.pastReset)
+	r.paced = r.t.holds.observeRequest(r.req, r.req.URL, r.clock, resp, success, admitted, pastHold, r.pastReset)
 }
 
 // observe records what resp, the answer to a request to u, says about u's
-// quota. admitted is the hold that let the request through, to be told that
-// it ended, or nil; pastHold the hold, spent until pastReset, that it was
-// sent past, or nil. It is safe to call from any goroutine: a race's loser
-// calls it from its own (see race.lost).
+// quotas: observeRequest with the request resp was the answer to, if known.
+// It is safe to call from any goroutine: a race's loser calls it from its
+// own (see race.lost).
+func (hs *holds) observe(u *url.URL, clock Clock, resp *http.Response, success bool, admitted, pastHold *hold, pastReset time.Time) (paced bool) {
+	var req *http.Request
+	if resp != nil {
+		req = resp.Request
+	}
+	return hs.observeRequest(req, u, clock, resp, success, admitted, pastHold, pastReset)
+}
+
+// observeRequest records what resp, the answer to req, a request to u, says
+// about u's quotas. admitted is the hold that let the request through, to
+// be told that it ended, or nil; pastHold the hold, spent until pastReset,
+// that it was sent past, or nil. req may be nil when unknown: its answer is
+// then news for the resource it names, or for the destination.
+//
+// The news goes to the hold of the scope the answer names (see
+// limitscope.go), or else to the hold that let the request through, or
+// else to the hold of the request's scope. That scope is worked out only
+// for a destination that has a hold, or is about to have one.
 //
 // It reports whether resp spent a hold that knows the quota the server
 // announced, until a reset at least ScheduledRetryMin ahead: the retry of
 // such a refusal is paced by the hold, which lets through no more than that
 // quota, and takes no token from the Budget. It is read as the answer
 // arrives, so that the time a retry takes to be decided does not change it.
-func (hs *holds) observe(u *url.URL, clock Clock, resp *http.Response, success bool, admitted, pastHold *hold, pastReset time.Time) (paced bool) {
-	h := admitted
-	if h == nil && !mayTellQuota(resp) {
-		if hs.m.Load() == nil {
-			return false
-		}
-		if h = hs.find(u); h == nil {
+func (hs *holds) observeRequest(req *http.Request, u *url.URL, clock Clock, resp *http.Response, success bool, admitted, pastHold *hold, pastReset time.Time) (paced bool) {
+	if admitted == nil && !mayTellQuota(resp) {
+		if hs.m.Load() == nil || hs.find(u) == nil {
 			return false
 		}
 	}
 	now := clock.Now()
 	news := readQuota(resp, now)
-	if h == nil {
-		if h = hs.find(u); h == nil {
-			if !news.spent {
-				return false
-			}
-			h = hs.findOrAdd(u, now)
+	pl := hs.find(u)
+	if pl == nil && !news.spent {
+		if admitted != nil {
+			hs.ended(admitted, now)
+		}
+		return false
+	}
+	scope := limitScope{kind: scopeResource, name: news.resource}
+	switch {
+	case news.resource != "":
+	case admitted != nil:
+		scope = admitted.scope
+	case pl != nil && req != nil:
+		scope = pl.requestScope(req, hs.limitKey())
+	default:
+		scope = keyScope(req, hs.limitKey())
+	}
+	h := pl.hold(scope)
+	if h == nil && news.spent {
+		h = hs.findOrAddIn(u, scope, now)
+	}
+	if news.resource != "" && req != nil {
+		if pl = hs.find(u); pl != nil {
+			pl.learn(req, news.resource)
 		}
 	}
+	own := admitted != nil && admitted == h
+	if admitted != nil && !own {
+		// Let through by another scope's hold (its route was not known
+		// to draw on this one): that hold hears only that it ended.
+		hs.ended(admitted, now)
+	}
+	if h == nil {
+		return false
+	}
 	h.mu.Lock()
-	if admitted != nil {
+	if own {
 		h.inflight--
 	}
 	if h.gone {
@@ -851,22 +883,18 @@ func (hs *holds) observe(u *url.URL, clock Clock, resp *http.Response, success b
 		// goes to the hold that new requests find, and makes one only when
 		// it says the quota is spent, as for a destination never held.
 		h.mu.Unlock()
-		if h = hs.find(u); h == nil {
+		if h = hs.hold(u, scope); h == nil {
 			if !news.spent {
 				return false
 			}
-			h = hs.findOrAdd(u, now)
+			h = hs.findOrAddIn(u, scope, now)
 		}
 		h.mu.Lock()
 	}
-	if success && !news.spent && h == pastHold && h.reset.Equal(pastReset) && h.spentAt(now) && !(h.shedding && len(h.turns) > 0) {
+	if success && !news.spent && h == pastHold && h.reset.Equal(pastReset) && h.spentAt(now) {
 		// Sent after the quota was spent, because the reset was too far
 		// off to wait for, and served: the server reset early, and the
-		// window is open again (answered opens it). A server shedding
-		// load serves some of its requests anyway: while requests wait on
-		// its hold, that success lets the one held longest through
-		// (answered), rather than open the window to newcomers while the
-		// held sleep until the reset.
+		// window is open again (answered opens it).
 		h.reset = now
 	}
 	if success && !h.spentAt(now) {
@@ -874,7 +902,7 @@ func (hs *holds) observe(u *url.URL, clock Clock, resp *http.Response, success b
 	}
 	switch {
 	case news.spent:
-		h.spend(now, news.wait, news.header, news.limit, news.shed)
+		h.spend(now, news.wait, news.header, news.limit)
 		paced = h.quota > 0 && news.wait >= ScheduledRetryMin
 	case resp != nil:
 		h.answered(now, news.remaining, success)
@@ -886,3 +914,12 @@ func (hs *holds) observe(u *url.URL, clock Clock, resp *http.Response, success b
 	return paced
 }
 
+// ended tells h that a request it let through ended, with an answer that
+// was news for another hold, or none.
+func (hs *holds) ended(h *hold, now time.Time) {
+	h.mu.Lock()
+	h.inflight--
+	h.broadcast()
+	h.mu.Unlock()
+	hs.dropIfExpired(h, now)
+}

@@ -44,7 +44,7 @@ func postClosed(t *testing.T, tr *Transport, url string) *http.Response {
 func waitForWaiters(t *testing.T, tr *Transport, u *url.URL, n int) {
 	t.Helper()
 	require.Eventually(t, func() bool {
-		h := tr.holds.find(u)
+		h := tr.holds.hold(u, limitScope{})
 		if h == nil {
 			return false
 		}
@@ -131,94 +131,6 @@ func TestShedding503DoesNotSoftenASpentQuota(t *testing.T) {
 			inflight.Wait()
 		})
 	}
-}
-
-// TestGrantedTurnLeftAfterTheResetPassesNothingOn: a request let through by
-// a success that is cancelled before it is sent passes its place on while
-// the hold lasts, and not after its reset, when the window that opens lets
-// through what it lets through (one probe), not one more.
-func TestGrantedTurnLeftAfterTheResetPassesNothingOn(t *testing.T) {
-	now := time.Now()
-	for _, tt := range []struct {
-		name   string
-		reset  time.Time
-		passed bool
-	}{
-		{"before the reset", now.Add(time.Second), true},
-		{"after the reset", now.Add(-time.Millisecond), false},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			h := &hold{lowest: -1, reset: tt.reset, shedding: true}
-			first := &heldTurn{wake: make(chan struct{})}
-			next := &heldTurn{wake: make(chan struct{})}
-			h.turns = []*heldTurn{first, next}
-			h.grantTurn()
-			require.True(t, first.granted)
-			require.Equal(t, 1, h.inflight)
-			h.leaveTurn(first, now)
-			assert.Equal(t, tt.passed, next.granted)
-			if tt.passed {
-				assert.Equal(t, 1, h.inflight)
-				assert.Empty(t, h.turns)
-			} else {
-				assert.Zero(t, h.inflight)
-				assert.Equal(t, []*heldTurn{next}, h.turns)
-			}
-		})
-	}
-}
-
-// stepClock is a Clock whose time moves only when the test steps it; Sleep
-// waits until the time has moved by d, or ctx is done.
-type stepClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	moved  chan struct{}
-	sleeps int
-}
-
-func newStepClock() *stepClock {
-	return &stepClock{now: time.Now(), moved: make(chan struct{})}
-}
-
-func (c *stepClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *stepClock) Sleep(ctx context.Context, d time.Duration) error {
-	c.mu.Lock()
-	c.sleeps++
-	until := c.now.Add(d)
-	c.mu.Unlock()
-	for {
-		c.mu.Lock()
-		now, moved := c.now, c.moved
-		c.mu.Unlock()
-		if !now.Before(until) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-moved:
-		}
-	}
-}
-
-func (c *stepClock) step(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	close(c.moved)
-	c.moved = make(chan struct{})
-}
-
-func (c *stepClock) sleepsStarted() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.sleeps
 }
 
 // virtualClock is a Clock that moves forward at once by each wait, or when

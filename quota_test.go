@@ -279,11 +279,20 @@ func spentThenOK(t *testing.T, clock *retrytest.Clock, reset time.Duration) *ret
 		Otherwise(retrytest.OK("ok")).UseClock(clock)
 }
 
-// spend sends a POST, which is not retried, so that its 403 tells the
-// Transport of the spent quota and comes back as it is.
+// spend sends a GET of url with NoRetry, so that its 403 tells the
+// Transport of the spent quota and comes back as it is. The 403 names the
+// resource it draws on, as GitHub's do ("core"): the quota then holds the
+// requests of the route it was answered to, a GET of url's path.
 func spend(t *testing.T, client *http.Client, url string) {
 	t.Helper()
-	resp, err := client.Post(url, "text/plain", strings.NewReader("x"))
+	spendWith(t, client, http.MethodGet, url)
+}
+
+// spendWith is spend with a request of the given method.
+func spendWith(t *testing.T, client *http.Client, method, url string) {
+	t.Helper()
+	req := mustRequest(t, method, url)
+	resp, err := client.Do(req.WithContext(retryhttp.NoRetry(req.Context())))
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusForbidden, resp.StatusCode)
@@ -370,7 +379,7 @@ func TestQuotaHoldsAPostAndNeverRetriesIt(t *testing.T) {
 	).UseClock(clock)
 	var gaveUp []retryhttp.GiveUpEvent
 	client, _ := newClient(t, retryhttp.Policy{Clock: clock, OnGiveUp: func(ev retryhttp.GiveUpEvent) { gaveUp = append(gaveUp, ev) }})
-	spend(t, client, srv.URL)
+	spendWith(t, client, http.MethodPost, srv.URL)
 
 	resp, err := client.Post(srv.URL, "text/plain", strings.NewReader("body"))
 	require.NoError(t, err)
@@ -444,17 +453,18 @@ func TestQuotaHoldCancellingARetryGivesUpItsRetryableOutcome(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// The GET's first attempt gets a 503, and while it waits for its retry
-	// a POST learns that the quota is spent for 20 s: the retry is held.
+	// another GET, sent once, learns that the quota is spent for 20 s: the
+	// retry is held.
 	srv := retrytest.NewServer(t, retrytest.Reply(503, "busy"), retrytest.RateLimited(20*time.Second, retrytest.GitHub)).
 		Otherwise(retrytest.OK("ok")).UseClock(fake)
 	var client *http.Client
 	client = &http.Client{Transport: &retryhttp.Transport{Base: newBase(t), Policy: retryhttp.Policy{
 		Clock:   cancelOnHoldClock{Clock: fake, cancel: cancel},
 		Backoff: constant(time.Millisecond),
-		OnRetry: func(retryhttp.RetryEvent) { spend(t, client, srv.URL) },
+		OnRetry: func(retryhttp.RetryEvent) { spend(t, client, srv.URL+"/?spend") },
 		OnHold:  func(ev retryhttp.HoldEvent) { events = append(events, ev) },
 		OnGiveUp: func(ev retryhttp.GiveUpEvent) {
-			if ev.Request.Method == http.MethodGet { // not the POST's 403, given up on as not idempotent
+			if ev.Request.URL.RawQuery != "spend" { // not the spending GET's 403, given up on with its one attempt
 				gaveUp = append(gaveUp, ev)
 			}
 		},
@@ -466,7 +476,7 @@ func TestQuotaHoldCancellingARetryGivesUpItsRetryableOutcome(t *testing.T) {
 	var gu *retryhttp.GiveUpError
 	require.ErrorAs(t, err, &gu)
 	assert.Equal(t, 1, gu.Attempts)
-	assert.Len(t, srv.Requests(), 2, "the GET's first attempt and the POST; the retry was not sent")
+	assert.Len(t, srv.Requests(), 2, "the GET's first attempt and the spending GET; the retry was not sent")
 	require.Len(t, events, 1)
 	assert.Equal(t, 2, events[0].Attempt, "the retry was held")
 	assert.ErrorIs(t, events[0].Err, context.Canceled)
@@ -592,7 +602,7 @@ func TestQuotaHoldIsNotBypassedByAHedge(t *testing.T) {
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "ok", body)
 	assert.Zero(t, hedges, "a hedge sent into a quota of 1 already let through")
-	assert.Len(t, srv.Requests(), 2, "the spending POST, then the one request the reset allows")
+	assert.Len(t, srv.Requests(), 2, "the spending GET, then the one request the reset allows")
 }
 
 // MaxRetryAfter is one of the limits a hold's wait, jitter included, must

@@ -126,7 +126,7 @@ func TestQuotaHoldMemoryIsBoundedFor10000Destinations(t *testing.T) {
 	for i := range 10_000 {
 		h := hs.findOrAdd(mustURL(t, fmt.Sprintf("https://host%d.example", i)), now)
 		h.mu.Lock()
-		h.spend(now, time.Hour, "X-RateLimit-Reset", 5, false)
+		h.spend(now, time.Hour, "X-RateLimit-Reset", 5)
 		h.mu.Unlock()
 	}
 	assert.LessOrEqual(t, len(*hs.m.Load()), maxHolds)
@@ -138,10 +138,10 @@ func TestQuotaHoldMemoryIsBoundedFor10000Destinations(t *testing.T) {
 	h := hs.findOrAdd(u, later)
 	assert.LessOrEqual(t, len(*hs.m.Load()), maxHolds)
 	h.mu.Lock()
-	h.spend(later, time.Minute, "Retry-After", 0, false)
+	h.spend(later, time.Minute, "Retry-After", 0)
 	h.mu.Unlock()
 	hs.dropIfExpired(h, later.Add(time.Minute))
-	assert.Same(t, h, hs.find(u), "kept after its reset, for the requests told of it")
+	assert.Same(t, h, hs.hold(u, limitScope{}), "kept after its reset, for the requests told of it")
 	hs.dropIfExpired(h, later.Add(2*time.Minute))
 	assert.Nil(t, hs.find(u), "expired")
 }

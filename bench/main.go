@@ -13,8 +13,8 @@
 //	go run . -meta-warmup 2000,10s,160  # and a young fleet: 2,000 processes, a 10 s warm-up at 160 requests/s
 //
 // Scenario names for -only: happy, outage, brief, herd, overload, forms,
-// metastable, sim, quota, throttle, restart, and the hedging scenarios tail,
-// slow and metastable-hedge.
+// metastable, sim, quota, endpoints, throttle, restart, and the hedging
+// scenarios tail, slow and metastable-hedge.
 package main
 
 import (
@@ -56,7 +56,7 @@ type config struct {
 	out            string
 }
 
-var scenarioNames = []string{"happy", "outage", "brief", "herd", "overload", "forms", "metastable", "sim", "quota", "throttle", "restart", "tail", "slow", "metastable-hedge"}
+var scenarioNames = []string{"happy", "outage", "brief", "herd", "overload", "forms", "metastable", "sim", "quota", "endpoints", "throttle", "restart", "tail", "slow", "metastable-hedge"}
 
 // runs reports whether the scenario named is part of this run.
 func (c config) runs(name string) bool { return c.only == nil || c.only[name] }
@@ -209,12 +209,16 @@ func run(cfg config) error {
 	}
 	// The spent quota and the restart mostly wait: their own section,
 	// after the others.
-	var quotaMD string
+	var quotaMD, endpointsMD string
 	var restarted []restartResult
 	quotaAndRestart := func() {
 		if cfg.runs("quota") {
 			step("spent quota")
 			quotaMD = quotaMarkdown(quotaScenario())
+		}
+		if cfg.runs("endpoints") {
+			step("one endpoint rate-limited")
+			endpointsMD = endpointsMarkdown(endpointsScenario())
 		}
 		if cfg.runs("restart") {
 			step("restart")
@@ -272,7 +276,7 @@ func run(cfg config) error {
 		quotaAndRestart()
 	}
 	// Scenarios of their own files, reported after the others.
-	extra := quotaMD + restartMarkdown(restarted)
+	extra := quotaMD + endpointsMD + restartMarkdown(restarted)
 	var throttled *throttleReport
 	if cfg.runs("throttle") {
 		step("adaptive throttling")
