@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/cenkalti/backoff/v4"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -337,9 +338,11 @@ func attemptTimeoutEnforced() bool {
 	defer srv.Close()
 	base := newBase()
 	defer base.CloseIdleConnections()
+	// A short constant backoff: the default's 1 s ±50% would make the
+	// probe's bound of 1.5 s fail on its own four times in ten.
 	t := &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{
 		AttemptTimeout: 100 * time.Millisecond,
-		Backoff:        nil,
+		Backoff:        func() backoff.BackOff { return backoff.NewConstantBackOff(10 * time.Millisecond) },
 	}}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
