@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/b4dedce7/retryhttp"
+	"github.com/b4dedce7/retryhttp/retrytest"
 	"github.com/cenkalti/backoff/v4"
 )
 
@@ -49,7 +50,8 @@ func Example() {
 // Configure a Policy: more attempts, gateway errors retried on top of the
 // default statuses (503, 429 and rate-limit 403s, which a custom list must
 // name to keep), and a shorter limit on how long a server may ask the
-// client to wait.
+// client to wait. The fake clock of package retrytest plays the waits
+// between the attempts at once; leave Clock out to wait in real time.
 func ExamplePolicy() {
 	srv := flakyServer(2)
 	defer srv.Close()
@@ -63,6 +65,7 @@ func ExamplePolicy() {
 				MaxElapsed:    5 * time.Second,
 				MaxRetryAfter: 2 * time.Second,
 				Retryable:     retryhttp.RetryStatuses(503, 429, 403, 502, 504),
+				Clock:         retrytest.NewClock(nil),
 			},
 		},
 	}
@@ -133,7 +136,8 @@ func ExampleIdempotent() {
 	// Output: 200 OK: hello after 1 retries
 }
 
-// Log every retry with log/slog through the OnRetry hook.
+// Log every retry with log/slog through the OnRetry hook. (The fake clock
+// of package retrytest plays the waits at once.)
 func ExamplePolicy_onRetry() {
 	srv := flakyServer(2)
 	defer srv.Close()
@@ -147,6 +151,7 @@ func ExamplePolicy_onRetry() {
 		},
 	}))
 	client := &http.Client{Transport: &retryhttp.Transport{Policy: retryhttp.Policy{
+		Clock: retrytest.NewClock(nil),
 		OnRetry: func(ev retryhttp.RetryEvent) {
 			// ev.Wait, the jittered wait before the retry, is left out
 			// of this example to keep its output stable.
@@ -217,8 +222,9 @@ func ExampleUnlimitedBudget() {
 }
 
 // Stub a server in a test with httptest: it answers 503 with Retry-After,
-// then 200, and the client waits as told before its one retry. (Package
-// retrytest offers a scripted server and a fake clock that avoid the wait.)
+// then 200, and the client waits as told before its one retry, on a fake
+// clock from package retrytest, which plays the wait at once and records
+// it. (Package retrytest also offers a scripted server.)
 func ExampleTransport_stubServer() {
 	var hits atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -231,8 +237,8 @@ func ExampleTransport_stubServer() {
 	}))
 	defer srv.Close()
 
-	client := &http.Client{Transport: &retryhttp.Transport{}}
-	start := time.Now()
+	clock := retrytest.NewClock(nil) // in a test, pass t
+	client := &http.Client{Transport: &retryhttp.Transport{Policy: retryhttp.Policy{Clock: clock}}}
 	resp, err := client.Get(srv.URL)
 	if err != nil {
 		fmt.Println(err)
@@ -241,7 +247,7 @@ func ExampleTransport_stubServer() {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	fmt.Printf("%s %q after %d requests; waited at least 1s: %v\n",
-		resp.Status, body, hits.Load(), time.Since(start) >= time.Second)
+		resp.Status, body, hits.Load(), clock.Waited() >= time.Second)
 	// Output: 200 OK "back" after 2 requests; waited at least 1s: true
 }
 
