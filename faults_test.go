@@ -376,7 +376,8 @@ func TestHTTP2Faults(t *testing.T) {
 				defer srv.Close()
 				base := &closeRecorder{base: srv.Client().Transport}
 				defer srv.Client().CloseIdleConnections()
-				rt := &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{Backoff: noWait}}
+				// The fake clock plays the jitter of Retry-After: 0 at once.
+				rt := &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{Backoff: noWait, Clock: retrytest.NewClock(t)}}
 				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 				defer cancel()
 				var rd io.Reader
