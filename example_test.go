@@ -30,12 +30,14 @@ func flakyServer(failures int32) *httptest.Server {
 }
 
 // Wrap an http.Client's transport; the zero Transport retries with the
-// defaults over http.DefaultTransport.
+// defaults over http.DefaultTransport. Here the Policy sets only a fake
+// Clock from package retrytest, which plays the two waits at once; in real
+// code, leave it out.
 func Example() {
 	srv := flakyServer(2)
 	defer srv.Close()
 
-	client := &http.Client{Transport: &retryhttp.Transport{}}
+	client := &http.Client{Transport: &retryhttp.Transport{Policy: retryhttp.Policy{Clock: retrytest.NewClock(nil)}}}
 	resp, err := client.Get(srv.URL)
 	if err != nil {
 		fmt.Println(err)
@@ -80,12 +82,13 @@ func ExamplePolicy() {
 }
 
 // Retry a POST that the server deduplicates by its Idempotency-Key. Without
-// the key, the POST would get exactly one attempt.
+// the key, the POST would get exactly one attempt. (The fake clock of
+// package retrytest plays the wait at once.)
 func ExamplePolicy_idempotencyKey() {
 	srv := flakyServer(1)
 	defer srv.Close()
 
-	client := &http.Client{Transport: &retryhttp.Transport{}}
+	client := &http.Client{Transport: &retryhttp.Transport{Policy: retryhttp.Policy{Clock: retrytest.NewClock(nil)}}}
 	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/charges", strings.NewReader(`{"amount":100}`))
 	req.Header.Set("Idempotency-Key", "order-4711")
 	resp, err := client.Do(req)
@@ -118,12 +121,13 @@ func ExampleNoRetry() {
 }
 
 // Retry a POST that the caller knows is safe to send twice, without an
-// Idempotency-Key; its body, a *strings.Reader, can be sent again.
+// Idempotency-Key; its body, a *strings.Reader, can be sent again. (The
+// fake clock of package retrytest plays the wait at once.)
 func ExampleIdempotent() {
 	srv := flakyServer(1)
 	defer srv.Close()
 
-	client := &http.Client{Transport: &retryhttp.Transport{}}
+	client := &http.Client{Transport: &retryhttp.Transport{Policy: retryhttp.Policy{Clock: retrytest.NewClock(nil)}}}
 	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/orders/4711/cancel", strings.NewReader(`{"why":"late"}`))
 	resp, err := client.Do(req.WithContext(retryhttp.Idempotent(req.Context())))
 	if err != nil {

@@ -881,20 +881,24 @@ func TestNeverSentPostIsRetried(t *testing.T) {
 		posts.Add(1)
 		_, _ = io.WriteString(w, "charged "+string(body))
 	})}
-	started := make(chan struct{})
-	time.AfterFunc(100*time.Millisecond, func() {
-		defer close(started)
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			t.Errorf("restart: %v", err)
-			return
-		}
-		go func() { _ = srv.Serve(ln) }()
-	})
-	defer func() { <-started; srv.Close() }()
+	defer srv.Close()
+	// The server comes up while the Transport waits to retry, on a fake
+	// clock: the retry finds it up, however long the first attempt took.
+	var restart sync.Once
+	clock := hookedClock{Clock: retrytest.NewClock(t), before: func() {
+		restart.Do(func() {
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				t.Errorf("restart: %v", err)
+				return
+			}
+			go func() { _ = srv.Serve(ln) }()
+		})
+	}}
 	var retries []retryhttp.RetryEvent
 	var hook giveUps
 	client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t), Policy: retryhttp.Policy{
+		Clock:    clock,
 		Backoff:  func() backoff.BackOff { return backoff.NewConstantBackOff(250 * time.Millisecond) },
 		OnRetry:  func(ev retryhttp.RetryEvent) { retries = append(retries, ev) },
 		OnGiveUp: hook.record,

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/b4dedce7/retryhttp"
+	"github.com/b4dedce7/retryhttp/retrytest"
 )
 
 // crowdClock is a fake clock for a crowd of requests sent at once, such as
@@ -180,4 +181,16 @@ func (b *leavingBody) Close() error {
 	err := b.ReadCloser.Close()
 	b.once.Do(b.leave)
 	return err
+}
+
+// hookedClock is a fake clock that calls before at the start of each wait,
+// so that a test can make something happen while the Transport waits.
+type hookedClock struct {
+	*retrytest.Clock
+	before func()
+}
+
+func (c hookedClock) Sleep(ctx context.Context, d time.Duration) error {
+	c.before()
+	return c.Clock.Sleep(ctx, d)
 }
