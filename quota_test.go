@@ -278,7 +278,7 @@ func TestQuotaHoldLetsThroughNoMoreThanTheQuotaAtAReset(t *testing.T) {
 		// and a held request that waits for one of them waits in real time.
 		t.Skip("plays five 0.5 s resets and 0.3 s answers in real time")
 	}
-	t.Parallel()
+	t.Parallel() // mostly waiting: it overlaps the other real-time tests
 	q, srv := newQuotaServer(t, 5, 500*time.Millisecond, "discord")
 	q.delay = 300 * time.Millisecond
 	// A reset under ScheduledRetryMin makes a blind retry, charged to the
