@@ -42,6 +42,7 @@ func hangingServer(t *testing.T, hangs int32) (*httptest.Server, *atomic.Int32) 
 }
 
 func TestAttemptTimeout(t *testing.T) {
+	t.Parallel() // mostly waiting on real timers: it overlaps the other real-time tests
 	t.Run("a hung attempt is abandoned and retried", func(t *testing.T) {
 		if testing.Short() {
 			t.Skip("waits a real AttemptTimeout of 1 s, long enough for the retry on a busy machine")

@@ -1117,6 +1117,7 @@ func TestZeroTransportUsesDefaultTransport(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the zero Transport waits on the real clock, up to a second")
 	}
+	t.Parallel() // mostly waiting: it overlaps the other real-time tests
 	srv := retrytest.NewServer(t, retrytest.Unavailable(0), retrytest.OK("done"))
 	defer http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 	client := &http.Client{Transport: &retryhttp.Transport{}}
