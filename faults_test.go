@@ -313,6 +313,9 @@ func readAll(t *testing.T, resp *http.Response) string {
 }
 
 func TestSlowHeadersPastTheDeadline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real time is what it tests: a 300 ms deadline against headers sent slowly over loopback")
+	}
 	srv := newRawServer(t, func(n int, conn *net.TCPConn, w *bufio.Writer, _ *http.Request) {
 		for _, b := range []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") {
 			if w.WriteByte(b) != nil || w.Flush() != nil {

@@ -637,7 +637,7 @@ func TestQuotaHoldNotForgottenWhileARequestItLetThroughIsInFlight(t *testing.T) 
 	clock := retrytest.NewClock(t)
 	srv := retrytest.NewServer(t,
 		retrytest.RateLimited(time.Second, retrytest.GitHub),
-		retrytest.RateLimited(20*time.Second, retrytest.GitHub).WithDelay(300*time.Millisecond),
+		retrytest.RateLimited(20*time.Second, retrytest.GitHub).WithSlow(300*time.Millisecond),
 		retrytest.OK("fast"),
 	).Otherwise(retrytest.OK("ok")).UseClock(clock)
 	client, _ := newClient(t, retryhttp.Policy{Clock: clock, MaxAttempts: 1})
@@ -658,6 +658,7 @@ func TestQuotaHoldNotForgottenWhileARequestItLetThroughIsInFlight(t *testing.T) 
 	_, body, err := do(t, client, mustRequest(t, http.MethodGet, srv.URL))
 	require.NoError(t, err)
 	require.Equal(t, "fast", body)
+	clock.Advance(300 * time.Millisecond) // the slow answer comes
 	require.Equal(t, http.StatusForbidden, <-slow, "the slow request's answer: the quota is spent")
 	require.Empty(t, clock.Waits())
 
