@@ -149,7 +149,6 @@ func TestMaxElapsedCountsOnRetryAndTheDrain(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real time is what it tests: a slow hook and a slow body's drain on the real clock, over loopback")
 	}
-	t.Parallel() // mostly waiting: it overlaps the other real-time tests
 	t.Run("the retry starts within MaxElapsed", func(t *testing.T) {
 		srv, arrivals := slowBodyServer(t, 1000)
 		client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t), Policy: retryhttp.Policy{
