@@ -42,7 +42,11 @@ func hangingServer(t *testing.T, hangs int32) (*httptest.Server, *atomic.Int32) 
 }
 
 func TestAttemptTimeout(t *testing.T) {
+	t.Parallel() // mostly waiting on real timers: it overlaps the other real-time tests
 	t.Run("a hung attempt is abandoned and retried", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("waits a real AttemptTimeout of 1 s, long enough for the retry on a busy machine")
+		}
 		srv, hits := hangingServer(t, 1)
 		var retried []error
 		// A second is long enough for the retry to be answered within it on
@@ -67,6 +71,9 @@ func TestAttemptTimeout(t *testing.T) {
 		assert.Contains(t, retried[0].Error(), "1s", "the error says how long it waited")
 	})
 	t.Run("the body is not bound by the timeout", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("reads a body sent over 300 ms of real time")
+		}
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(200)
 			for range 6 {
@@ -168,6 +175,10 @@ func TestAttemptTimeout(t *testing.T) {
 
 func TestNetHTTPsOwnTimeoutsAreRetried(t *testing.T) {
 	t.Run("ResponseHeaderTimeout", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("waits net/http's own timer of 1 s, in real time")
+		}
+		t.Parallel()
 		srv, hits := hangingServer(t, 1)
 		// Long enough for the retry's headers to come within it on a busy
 		// machine too.
@@ -208,6 +219,10 @@ func TestNetHTTPsOwnTimeoutsAreRetried(t *testing.T) {
 		assert.Contains(t, retried[0].Error(), "i/o timeout")
 	})
 	t.Run("TLSHandshakeTimeout", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("waits net/http's own timer of 1 s, in real time")
+		}
+		t.Parallel()
 		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.WriteString(w, "ok")
 		}))

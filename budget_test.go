@@ -238,8 +238,8 @@ func TestHostBudgetBoundHoldsUnderConcurrency(t *testing.T) {
 		requests = 2500 // per worker and round
 	)
 	// Rounds with a fresh Budget until the bound breaks, for a few seconds
-	// at most.
-	for round, end := 0, time.Now().Add(4*time.Second); time.Now().Before(end); round++ {
+	// at most; one round under -short.
+	for round, end := 0, time.Now().Add(4*time.Second); round == 0 || !testing.Short() && time.Now().Before(end); round++ {
 		var attempts atomic.Int64
 		tr := &retryhttp.Transport{Base: always503Base(&attempts), Policy: retryhttp.Policy{
 			MaxAttempts: 3,
@@ -276,7 +276,7 @@ func TestHostBudgetBoundHoldsUnderConcurrency(t *testing.T) {
 func TestHostBudgetBoundHoldsWithSuccessesUnderConcurrency(t *testing.T) {
 	const ratio, burst = 0.5, 2
 	hosts := []string{"http://a.example/", "http://b.example/", "http://c.example/"}
-	for round, end := 0, time.Now().Add(1500*time.Millisecond); time.Now().Before(end); round++ {
+	for round, end := 0, time.Now().Add(1500*time.Millisecond); round == 0 || !testing.Short() && time.Now().Before(end); round++ {
 		var attempts, successes, requests [3]atomic.Int64
 		idx := func(h string) int {
 			for i, x := range hosts {

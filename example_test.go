@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/b4dedce7/retryhttp"
+	"github.com/b4dedce7/retryhttp/retrytest"
 	"github.com/cenkalti/backoff/v4"
 )
 
@@ -29,12 +30,14 @@ func flakyServer(failures int32) *httptest.Server {
 }
 
 // Wrap an http.Client's transport; the zero Transport retries with the
-// defaults over http.DefaultTransport.
+// defaults over http.DefaultTransport. Here the Policy sets only a fake
+// Clock from package retrytest, which plays the two waits at once; in real
+// code, leave it out.
 func Example() {
 	srv := flakyServer(2)
 	defer srv.Close()
 
-	client := &http.Client{Transport: &retryhttp.Transport{}}
+	client := &http.Client{Transport: &retryhttp.Transport{Policy: retryhttp.Policy{Clock: retrytest.NewClock(nil)}}}
 	resp, err := client.Get(srv.URL)
 	if err != nil {
 		fmt.Println(err)
@@ -49,7 +52,8 @@ func Example() {
 // Configure a Policy: more attempts, gateway errors retried on top of the
 // default statuses (503, 429 and rate-limit 403s, which a custom list must
 // name to keep), and a shorter limit on how long a server may ask the
-// client to wait.
+// client to wait. The fake clock of package retrytest plays the waits
+// between the attempts at once; leave Clock out to wait in real time.
 func ExamplePolicy() {
 	srv := flakyServer(2)
 	defer srv.Close()
@@ -63,6 +67,7 @@ func ExamplePolicy() {
 				MaxElapsed:    5 * time.Second,
 				MaxRetryAfter: 2 * time.Second,
 				Retryable:     retryhttp.RetryStatuses(503, 429, 403, 502, 504),
+				Clock:         retrytest.NewClock(nil),
 			},
 		},
 	}
@@ -77,12 +82,13 @@ func ExamplePolicy() {
 }
 
 // Retry a POST that the server deduplicates by its Idempotency-Key. Without
-// the key, the POST would get exactly one attempt.
+// the key, the POST would get exactly one attempt. (The fake clock of
+// package retrytest plays the wait at once.)
 func ExamplePolicy_idempotencyKey() {
 	srv := flakyServer(1)
 	defer srv.Close()
 
-	client := &http.Client{Transport: &retryhttp.Transport{}}
+	client := &http.Client{Transport: &retryhttp.Transport{Policy: retryhttp.Policy{Clock: retrytest.NewClock(nil)}}}
 	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/charges", strings.NewReader(`{"amount":100}`))
 	req.Header.Set("Idempotency-Key", "order-4711")
 	resp, err := client.Do(req)
@@ -115,12 +121,13 @@ func ExampleNoRetry() {
 }
 
 // Retry a POST that the caller knows is safe to send twice, without an
-// Idempotency-Key; its body, a *strings.Reader, can be sent again.
+// Idempotency-Key; its body, a *strings.Reader, can be sent again. (The
+// fake clock of package retrytest plays the wait at once.)
 func ExampleIdempotent() {
 	srv := flakyServer(1)
 	defer srv.Close()
 
-	client := &http.Client{Transport: &retryhttp.Transport{}}
+	client := &http.Client{Transport: &retryhttp.Transport{Policy: retryhttp.Policy{Clock: retrytest.NewClock(nil)}}}
 	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/orders/4711/cancel", strings.NewReader(`{"why":"late"}`))
 	resp, err := client.Do(req.WithContext(retryhttp.Idempotent(req.Context())))
 	if err != nil {
@@ -133,7 +140,8 @@ func ExampleIdempotent() {
 	// Output: 200 OK: hello after 1 retries
 }
 
-// Log every retry with log/slog through the OnRetry hook.
+// Log every retry with log/slog through the OnRetry hook. (The fake clock
+// of package retrytest plays the waits at once.)
 func ExamplePolicy_onRetry() {
 	srv := flakyServer(2)
 	defer srv.Close()
@@ -147,6 +155,7 @@ func ExamplePolicy_onRetry() {
 		},
 	}))
 	client := &http.Client{Transport: &retryhttp.Transport{Policy: retryhttp.Policy{
+		Clock: retrytest.NewClock(nil),
 		OnRetry: func(ev retryhttp.RetryEvent) {
 			// ev.Wait, the jittered wait before the retry, is left out
 			// of this example to keep its output stable.
@@ -217,8 +226,9 @@ func ExampleUnlimitedBudget() {
 }
 
 // Stub a server in a test with httptest: it answers 503 with Retry-After,
-// then 200, and the client waits as told before its one retry. (Package
-// retrytest offers a scripted server and a fake clock that avoid the wait.)
+// then 200, and the client waits as told before its one retry, on a fake
+// clock from package retrytest, which plays the wait at once and records
+// it. (Package retrytest also offers a scripted server.)
 func ExampleTransport_stubServer() {
 	var hits atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -231,8 +241,8 @@ func ExampleTransport_stubServer() {
 	}))
 	defer srv.Close()
 
-	client := &http.Client{Transport: &retryhttp.Transport{}}
-	start := time.Now()
+	clock := retrytest.NewClock(nil) // in a test, pass t
+	client := &http.Client{Transport: &retryhttp.Transport{Policy: retryhttp.Policy{Clock: clock}}}
 	resp, err := client.Get(srv.URL)
 	if err != nil {
 		fmt.Println(err)
@@ -241,7 +251,7 @@ func ExampleTransport_stubServer() {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	fmt.Printf("%s %q after %d requests; waited at least 1s: %v\n",
-		resp.Status, body, hits.Load(), time.Since(start) >= time.Second)
+		resp.Status, body, hits.Load(), clock.Waited() >= time.Second)
 	// Output: 200 OK "back" after 2 requests; waited at least 1s: true
 }
 

@@ -264,10 +264,16 @@ func TestFaultInjection(t *testing.T) {
 					assert.Equal(t, 200, resp.StatusCode)
 					assert.Equal(t, "ok", readAll(t, resp))
 				} else if resp != nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
+					// Closed unread, as a caller may: a body trickled
+					// forever, or of a gigabyte, would be read until the
+					// deadline.
 					resp.Body.Close()
 				}
-				assert.Equal(t, base.responses(), base.closed(), "every response body was closed")
+				// A discarded body whose drain was abandoned is closed by
+				// its drain when the abandoned attempt ends, which may be
+				// after the retry, played at once on the fake clock.
+				assert.Eventually(t, func() bool { return base.responses() == base.closed() },
+					10*time.Second, time.Millisecond, "every response body was closed")
 			})
 		}
 	}
@@ -280,8 +286,10 @@ func sendWithInvariants(t *testing.T, url, method, body string, header http.Head
 	t.Helper()
 	const deadline, margin = 3 * time.Second, 500 * time.Millisecond
 	base := &closeRecorder{base: newBase(t)}
+	// The fake clock plays the jitter of Retry-After: 0 at once; the
+	// faults play in real time.
 	rt := &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{
-		Backoff: noWait, Budget: retryhttp.UnlimitedBudget(),
+		Backoff: noWait, Budget: retryhttp.UnlimitedBudget(), Clock: retrytest.NewClock(t),
 	}}
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	t.Cleanup(cancel)
@@ -309,6 +317,9 @@ func readAll(t *testing.T, resp *http.Response) string {
 }
 
 func TestSlowHeadersPastTheDeadline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real time is what it tests: a 300 ms deadline against headers sent slowly over loopback")
+	}
 	srv := newRawServer(t, func(n int, conn *net.TCPConn, w *bufio.Writer, _ *http.Request) {
 		for _, b := range []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") {
 			if w.WriteByte(b) != nil || w.Flush() != nil {
@@ -376,7 +387,8 @@ func TestHTTP2Faults(t *testing.T) {
 				defer srv.Close()
 				base := &closeRecorder{base: srv.Client().Transport}
 				defer srv.Client().CloseIdleConnections()
-				rt := &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{Backoff: noWait}}
+				// The fake clock plays the jitter of Retry-After: 0 at once.
+				rt := &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{Backoff: noWait, Clock: retrytest.NewClock(t)}}
 				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 				defer cancel()
 				var rd io.Reader
@@ -413,7 +425,10 @@ func TestHTTP2Faults(t *testing.T) {
 					_, _ = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
 				}
-				assert.Equal(t, base.responses(), base.closed(), "every response body was closed")
+				// As in TestFaultInjection: an abandoned drain closes its
+				// body when its attempt ends, maybe after the retry.
+				assert.Eventually(t, func() bool { return base.responses() == base.closed() },
+					10*time.Second, time.Millisecond, "every response body was closed")
 			})
 		}
 	}
@@ -880,20 +895,24 @@ func TestNeverSentPostIsRetried(t *testing.T) {
 		posts.Add(1)
 		_, _ = io.WriteString(w, "charged "+string(body))
 	})}
-	started := make(chan struct{})
-	time.AfterFunc(100*time.Millisecond, func() {
-		defer close(started)
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			t.Errorf("restart: %v", err)
-			return
-		}
-		go func() { _ = srv.Serve(ln) }()
-	})
-	defer func() { <-started; srv.Close() }()
+	defer srv.Close()
+	// The server comes up while the Transport waits to retry, on a fake
+	// clock: the retry finds it up, however long the first attempt took.
+	var restart sync.Once
+	clock := hookedClock{Clock: retrytest.NewClock(t), before: func() {
+		restart.Do(func() {
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				t.Errorf("restart: %v", err)
+				return
+			}
+			go func() { _ = srv.Serve(ln) }()
+		})
+	}}
 	var retries []retryhttp.RetryEvent
 	var hook giveUps
 	client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t), Policy: retryhttp.Policy{
+		Clock:    clock,
 		Backoff:  func() backoff.BackOff { return backoff.NewConstantBackOff(250 * time.Millisecond) },
 		OnRetry:  func(ev retryhttp.RetryEvent) { retries = append(retries, ev) },
 		OnGiveUp: hook.record,

@@ -146,6 +146,9 @@ func constant(d time.Duration) func() backoff.BackOff {
 }
 
 func TestMaxElapsedCountsOnRetryAndTheDrain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real time is what it tests: a slow hook and a slow body's drain on the real clock, over loopback")
+	}
 	t.Run("the retry starts within MaxElapsed", func(t *testing.T) {
 		srv, arrivals := slowBodyServer(t, 1000)
 		client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t), Policy: retryhttp.Policy{
@@ -351,28 +354,32 @@ func (wallClock) Sleep(ctx context.Context, d time.Duration) error {
 // tells the real time, not only the package's own: a retry that fitted the
 // deadline when decided is sent, not slept past the deadline.
 func TestOnRetryTimeCountsAgainstTheWaitOfAnyRealTimeClock(t *testing.T) {
-	var calls atomic.Int32
-	base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
-		if calls.Add(1) == 1 {
-			return &http.Response{StatusCode: 503, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
-		}
-		return &http.Response{StatusCode: 200, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+	// In a testing/synctest bubble, whose fake time the real clock reads
+	// and waits on, so that the second of the wait passes at once.
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int32
+		base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			if calls.Add(1) == 1 {
+				return &http.Response{StatusCode: 503, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+			}
+			return &http.Response{StatusCode: 200, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+		})
+		tr := &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{
+			Clock:   wallClock{},
+			Budget:  retryhttp.UnlimitedBudget(),
+			Backoff: constant(time.Second),
+			OnRetry: func(retryhttp.RetryEvent) { time.Sleep(600 * time.Millisecond) },
+		}}
+		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+		defer cancel()
+		req := newRequest(t, "GET", "http://example.invalid/", nil).WithContext(ctx)
+
+		resp, err := tr.RoundTrip(req)
+
+		require.NoError(t, err, "the retry, due 1 s after the decision, fits a 1.5 s deadline")
+		assert.Equal(t, 200, resp.StatusCode)
+		assert.EqualValues(t, 2, calls.Load())
 	})
-	tr := &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{
-		Clock:   wallClock{},
-		Budget:  retryhttp.UnlimitedBudget(),
-		Backoff: constant(time.Second),
-		OnRetry: func(retryhttp.RetryEvent) { time.Sleep(600 * time.Millisecond) },
-	}}
-	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
-	defer cancel()
-	req := newRequest(t, "GET", "http://example.invalid/", nil).WithContext(ctx)
-
-	resp, err := tr.RoundTrip(req)
-
-	require.NoError(t, err, "the retry, due 1 s after the decision, fits a 1.5 s deadline")
-	assert.Equal(t, 200, resp.StatusCode)
-	assert.EqualValues(t, 2, calls.Load())
 }
 
 // MaxElapsed is measured right on the real clock inside a testing/synctest

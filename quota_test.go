@@ -34,6 +34,9 @@ type quotaServer struct {
 	style string
 	delay time.Duration // before each answer, after the quota is counted
 
+	// clock is the time the server reads and sends; the real clock if nil.
+	clock retryhttp.Clock
+
 	mu       sync.Mutex
 	used     int
 	resetAt  time.Time // zero while quota remains
@@ -54,7 +57,7 @@ func newQuotaServer(t *testing.T, limit int, reset time.Duration, style string) 
 func (q *quotaServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(io.Discard, r.Body)
 	q.mu.Lock()
-	now := time.Now()
+	now := q.now()
 	if !q.resetAt.IsZero() && !now.Before(q.resetAt) {
 		q.used, q.resetAt = 0, time.Time{}
 		q.windows = append(q.windows, quotaWindow{})
@@ -85,7 +88,7 @@ func (q *quotaServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// retrytest's GitHub answer: as it is, announcing 5000 ("terse"),
 		// or with the limit set right ("quiet").
 		if refused {
-			a := retrytest.RateLimited(time.Until(resetAt), retrytest.GitHub)
+			a := retrytest.RateLimited(resetAt.Sub(now), retrytest.GitHub)
 			if q.style == "quiet" {
 				a = a.WithHeader("X-RateLimit-Limit", strconv.Itoa(q.limit))
 			}
@@ -114,7 +117,7 @@ func (q *quotaServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Set("X-RateLimit-Reset", strconv.FormatInt(sec, 10))
 		h.Set("X-RateLimit-Used", strconv.Itoa(q.limit-remaining))
 	case "discord":
-		after := time.Until(resetAt)
+		after := resetAt.Sub(now)
 		h.Set("X-RateLimit-Reset-After", fmt.Sprintf("%.3f", math.Ceil(after.Seconds()*1000)/1000))
 		status = http.StatusTooManyRequests
 	}
@@ -124,6 +127,14 @@ func (q *quotaServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = io.WriteString(w, "ok")
+}
+
+// now reads the server's clock.
+func (q *quotaServer) now() time.Time {
+	if q.clock != nil {
+		return q.clock.Now()
+	}
+	return time.Now()
 }
 
 func (q *quotaServer) stats() (windows []quotaWindow, ok, refusals int) {
@@ -175,17 +186,16 @@ func checkQuotaTarget(t *testing.T, q *quotaServer, statuses []int, errs []error
 
 // The target: 30 concurrent GETs through one Transport with the
 // default Policy, against a GitHub-like API with a quota of 5 and a reset
-// 3 s after it runs out. It takes the five resets in real time.
+// 3 s after it runs out. The five resets play in virtual time.
 func TestQuotaHoldGitHubTarget(t *testing.T) {
-	if testing.Short() {
-		t.Skip("plays five 3 s resets in real time")
-	}
-	t.Parallel()
 	q, srv := newQuotaServer(t, 5, 3*time.Second, "github")
-	client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t)}}
-	start := time.Now()
+	clock := newCrowdClock(t)
+	client := crowdClient(t, clock, retryhttp.Policy{})
+	q.clock = clock
+	clock.join(30)
+	start := clock.Now()
 	statuses, errs := runConcurrent(t, client, srv.URL, 30)
-	t.Logf("finished in %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("finished in %v of virtual time", clock.Now().Sub(start))
 	checkQuotaTarget(t, q, statuses, errs)
 }
 
@@ -197,14 +207,17 @@ func TestQuotaHoldShortWindow(t *testing.T) {
 	var holds []retryhttp.HoldEvent
 	// A reset under ScheduledRetryMin makes a blind retry, charged to the
 	// Budget; what is tested here is the hold's pacing.
-	client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t), Policy: retryhttp.Policy{
+	clock := newCrowdClock(t)
+	client := crowdClient(t, clock, retryhttp.Policy{
 		Budget: retryhttp.UnlimitedBudget(),
 		OnHold: func(ev retryhttp.HoldEvent) {
 			mu.Lock()
 			holds = append(holds, ev)
 			mu.Unlock()
 		},
-	}}}
+	})
+	q.clock = clock
+	clock.join(30)
 	statuses, errs := runConcurrent(t, client, srv.URL, 30)
 	checkQuotaTarget(t, q, statuses, errs)
 	mu.Lock()
@@ -224,12 +237,11 @@ func TestQuotaHoldShortWindow(t *testing.T) {
 // and later resets let no more through, and one probe to find the quota
 // spent again.
 func TestQuotaHoldLearnsAQuotaAnnouncedWrong(t *testing.T) {
-	if testing.Short() {
-		t.Skip("plays five 1 s resets in real time")
-	}
-	t.Parallel()
 	q, srv := newQuotaServer(t, 5, time.Second, "terse")
-	client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t)}}
+	clock := newCrowdClock(t)
+	client := crowdClient(t, clock, retryhttp.Policy{})
+	q.clock = clock
+	clock.join(30)
 	statuses, errs := runConcurrent(t, client, srv.URL, 30)
 	for i := range statuses {
 		require.NoError(t, errs[i], "request %d", i)
@@ -249,12 +261,11 @@ func TestQuotaHoldLearnsAQuotaAnnouncedWrong(t *testing.T) {
 // right: a window that served its quota is taken as spent, and held as long
 // as the last reset was, with no refusal to find out.
 func TestQuotaHoldTakesAServedQuotaAsSpent(t *testing.T) {
-	if testing.Short() {
-		t.Skip("plays five 1 s resets in real time")
-	}
-	t.Parallel()
 	q, srv := newQuotaServer(t, 5, time.Second, "quiet")
-	client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t)}}
+	clock := newCrowdClock(t)
+	client := crowdClient(t, clock, retryhttp.Policy{})
+	q.clock = clock
+	clock.join(30)
 	statuses, errs := runConcurrent(t, client, srv.URL, 30)
 	checkQuotaTarget(t, q, statuses, errs)
 }
@@ -262,6 +273,12 @@ func TestQuotaHoldTakesAServedQuotaAsSpent(t *testing.T) {
 // Answers that take a while: requests let through at a reset are still in
 // flight when the next held ones wake, and must not be more than the quota.
 func TestQuotaHoldLetsThroughNoMoreThanTheQuotaAtAReset(t *testing.T) {
+	if testing.Short() {
+		// On a fake clock the answers' delay would have to be virtual too,
+		// and a held request that waits for one of them waits in real time.
+		t.Skip("plays five 0.5 s resets and 0.3 s answers in real time")
+	}
+	t.Parallel() // mostly waiting: it overlaps the other real-time tests
 	q, srv := newQuotaServer(t, 5, 500*time.Millisecond, "discord")
 	q.delay = 300 * time.Millisecond
 	// A reset under ScheduledRetryMin makes a blind retry, charged to the
@@ -630,7 +647,7 @@ func TestQuotaHoldNotForgottenWhileARequestItLetThroughIsInFlight(t *testing.T) 
 	clock := retrytest.NewClock(t)
 	srv := retrytest.NewServer(t,
 		retrytest.RateLimited(time.Second, retrytest.GitHub),
-		retrytest.RateLimited(20*time.Second, retrytest.GitHub).WithDelay(300*time.Millisecond),
+		retrytest.RateLimited(20*time.Second, retrytest.GitHub).WithSlow(300*time.Millisecond),
 		retrytest.OK("fast"),
 	).Otherwise(retrytest.OK("ok")).UseClock(clock)
 	client, _ := newClient(t, retryhttp.Policy{Clock: clock, MaxAttempts: 1})
@@ -651,6 +668,7 @@ func TestQuotaHoldNotForgottenWhileARequestItLetThroughIsInFlight(t *testing.T) 
 	_, body, err := do(t, client, mustRequest(t, http.MethodGet, srv.URL))
 	require.NoError(t, err)
 	require.Equal(t, "fast", body)
+	clock.Advance(300 * time.Millisecond) // the slow answer comes
 	require.Equal(t, http.StatusForbidden, <-slow, "the slow request's answer: the quota is spent")
 	require.Empty(t, clock.Waits())
 

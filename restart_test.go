@@ -90,6 +90,7 @@ func TestServerRestartIsRiddenOutWithoutProcessingAPostTwice(t *testing.T) {
 	if testing.Short() {
 		t.Skip("plays 8 s of requests against a restarting server on loopback, in real time")
 	}
+	t.Parallel() // mostly waiting: it overlaps the other real-time tests
 	const (
 		requests = 40
 		interval = 200 * time.Millisecond

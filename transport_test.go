@@ -556,30 +556,30 @@ func TestCancellationDuringAWait(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		want error
-		ctx  func() (context.Context, context.CancelFunc)
+		ctx  func() (ctx context.Context, cancel context.CancelFunc, interrupt func())
 	}{
-		{"cancelled", context.Canceled, func() (context.Context, context.CancelFunc) {
+		{"cancelled", context.Canceled, func() (context.Context, context.CancelFunc, func()) {
 			ctx, cancel := context.WithCancel(context.Background())
-			time.AfterFunc(time.Second, cancel)
-			return ctx, cancel
+			return ctx, cancel, cancel
 		}},
-		{"deadline", context.DeadlineExceeded, func() (context.Context, context.CancelFunc) {
+		{"deadline", context.DeadlineExceeded, func() (context.Context, context.CancelFunc, func()) {
 			// A deadline the Transport cannot see in advance, as behind a
 			// context wrapper that hides it, passes during the wait.
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			return hiddenDeadline{ctx}, cancel
+			ctx := newExpiringContext()
+			return ctx, ctx.expire, ctx.expire
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := retrytest.NewServer(t, retrytest.Reply(503, "held"), retrytest.OK("too late"))
 			base := &closeRecorder{base: newBase(t)}
+			ctx, cancel, interrupt := tt.ctx()
+			defer cancel()
 			client := &http.Client{Transport: &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{
-				// A real clock and a wait long enough to be interrupted;
-				// the first attempt has a second to be answered before it.
+				// A clock of real time whose waits are interrupted as
+				// they begin, and a wait far longer than the test.
+				Clock:   interruptingClock{interrupt: interrupt},
 				Backoff: func() backoff.BackOff { return backoff.NewConstantBackOff(20 * time.Second) },
 			}}}
-			ctx, cancel := tt.ctx()
-			defer cancel()
 
 			started := time.Now()
 			_, err := client.Do(newRequest(t, "GET", srv.URL, nil).WithContext(ctx))
@@ -592,6 +592,50 @@ func TestCancellationDuringAWait(t *testing.T) {
 			assert.Equal(t, 1, base.responses())
 			assert.Equal(t, 1, base.closed(), "the held response's body is closed")
 		})
+	}
+}
+
+// interruptingClock is the real clock, except that each wait calls
+// interrupt as it begins, and then waits, in real time, for its end or its
+// context's.
+type interruptingClock struct{ interrupt func() }
+
+func (interruptingClock) Now() time.Time { return time.Now() }
+
+func (c interruptingClock) Sleep(ctx context.Context, d time.Duration) error {
+	c.interrupt()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// expiringContext is a context with a deadline it does not report, which
+// passes when expire is called.
+type expiringContext struct {
+	context.Context
+	done chan struct{}
+	once sync.Once
+}
+
+func newExpiringContext() *expiringContext {
+	return &expiringContext{Context: context.Background(), done: make(chan struct{})}
+}
+
+func (c *expiringContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c *expiringContext) Done() <-chan struct{}       { return c.done }
+func (c *expiringContext) expire()                     { c.once.Do(func() { close(c.done) }) }
+
+func (c *expiringContext) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
 	}
 }
 
@@ -1070,6 +1114,10 @@ func nan() float64 { return math.NaN() }
 func quietLog() *log.Logger { return log.New(io.Discard, "", 0) }
 
 func TestZeroTransportUsesDefaultTransport(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the zero Transport waits on the real clock, up to a second")
+	}
+	t.Parallel() // mostly waiting: it overlaps the other real-time tests
 	srv := retrytest.NewServer(t, retrytest.Unavailable(0), retrytest.OK("done"))
 	defer http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 	client := &http.Client{Transport: &retryhttp.Transport{}}

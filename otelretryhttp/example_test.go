@@ -10,6 +10,7 @@ import (
 
 	"github.com/b4dedce7/retryhttp"
 	"github.com/b4dedce7/retryhttp/otelretryhttp"
+	"github.com/b4dedce7/retryhttp/retrytest"
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -38,7 +39,9 @@ func Example() {
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 
-	client := &http.Client{Transport: otelretryhttp.NewTransport(nil, retryhttp.Policy{},
+	// The fake clock of package retrytest plays the wait before the retry
+	// at once; leave Clock out in real code.
+	client := &http.Client{Transport: otelretryhttp.NewTransport(nil, retryhttp.Policy{Clock: retrytest.NewClock(nil)},
 		otelretryhttp.WithTracerProvider(tp), otelretryhttp.WithMeterProvider(mp))}
 	defer client.CloseIdleConnections()
 

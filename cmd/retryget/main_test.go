@@ -58,7 +58,9 @@ func giveUpLines(stderr string) []string {
 
 func TestDemo(t *testing.T) {
 	t.Parallel()
-	code, stdout, stderr := runCmd(t)
+	// The demo's waits, about 7 s of real time, play on a fake clock; what
+	// it prints is the same.
+	code, stdout, stderr := runVirtual(t)
 
 	assert.Equal(t, exitOK, code, stderr)
 	assert.Contains(t, stdout, "hello from the demo server")
@@ -123,7 +125,7 @@ func TestExitCodes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := retrytest.NewServer(t, tt.script...)
-			code, _, stderr := runCmd(t, append(tt.args, srv.URL)...)
+			code, _, stderr := runVirtual(t, append(tt.args, srv.URL)...)
 			assert.Equal(t, tt.want, code, stderr)
 			assert.Equal(t, len(tt.script), srv.Count())
 		})
@@ -135,7 +137,7 @@ func TestFailedRequest(t *testing.T) {
 	url := srv.URL
 	srv.Close()
 
-	code, stdout, stderr := runCmd(t, "-attempts", "2", "-max-elapsed", "1m", url)
+	code, stdout, stderr := runVirtual(t, "-attempts", "2", "-max-elapsed", "1m", url)
 
 	assert.Equal(t, exitFailed, code)
 	assert.Empty(t, stdout)
@@ -479,7 +481,7 @@ func TestRequestFlags(t *testing.T) {
 	require.NoError(t, os.WriteFile(bodyFile, []byte(`{"from":"file"}`), 0o600))
 	srv := retrytest.NewServer(t, retrytest.Unavailable(0), retrytest.OK("created"))
 
-	code, stdout, stderr := runCmd(t,
+	code, stdout, stderr := runVirtual(t,
 		"-H", "X-One: 1", "-H", "X-One: 2", "-H", "Content-Type: application/json",
 		"-d", "@"+bodyFile, "-idempotency-key", "order-7", "-v",
 		srv.URL+"/orders")
@@ -511,7 +513,7 @@ func TestMethodAndInlineBody(t *testing.T) {
 
 func TestQuiet(t *testing.T) {
 	srv := retrytest.NewServer(t, retrytest.Unavailable(0), retrytest.OK("body"))
-	code, stdout, stderr := runCmd(t, "-q", srv.URL)
+	code, stdout, stderr := runVirtual(t, "-q", srv.URL)
 	assert.Equal(t, exitOK, code)
 	assert.Equal(t, "body", stdout)
 	assert.Empty(t, stderr)
