@@ -2,6 +2,7 @@ package retryhttp_test
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"math"
 	"net"
@@ -97,4 +98,53 @@ func TestHoldBeyondWhatADurationHoldsIsNotWaitedFor(t *testing.T) {
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Less(t, clock.Now().Sub(start), time.Hour, "the fake clock moved by the hold's wait")
 	assert.Empty(t, holds, "a hold not waited for kept nothing back")
+}
+
+// TestExtremeSettingsEndEveryRequest plays extreme Policies against named
+// waits of every kind on the fake clock: each request ends, with the
+// answer the script says, and never waits past what the server named and
+// the limits allow.
+func TestExtremeSettingsEndEveryRequest(t *testing.T) {
+	huge := time.Duration(math.MaxInt64)
+	past := time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat)
+	cases := []struct {
+		name   string
+		p      retryhttp.Policy
+		script []retrytest.Answer
+		status int
+	}{
+		{"no limits, Retry-After 0", retryhttp.Policy{MaxAttempts: math.MaxInt, MaxElapsed: huge, MaxRetryAfter: huge, Budget: retryhttp.UnlimitedBudget()},
+			[]retrytest.Answer{retrytest.Reply(503, "").WithHeader("Retry-After", "0"), retrytest.OK("ok")}, 200},
+		{"no limits, HTTP-date in the past", retryhttp.Policy{MaxAttempts: math.MaxInt, MaxElapsed: huge, MaxRetryAfter: huge, Budget: retryhttp.UnlimitedBudget()},
+			[]retrytest.Answer{retrytest.Reply(429, "").WithHeader("Retry-After", past), retrytest.OK("ok")}, 200},
+		{"no limits, Retry-After huge", retryhttp.Policy{MaxAttempts: math.MaxInt, MaxElapsed: huge, MaxRetryAfter: huge, Budget: retryhttp.UnlimitedBudget()},
+			[]retrytest.Answer{retrytest.Reply(503, "").WithHeader("Retry-After", "9223372036854775807"), retrytest.OK("ok")}, 503},
+		{"no limits, hedged", retryhttp.Policy{MaxAttempts: math.MaxInt, MaxElapsed: huge, MaxRetryAfter: huge, Budget: retryhttp.UnlimitedBudget(),
+			Hedge: &retryhttp.Hedge{Delay: time.Nanosecond, Max: math.MaxInt}},
+			[]retrytest.Answer{retrytest.Reply(503, ""), retrytest.Reply(503, ""), retrytest.OK("ok")}, 200},
+		{"one attempt", retryhttp.Policy{MaxAttempts: 1, Hedge: &retryhttp.Hedge{Delay: time.Nanosecond}},
+			[]retrytest.Answer{retrytest.Reply(503, ""), retrytest.OK("ok")}, 503},
+		{"rate-limit reset far off", retryhttp.Policy{MaxElapsed: huge, MaxRetryAfter: huge, Budget: retryhttp.UnlimitedBudget()},
+			[]retrytest.Answer{retrytest.Reply(429, "").WithHeader("X-RateLimit-Remaining", "0").WithHeader("X-RateLimit-Reset-After", "99999999999999999999"), retrytest.OK("ok")}, 429},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := retrytest.NewServer(t, tc.script...).Otherwise(retrytest.OK("ok"))
+			client, _ := newClient(t, tc.p)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+			require.NoError(t, err)
+			resp, err := client.Do(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			assert.Equal(t, tc.status, resp.StatusCode)
+			// A second request is not held past what a Duration holds.
+			req, err = http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+			require.NoError(t, err)
+			resp, err = client.Do(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+		})
+	}
 }
