@@ -246,6 +246,11 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 			// the next request and the next hedge, whether or not this
 			// answer is the one the race returns.
 			r.tellQuota(res, n)
+			if res.resp != nil || !neverSent(markPeerText(r.t.base(), res.req, res.err), sendHistory{}) {
+				// This copy may have reached the server, whichever
+				// outcome the race returns: its retry is charged.
+				r.raceReached = true
+			}
 			now := r.clock.Now()
 			res.until = now
 			if sw := serverWaitAt(res.resp, now); sw.ok {

@@ -148,3 +148,48 @@ func TestExtremeSettingsEndEveryRequest(t *testing.T) {
 		})
 	}
 }
+
+// TestRetryOfARaceWhoseFirstCopyReachedTheServerTakesAToken: a race whose
+// first attempt was written and then broke (EOF), and whose hedge's dial
+// was refused later, ended in the refused dial; but the race reached the
+// server, and the retry that follows it must take a token like the retry of
+// that first attempt alone would.
+func TestRetryOfARaceWhoseFirstCopyReachedTheServerTakesAToken(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	var processed atomic.Int32
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		ln.Close() // every later dial is refused
+		_, _ = http.ReadRequest(bufio.NewReader(conn))
+		processed.Add(1)
+		time.Sleep(100 * time.Millisecond) // the hedge goes out, and dials
+		conn.Close()                       // the first copy breaks: EOF
+	}()
+	t.Cleanup(func() { ln.Close() })
+	var dials atomic.Int32
+	base := &http.Transport{DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
+		if dials.Add(1) > 1 {
+			time.Sleep(300 * time.Millisecond) // the hedge's dial ends after the first copy broke
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, a)
+	}}
+	t.Cleanup(base.CloseIdleConnections)
+	budget := retryhttp.NewFixedHostBudget(0.1, 3)
+	rt := &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{
+		Budget: budget, Clock: retrytest.NewClock(t), MaxAttempts: 3,
+		Hedge: &retryhttp.Hedge{Delay: 20 * time.Millisecond},
+	}}
+	url := "http://" + addr + "/"
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	require.NoError(t, err)
+	_, err = rt.RoundTrip(req)
+	require.Error(t, err)
+	require.EqualValues(t, 1, processed.Load())
+	// The hedge took one token; the retry after the race another.
+	assert.Equal(t, 1.0, budget.TokensFor(url), "tokens left: %v", err)
+}
