@@ -56,7 +56,10 @@ import (
 // not as Policy.Retryable judges it, on that attempt's own goroutine, before
 // its body is closed unread; the winner never waits for it. Only the
 // winner's success credits the Budget: the request was served once, and a
-// loser's success is the extra load its hedge's token paid for.
+// loser's success is the extra load its hedge's token paid for. The retry
+// after a race all of whose copies were refused is free of the Budget only
+// when none of them may have reached the server, whichever outcome the race
+// returns.
 //
 // The zero Hedge hedges once per request, after the adaptive delay. A
 // Hedge is read, never written, by the Transports that use it; each
@@ -246,6 +249,11 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 			// the next request and the next hedge, whether or not this
 			// answer is the one the race returns.
 			r.tellQuota(res, n)
+			if res.resp != nil || !neverSent(markPeerText(r.t.base(), res.req, res.err), sendHistory{}) {
+				// This copy may have reached the server, whichever
+				// outcome the race returns: its retry is charged.
+				r.raceReached = true
+			}
 			now := r.clock.Now()
 			res.until = now
 			if sw := serverWaitAt(res.resp, now); sw.ok {

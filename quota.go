@@ -666,7 +666,9 @@ func (r *retrier) holdAttempt(n int) (err error) {
 				jitter, jitterFor = serverWaitJitter(wait, room), h.reset
 			}
 			total := saturatingAdd(wait, jitter)
-			if named > p.maxRetryAfter() {
+			// A reset beyond what a Duration holds is beyond any limit,
+			// even one of math.MaxInt64, as a retry's named wait is.
+			if named >= maxDelay || named > p.maxRetryAfter() {
 				reason = ErrRetryAfterTooLong
 			} else {
 				reason = lim.check(total)

@@ -161,7 +161,7 @@ func (r *retrier) mayRetry(err error) bool {
 // that proves it never reached the server (see neverSent): sending it again
 // cannot repeat its effect, and costs the server nothing.
 func (r *retrier) neverReached(err error) bool {
-	return err != nil && neverSent(r.classifiable(err), r.tries.history())
+	return err != nil && !r.raceReached && neverSent(r.classifiable(err), r.tries.history())
 }
 
 // classifiable returns err as the Policy's rule and neverSent see it:
@@ -240,6 +240,10 @@ type retrier struct {
 	// told is set when a race has told the quota holds of the latest
 	// attempt's answer already, as it came in.
 	told bool
+	// raceReached is set when a copy of the latest attempt's race other
+	// than the one whose outcome it returns may have reached the server:
+	// the race's retry is then charged whatever that outcome says.
+	raceReached bool
 	// paced is set when the latest attempt's answer spent a quota hold
 	// that knows the announced quota, to a reset at least
 	// ScheduledRetryMin ahead (see holds.observe): its retry takes no token.
@@ -502,6 +506,7 @@ func (r *retrier) reportGiveUp(attempts int, resp *http.Response, err, reason er
 func (r *retrier) send(n int) (*http.Response, error) {
 	r.sent = n
 	r.paced = false
+	r.raceReached = false
 	if r.notResendable == nil && r.t.Policy.Hedge != nil {
 		return r.hedgedSend(n)
 	}
