@@ -413,13 +413,6 @@ func (r *retrier) launch(rc *race, n int, hedge bool) (*raceResult, error) {
 	return res, nil
 }
 
-// throttled reports whether the Policy's Throttle rejects a hedge, as it
-// would a retry.
-func (r *retrier) throttled() bool {
-	th := r.t.Policy.Throttle
-	return th != nil && th.admit(r.req.URL, r.clock.Now()) != nil
-}
-
 // refused discards an attempt of a race whose outcome was retryable, after
 // counting it for the Throttle as a request not accepted: the winner's is
 // counted when the race's outcome is judged. The quota holds were told of

@@ -259,23 +259,6 @@ func (t *Throttle) findOrAdd(u *url.URL) *throttleDest {
 // destinations reports how many destinations t keeps counts for.
 func (t *Throttle) destinations() int { return t.dests.len() }
 
-// gate passes a new request through the Throttle and the quota hold of its
-// destination before its first attempt; nothing has been sent yet. It
-// returns the error RoundTrip returns instead of sending: a rejection, which
-// OnGiveUp reports, or a hold cut short by the caller, which OnHold reports
-// and OnGiveUp does not: the request never had an outcome to give up on.
-func (r *retrier) gate() error {
-	if th := r.t.Policy.Throttle; th != nil {
-		if err := th.admit(r.req.URL, r.clock.Now()); err != nil {
-			return r.reportGiveUp(0, nil, err, ErrThrottled, serverWait{})
-		}
-	}
-	if err := r.holdAttempt(1); err != nil {
-		return &GiveUpError{Attempts: 0, Reason: err}
-	}
-	return nil
-}
-
 // settle records the outcome of an attempt: for the Throttle, an attempt
 // sent and whether it was accepted; for the quota holds, what its response
 // says. An attempt that failed because the caller stopped waiting says

@@ -131,7 +131,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		r.start = startTime(r.clock)
 		r.traceConns = r.notResendable != nil
 	}
-	if err := r.gate(); err != nil {
+	if err := r.admit(1); err != nil {
 		closeRequestBody(req)
 		return nil, err
 	}
@@ -349,7 +349,7 @@ func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) 
 		}
 		if waitErr == nil {
 			// A quota hold may keep the retry back further.
-			waitErr = r.holdAttempt(attempt + 1)
+			waitErr = r.admit(attempt + 1)
 		}
 		if waitErr != nil {
 			d.refund(r)
