@@ -602,26 +602,6 @@ type HoldEvent struct {
 	Err error
 }
 
-// observeQuota records what resp, the answer to an attempt of r.req, says
-// about its destination's quota. It costs a few header lookups when the
-// destination has no hold and the response tells nothing of its quota.
-func (r *retrier) observeQuota(resp *http.Response, success bool) {
-	admitted, pastHold := r.admitted, r.pastHold
-	r.admitted, r.pastHold = nil, nil
-	if r.told {
-		// A race told the holds of this answer as it came in (see
-		// hedgedSend), and set r.paced: telling them again would count it
-		// twice. The hold that let the attempt through still hears that
-		// it ended.
-		r.told = false
-		if admitted != nil {
-			r.t.holds.observeRequest(r.req, r.req.URL, r.clock, nil, false, admitted, pastHold, r.pastReset)
-		}
-		return
-	}
-	r.paced = r.t.holds.observeRequest(r.req, r.req.URL, r.clock, resp, success, admitted, pastHold, r.pastReset)
-}
-
 // observe records what resp, the answer to a request to u, says about u's
 // quotas: observeRequest with the request resp was the answer to, if known.
 // It is safe to call from any goroutine: a race's loser calls it from its

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"net/http"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -258,14 +257,3 @@ func (t *Throttle) findOrAdd(u *url.URL) *throttleDest {
 
 // destinations reports how many destinations t keeps counts for.
 func (t *Throttle) destinations() int { return t.dests.len() }
-
-// settle records the outcome of an attempt: for the Throttle, an attempt
-// sent and whether it was accepted; for the quota holds, what its response
-// says. An attempt that failed because the caller stopped waiting says
-// nothing of the server: the Throttle does not count it.
-func (r *retrier) settle(resp *http.Response, err error, accepted bool) {
-	if th := r.t.Policy.Throttle; th != nil && (err == nil || requestLive(r.req)) {
-		th.record(r.req.URL, r.clock.Now(), accepted)
-	}
-	r.observeQuota(resp, accepted)
-}

@@ -136,7 +136,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	resp, err := r.send(1)
-	retry, ended := r.retryable(resp, err)
+	retry, ended := r.observe(resp, err)
 	if ended != nil {
 		return r.giveUp(r.sent, resp, err, ended, serverWaitAt(resp, r.clock.Now()))
 	}
@@ -363,7 +363,7 @@ func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) 
 			r.observeQuota(nil, false)
 			return nil, err
 		}
-		retry, ended := r.retryable(resp, err)
+		retry, ended := r.observe(resp, err)
 		if ended != nil {
 			return r.giveUp(r.sent, resp, err, ended, serverWaitAt(resp, r.clock.Now()))
 		}
@@ -400,46 +400,6 @@ func (r *retrier) endReason(fallback error) error {
 
 // errReopenBody marks an error of req.GetBody, which ends the request.
 var errReopenBody = errors.New("retryhttp: reopening the request body")
-
-// retryable reports whether an attempt's outcome calls for another attempt:
-// the request is still live, its body could be read, and the Policy's rule
-// says so. (A GetBody error never gets here: the retry loop ends on it.) A
-// response the rule does not retry is a success, which credits the Budget:
-// the budget grows with what the server serves, not with what is asked of
-// it, so that retries cannot keep an overloaded server from recovering.
-//
-// A response the rule retries but that arrived as the caller stopped
-// waiting is a give-up: ended is then the reason, the context's error.
-func (r *retrier) retryable(resp *http.Response, err error) (retry bool, ended error) {
-	retry, accepted, ended := r.judge(resp, err)
-	r.settle(resp, err, accepted)
-	return retry, ended
-}
-
-// judge reports whether an attempt's outcome calls for another attempt,
-// whether it is a response the Policy does not retry (an accept), and,
-// for a retryable response that arrived as the caller stopped waiting, the
-// reason of that give-up.
-func (r *retrier) judge(resp *http.Response, err error) (retry, accepted bool, ended error) {
-	if err != nil && r.bodyFailed() {
-		return false, false, nil
-	}
-	live := requestLive(r.req)
-	if err != nil && !live {
-		return false, false, nil // the caller's own cancellation, not the server's doing
-	}
-	if r.t.Policy.retryable(resp, r.classifiable(err)) {
-		if !live {
-			return false, false, r.endReason(context.Canceled)
-		}
-		return true, false, nil
-	}
-	if err == nil && resp != nil {
-		r.budget.deposit(r.req.URL)
-		return false, true, nil
-	}
-	return false, false, nil
-}
 
 // bodyFailed reports whether reading the request body of the latest attempt
 // failed: the caller's error, which no retry can mend.
