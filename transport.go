@@ -1,3 +1,26 @@
+// One request, one pipeline. RoundTrip walks it top to bottom, one step to
+// a file, and the retrier carries the request along:
+//
+//	admit    admit.go    the Throttle may reject a new request; a quota hold
+//	                     keeps an attempt until its limit's reset, or until an
+//	                     answer says how much quota is left
+//	send     attempt.go  one attempt through Base; with Policy.Hedge, a race
+//	         hedge.go    of hedged copies whose first final answer wins
+//	observe  observe.go  every answer is news: a success earns the Budget its
+//	                     deposit, the Throttle counts the attempt, the holds
+//	                     read its quota, the hedge delay its latency
+//	decide   policy.go   return the outcome, give up on it (the Err sentinels
+//	                     say why), or retry: how long to wait, within the
+//	                     limits, with a token from the Budget when it costs one
+//	wait     wait.go     drain the old body, sleep until the retry is due
+//
+// then admit again, until an outcome is final. A hedge is a way of sending,
+// not a second loop; a retry asks the Throttle in decide, before it takes a
+// token. Each concern keeps its own state and logic in its own file
+// (quota.go, throttle.go, budget.go, the Hedge in hedge.go); the steps only
+// ask it and tell it. The happy path is one pass from admit to decide, with
+// no allocation and no lock.
+
 // Package retryhttp provides an http.RoundTripper that retries requests a
 // server could not serve for now (503 Service Unavailable, 429 Too Many
 // Requests, a 403 that is a rate-limit refusal, a refused or broken
@@ -94,23 +117,76 @@ type Transport struct {
 // is on the first attempt, and wrapped with the number of attempts after
 // retries.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	p := &t.Policy
-	if err := p.Validate(); err != nil {
+	r := new(retrier) // carries req through the steps; it stays on the stack
+	if err := r.begin(t, req); err != nil {
 		closeRequestBody(req)
 		return nil, err
 	}
+	var (
+		resp *http.Response
+		err  error
+		d    decision // the retry decided last; the zero decision took no token
+	)
+	for n := 1; ; n = r.sent + 1 {
+		// admit: the Throttle, and the quota hold of the request's limit.
+		if stop := r.admit(n); stop != nil {
+			if n == 1 {
+				closeRequestBody(req) // nothing was sent
+				return nil, stop
+			}
+			return nil, r.stopped(err, d, stop)
+		}
+		// send: one attempt, or a race of hedged copies of it.
+		resp, err = r.send(n)
+		if n > 1 && errors.Is(err, errReopenBody) {
+			d.refund(r) // the retry was never sent
+			// Not an attempt for the Throttle; the hold that let it
+			// through must still hear that it ended.
+			r.observeQuota(nil, false)
+			return nil, err
+		}
+		// observe: the Budget, the Throttle and the quota holds hear what
+		// the outcome says.
+		retry, ended := r.observe(resp, err)
+		// decide: return the outcome, give up on it, or retry after a wait.
+		switch {
+		case ended != nil:
+			return r.giveUp(r.sent, resp, err, ended, serverWaitAt(resp, r.clock.Now()))
+		case !retry:
+			return r.final(n, resp, err)
+		case !r.mayRetry(err):
+			return r.giveUp(r.sent, resp, err, r.notResendable, serverWaitAt(resp, r.clock.Now()))
+		}
+		if d = r.decide(r.sent, resp, err); d.reason == nil {
+			d.reason = r.announce(resp, err, d)
+		}
+		if d.reason != nil {
+			return r.giveUpOn(resp, err, d)
+		}
+		// wait: drain the old body, and sleep until the retry is due.
+		if stop := r.wait(resp, d); stop != nil {
+			return nil, r.stopped(err, d, stop)
+		}
+	}
+}
+
+// begin readies r to carry req through t: the Policy and the request's own
+// are checked first, so that nothing is sent under an invalid one.
+func (r *retrier) begin(t *Transport, req *http.Request) error {
+	p := &t.Policy
+	if err := p.Validate(); err != nil {
+		return err
+	}
 	if req.URL == nil {
-		closeRequestBody(req)
-		return nil, errors.New("retryhttp: nil Request.URL")
+		return errors.New("retryhttp: nil Request.URL")
 	}
 	over := requestPolicyOf(req.Context())
 	if err := over.validate(); err != nil {
-		closeRequestBody(req)
-		return nil, err
+		return err
 	}
 	budget := t.budget()
 	budget.bind(p.clock())
-	r := retrier{t: t, req: req, clock: p.clock(), budget: budget, maxAttempts: over.attempts(p)}
+	*r = retrier{t: t, req: req, clock: p.clock(), budget: budget, maxAttempts: over.attempts(p)}
 	r.notResendable = p.whyNotResendable(req, over.idempotent)
 	if r.notResendable == nil || bodyReplayable(req) {
 		// A request that may not be resent is still sent again after an
@@ -118,37 +194,46 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		r.start = startTime(r.clock)
 		r.traceConns = r.notResendable != nil
 	}
-	if err := r.admit(1); err != nil {
-		closeRequestBody(req)
-		return nil, err
-	}
-	resp, err := r.send(1)
-	retry, ended := r.observe(resp, err)
-	if ended != nil {
-		return r.giveUp(r.sent, resp, err, ended, serverWaitAt(resp, r.clock.Now()))
-	}
-	if !retry {
+	return nil
+}
+
+// final returns an outcome the Policy does not retry: as it came, after a
+// first send; after retries, with resp.Request set (Outcome reads the
+// attempt number from it, and a Base need not set it) and an error wrapped
+// with the number of attempts made.
+func (r *retrier) final(n int, resp *http.Response, err error) (*http.Response, error) {
+	if n == 1 {
 		return resp, err
 	}
-	if !r.mayRetry(err) {
-		return r.giveUp(1, resp, err, r.notResendable, serverWaitAt(resp, r.clock.Now()))
+	if resp != nil && resp.Request == nil {
+		resp.Request = r.last
 	}
-	return r.retry(resp, err)
+	if err != nil && !r.bodyFailed() {
+		err = fmt.Errorf("retryhttp: failed after %s: %w", plural(r.sent, "attempt"), err)
+	}
+	return resp, err
 }
 
-// mayRetry reports whether r.req may be sent again after an attempt that
-// failed with err (nil for a response): always when it may be resent, and
-// otherwise only when its body can be replayed and err proves that the
-// attempt never reached the server.
-func (r *retrier) mayRetry(err error) bool {
-	return r.notResendable == nil || (bodyReplayable(r.req) && r.neverReached(err))
+// giveUpOn ends the retries for the reason d gives, with the last outcome,
+// and gives back the token d took, if any. A Backoff that returned nil is a
+// configuration error, returned as it is.
+func (r *retrier) giveUpOn(resp *http.Response, err error, d decision) (*http.Response, error) {
+	if d.reason == errNilBackoff {
+		discard(r.req.Context(), resp, r.abandon)
+		return nil, errNilBackoff
+	}
+	d.refund(r)
+	return r.giveUp(r.sent, resp, err, d.reason, d.server)
 }
 
-// neverReached reports whether the latest attempt failed with an error err
-// that proves it never reached the server (see neverSent): sending it again
-// cannot repeat its effect, and costs the server nothing.
-func (r *retrier) neverReached(err error) bool {
-	return err != nil && neverSent(r.classifiable(err), r.tries.history())
+// stopped ends the retries of a request whose caller stopped waiting, or
+// whose Clock failed, during the wait for the retry d decided (stop says
+// which), or during its hold: the old response was discarded, so the last
+// error err, if any, goes into the *GiveUpError. The token d took is given
+// back: the retry was never sent.
+func (r *retrier) stopped(err error, d decision, stop error) error {
+	d.refund(r)
+	return r.reportGiveUp(r.sent, nil, err, r.endReason(stop), d.server)
 }
 
 // classifiable returns err as the Policy's rule and neverSent see it:
@@ -231,74 +316,6 @@ type retrier struct {
 	// that knows the announced quota, to a reset at least
 	// ScheduledRetryMin ahead (see holds.observe): its retry takes no token.
 	paced bool
-}
-
-// retry runs the retries of r.req, whose first attempt ended in resp or err
-// and called for another.
-func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) {
-	p := &r.t.Policy
-	ctx := r.req.Context()
-	for {
-		attempt := r.sent
-		d := r.decide(attempt, resp, err)
-		if d.reason == errNilBackoff {
-			discard(ctx, resp, r.abandon)
-			return nil, errNilBackoff
-		}
-		if d.reason != nil {
-			return r.giveUp(attempt, resp, err, d.reason, d.server)
-		}
-		if p.OnRetry != nil {
-			p.OnRetry(RetryEvent{
-				Request: r.last, Attempt: attempt, Response: resp, Err: err,
-				RetryAfter: d.server.wait, HasRetryAfter: d.server.ok, RetryAfterHeader: d.server.header,
-				Wait: d.wait,
-			})
-		}
-		// OnRetry and the drain take time that the limits must count: the
-		// retry starts at the later of the decided moment and the end of
-		// the longest drain, and that must still fit.
-		spent := r.sinceDecision(d)
-		if reason := r.limits(d.decidedAt.Add(spent)).check(max(d.wait-spent, drainAllowance(resp))); reason != nil {
-			d.refund(r)
-			return r.giveUp(attempt, resp, err, reason, d.server)
-		}
-		waitErr := r.wait(resp, d)
-		if waitErr == nil {
-			// A quota hold may keep the retry back further.
-			waitErr = r.admit(attempt + 1)
-		}
-		if waitErr != nil {
-			d.refund(r)
-			return nil, r.reportGiveUp(attempt, nil, err, r.endReason(waitErr), d.server)
-		}
-		resp, err = r.send(attempt + 1)
-		if errors.Is(err, errReopenBody) {
-			d.refund(r) // the retry was never sent
-			// Not an attempt for the Throttle; the hold that let it
-			// through must still hear that it ended.
-			r.observeQuota(nil, false)
-			return nil, err
-		}
-		retry, ended := r.observe(resp, err)
-		if ended != nil {
-			return r.giveUp(r.sent, resp, err, ended, serverWaitAt(resp, r.clock.Now()))
-		}
-		if !retry {
-			if resp != nil && resp.Request == nil {
-				// Outcome reads the attempt number from resp.Request, which
-				// a Base need not set.
-				resp.Request = r.last
-			}
-			if err != nil && !r.bodyFailed() {
-				err = fmt.Errorf("retryhttp: failed after %s: %w", plural(r.sent, "attempt"), err)
-			}
-			return resp, err
-		}
-		if !r.mayRetry(err) {
-			return r.giveUp(r.sent, resp, err, r.notResendable, serverWaitAt(resp, r.clock.Now()))
-		}
-	}
 }
 
 // endReason returns why the caller stopped waiting for r.req: its
