@@ -13,22 +13,10 @@ import (
 	"time"
 )
 
-// Sending: attempt n of a request goes to Base alone (sendOne), or, with
-// Policy.Hedge set and a request that may be resent, as a race of hedged
-// copies whose first final answer wins (hedgedSend, hedge.go). Either way
-// the loop sees one outcome. An attempt may have a timeout of its own, and
-// a recorder of its body's errors, which are the caller's to see.
-
-// send makes attempt n of r.req, hedged when the Policy says so and the
-// request may be resent (see hedge.go).
-func (r *retrier) send(n int) (*http.Response, error) {
-	r.sent = n
-	r.paced = false
-	if r.notResendable == nil && r.t.Policy.Hedge != nil {
-		return r.hedgedSend(n)
-	}
-	return r.sendOne(n)
-}
+// An attempt: one send of a request through Base (sendOne), with a timeout
+// of its own when Policy.AttemptTimeout says so, and a recorder of its
+// body's errors, which are the caller's to see. A hedged race (hedge.go) is
+// made of such attempts too.
 
 // sendOne makes attempt n of r.req. The first attempt sends the caller's
 // request itself unless it needs a timeout of its own, or a recorder of its

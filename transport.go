@@ -170,6 +170,19 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
+// send makes attempt n of r.req: one attempt (see attempt.go), or, when the
+// Policy hedges and the request may be resent, a race of hedged copies
+// whose first final answer wins (see hedge.go). Either way the loop sees
+// one outcome.
+func (r *retrier) send(n int) (*http.Response, error) {
+	r.sent = n
+	r.paced = false
+	if r.notResendable == nil && r.t.Policy.Hedge != nil {
+		return r.hedgedSend(n)
+	}
+	return r.sendOne(n)
+}
+
 // begin readies r to carry req through t: the Policy and the request's own
 // are checked first, so that nothing is sent under an invalid one.
 func (r *retrier) begin(t *Transport, req *http.Request) error {
