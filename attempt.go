@@ -7,10 +7,184 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"sync"
 	"sync/atomic"
 	"time"
 )
+
+// An attempt: one send of a request through Base (sendOne), with a timeout
+// of its own when Policy.AttemptTimeout says so, and a recorder of its
+// body's errors, which are the caller's to see. A hedged race (hedge.go) is
+// made of such attempts too.
+
+// sendOne makes attempt n of r.req. The first attempt sends the caller's
+// request itself unless it needs a timeout of its own, or a recorder of its
+// body's errors (every request with a body: an error of the caller's body
+// ends the request, whatever the request); every later one sends a clone
+// from GetBody that carries its attempt number. An error from reading the
+// body is returned as it is, before anything else can make it an attempt
+// timeout or a transport error.
+func (r *retrier) sendOne(n int) (*http.Response, error) {
+	p := &r.t.Policy
+	req := r.req
+	r.abandon = nil
+	base := r.t.base()
+	recordBody := req.Body != nil && req.Body != http.NoBody
+	if n == 1 && p.AttemptTimeout <= 0 {
+		if r.traceConns {
+			req = req.WithContext(r.traceConn(req.Context()))
+		}
+		if recordBody {
+			// One allocation holds both the shallow copy, which keeps the
+			// caller's context, and the body recorder.
+			first := &recordedRequest{req: *req}
+			first.body.body = req.Body
+			first.req.Body = &first.body
+			first.body.wrapGetBody(&first.req)
+			r.bodyErr = &first.body
+			req = &first.req
+		}
+		r.last = req
+		resp, err := base.RoundTrip(req)
+		if err != nil {
+			if bodyErr := r.bodyError(); bodyErr != nil {
+				return nil, callerBodyError(err, bodyErr)
+			}
+		}
+		return resp, attemptError(r.req.Context(), err)
+	}
+	ctx := req.Context()
+	if n > 1 {
+		ctx = context.WithValue(ctx, attemptKey{}, n)
+	}
+	ctx, ac := startAttempt(r.traceConn(ctx), p.AttemptTimeout)
+	r.abandon = ac.release
+	var attemptReq *http.Request
+	if n > 1 {
+		attemptReq = req.Clone(ctx) // a Base that changed the header could not reach the caller's
+	} else {
+		attemptReq = req.WithContext(ctx)
+	}
+	if req.Body != nil && req.Body != http.NoBody && n > 1 {
+		body, err := req.GetBody()
+		if err != nil {
+			ac.abandon()
+			return nil, fmt.Errorf("%w for attempt %d: %w", errReopenBody, n, err)
+		}
+		attemptReq.Body = body
+	}
+	if recordBody {
+		r.bodyErr = &recordingBody{body: attemptReq.Body}
+		attemptReq.Body = r.bodyErr
+		r.bodyErr.wrapGetBody(attemptReq)
+	}
+	r.last = attemptReq
+	resp, err := base.RoundTrip(attemptReq)
+	if err != nil {
+		if bodyErr := r.bodyError(); bodyErr != nil {
+			ac.abandon()
+			return nil, callerBodyError(err, bodyErr)
+		}
+	}
+	return ac.finish(req.Context(), resp, err)
+}
+
+// callerBodyError returns the error of an attempt whose request body failed
+// with bodyErr: Base's error when it holds bodyErr (net/http returns it as
+// it is), and otherwise bodyErr itself, so that errors.Is(err, bodyErr)
+// always holds.
+func callerBodyError(err, bodyErr error) error {
+	if errors.Is(err, bodyErr) {
+		return err
+	}
+	return bodyErr
+}
+
+// recordedRequest is a first attempt's request whose body errors are
+// recorded.
+type recordedRequest struct {
+	req  http.Request
+	body recordingBody
+}
+
+// errReopenBody marks an error of req.GetBody, which ends the request.
+var errReopenBody = errors.New("retryhttp: reopening the request body")
+
+// bodyFailed reports whether reading the request body of the latest attempt
+// failed: the caller's error, which no retry can mend.
+func (r *retrier) bodyFailed() bool {
+	return r.bodyError() != nil
+}
+
+// bodyError returns the error reading the request body of the latest
+// attempt returned, or nil.
+func (r *retrier) bodyError() error {
+	if r.bodyErr == nil {
+		return nil
+	}
+	return r.bodyErr.get()
+}
+
+// traceConn returns ctx, with a trace that records in r.tries what
+// net/http's tries of the attempt do when r.traceConns is set. It costs
+// nothing to the requests that may be resent, which never ask.
+func (r *retrier) traceConn(ctx context.Context) context.Context {
+	if !r.traceConns {
+		return ctx
+	}
+	tt := new(tryTrace)
+	r.tries = tt
+	// A new trace each time: WithClientTrace composes the caller's own
+	// trace into the one it is given.
+	tt.trace.GotConn = tt.gotConn
+	tt.trace.WroteHeaders = tt.wroteHeaders
+	return httptrace.WithClientTrace(ctx, &tt.trace)
+}
+
+// tryTrace records, through httptrace, what net/http's own tries of one
+// attempt did. An attempt's error tells only of its last try, but net/http
+// resends a request by itself, on the same connection or a new one, even a
+// POST without a key (after an HTTP/2 PROTOCOL_ERROR or REFUSED_STREAM from
+// the server, or a GOAWAY), and the copies it sent before may have been
+// processed. Each try begins when net/http hands it a connection (GotConn,
+// which HTTP/2 calls for every stream, on a new connection or a reused one);
+// a try has written the request once its headers are out (WroteHeaders,
+// after the HTTP/1 header block or the HTTP/2 HEADERS frames, even when that
+// write failed). net/http ends a try, its writing included, before it begins
+// the next, so each event falls in its own try.
+type tryTrace struct {
+	trace        httptrace.ClientTrace // in one allocation with the record
+	mu           sync.Mutex
+	tries        int  // connections handed to the attempt, one per try
+	wrote        bool // the latest try wrote the request's headers
+	wroteEarlier bool // a try before the latest wrote them
+}
+
+func (tt *tryTrace) gotConn(httptrace.GotConnInfo) {
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	tt.tries++
+	tt.wroteEarlier = tt.wroteEarlier || tt.wrote
+	tt.wrote = false
+}
+
+func (tt *tryTrace) wroteHeaders() {
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	tt.wrote = true
+}
+
+// history returns what the attempt's tries did; nil, for an attempt that
+// was not traced, means none is known.
+func (tt *tryTrace) history() sendHistory {
+	if tt == nil {
+		return sendHistory{}
+	}
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	return sendHistory{gotConn: tt.tries > 0, wroteEarlier: tt.wroteEarlier}
+}
 
 // attemptTimeoutError is the error of an attempt that timed out while the
 // caller still waited. It matches ErrAttemptTimeout and, on purpose, not

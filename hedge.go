@@ -204,8 +204,8 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 		// estimate.
 		start := time.Now()
 		resp, err := r.sendOne(n)
-		if adaptive && resp != nil {
-			lat.add(time.Since(start))
+		if resp != nil {
+			observeLatency(lat, time.Since(start))
 		}
 		return resp, err
 	}
@@ -238,8 +238,8 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 		select {
 		case res := <-rc.results:
 			delete(inFlight, res)
-			if adaptive && res.resp != nil {
-				lat.add(res.took)
+			if res.resp != nil {
+				observeLatency(lat, res.took)
 			}
 			if r.raceFinal(res) {
 				winner = res
@@ -273,7 +273,8 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 				kept, res = res, kept
 			}
 			if res != nil {
-				r.refused(res)
+				r.observeRefused()
+				closeLoser(res)
 			}
 			if len(inFlight) == 0 {
 				winner = kept
@@ -314,15 +315,16 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 		}
 	}
 	if kept != nil && kept != winner {
-		r.refused(kept)
+		r.observeRefused()
+		closeLoser(kept)
 	}
 	now := time.Now()
 	for res := range inFlight {
 		res.release(errHedgeLost)
-		if adaptive && res.sent.Before(winner.sent) {
+		if res.sent.Before(winner.sent) {
 			// Censored: it took at least this long, longer than the
 			// winner. One sent after the winner tells nothing.
-			lat.add(now.Sub(res.sent))
+			observeLatency(lat, now.Sub(res.sent))
 		}
 	}
 	if resp := winner.resp; resp != nil {
@@ -419,36 +421,6 @@ func (r *retrier) launch(rc *race, n int, hedge bool) (*raceResult, error) {
 		}
 	}()
 	return res, nil
-}
-
-// throttled reports whether the Policy's Throttle rejects a hedge, as it
-// would a retry.
-func (r *retrier) throttled() bool {
-	th := r.t.Policy.Throttle
-	return th != nil && th.admit(r.req.URL, r.clock.Now()) != nil
-}
-
-// refused discards an attempt of a race whose outcome was retryable, after
-// counting it for the Throttle as a request not accepted: the winner's is
-// counted when the race's outcome is judged. The quota holds were told of
-// it as it came in (tellQuota).
-func (r *retrier) refused(res *raceResult) {
-	if th := r.t.Policy.Throttle; th != nil {
-		th.record(r.req.URL, r.clock.Now(), false)
-	}
-	closeLoser(res)
-}
-
-// tellQuota tells the quota holds what a refused attempt of a race, started
-// as attempt first or as a hedge of it, was answered. The first attempt is
-// the one a hold may have let through, which is told it ended.
-func (r *retrier) tellQuota(res *raceResult, first int) {
-	if res.n == first {
-		r.observeQuota(res.resp, false)
-	} else if r.t.holds.observe(res.req.URL, r.clock, res.resp, false, nil, nil, time.Time{}) {
-		r.paced = true
-	}
-	res.told = true
 }
 
 // lost discards the outcome of an attempt that came in after its race was

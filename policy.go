@@ -361,6 +361,21 @@ type decision struct {
 // considered.
 var errNilBackoff = errors.New("retryhttp: Policy.Backoff returned a nil backoff.BackOff")
 
+// mayRetry reports whether r.req may be sent again after an attempt that
+// failed with err (nil for a response): always when it may be resent, and
+// otherwise only when its body can be replayed and err proves that the
+// attempt never reached the server.
+func (r *retrier) mayRetry(err error) bool {
+	return r.notResendable == nil || (bodyReplayable(r.req) && r.neverReached(err))
+}
+
+// neverReached reports whether the latest attempt failed with an error err
+// that proves it never reached the server (see neverSent): sending it again
+// cannot repeat its effect, and costs the server nothing.
+func (r *retrier) neverReached(err error) bool {
+	return err != nil && !r.raceReached && neverSent(r.classifiable(err), r.tries.history())
+}
+
 // decide decides whether attempt, which ended in resp or err, is followed by
 // another, and how long to wait first. The checks run in an order that
 // takes a token from the Budget only for a retry that will be made, and that
@@ -411,6 +426,23 @@ func (r *retrier) decide(attempt int, resp *http.Response, err error) decision {
 		d.reason = ErrBudgetEmpty
 	}
 	return d
+}
+
+// announce tells OnRetry of the retry d decided, after attempt r.sent
+// ended in resp or err, and returns why it may no longer be made: OnRetry
+// and the drain take time that the limits must count. The retry starts at
+// the later of the decided moment and the end of the longest drain, and
+// that must still fit.
+func (r *retrier) announce(resp *http.Response, err error, d decision) error {
+	if hook := r.t.Policy.OnRetry; hook != nil {
+		hook(RetryEvent{
+			Request: r.last, Attempt: r.sent, Response: resp, Err: err,
+			RetryAfter: d.server.wait, HasRetryAfter: d.server.ok, RetryAfterHeader: d.server.header,
+			Wait: d.wait,
+		})
+	}
+	spent := r.sinceDecision(d)
+	return r.limits(d.decidedAt.Add(spent)).check(max(d.wait-spent, drainAllowance(resp)))
 }
 
 // refund gives back the token of a retry decided and not sent, if it took

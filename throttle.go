@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"net/http"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -258,31 +257,3 @@ func (t *Throttle) findOrAdd(u *url.URL) *throttleDest {
 
 // destinations reports how many destinations t keeps counts for.
 func (t *Throttle) destinations() int { return t.dests.len() }
-
-// gate passes a new request through the Throttle and the quota hold of its
-// destination before its first attempt; nothing has been sent yet. It
-// returns the error RoundTrip returns instead of sending: a rejection, which
-// OnGiveUp reports, or a hold cut short by the caller, which OnHold reports
-// and OnGiveUp does not: the request never had an outcome to give up on.
-func (r *retrier) gate() error {
-	if th := r.t.Policy.Throttle; th != nil {
-		if err := th.admit(r.req.URL, r.clock.Now()); err != nil {
-			return r.reportGiveUp(0, nil, err, ErrThrottled, serverWait{})
-		}
-	}
-	if err := r.holdAttempt(1); err != nil {
-		return &GiveUpError{Attempts: 0, Reason: err}
-	}
-	return nil
-}
-
-// settle records the outcome of an attempt: for the Throttle, an attempt
-// sent and whether it was accepted; for the quota holds, what its response
-// says. An attempt that failed because the caller stopped waiting says
-// nothing of the server: the Throttle does not count it.
-func (r *retrier) settle(resp *http.Response, err error, accepted bool) {
-	if th := r.t.Policy.Throttle; th != nil && (err == nil || requestLive(r.req)) {
-		th.record(r.req.URL, r.clock.Now(), accepted)
-	}
-	r.observeQuota(resp, accepted)
-}

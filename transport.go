@@ -1,3 +1,26 @@
+// One request, one pipeline. RoundTrip walks it top to bottom, one step to
+// a file, and the retrier carries the request along:
+//
+//	admit    admit.go    the Throttle may reject a new request; a quota hold
+//	                     keeps an attempt until its limit's reset, or until an
+//	                     answer says how much quota is left
+//	send     attempt.go  one attempt through Base; with Policy.Hedge, a race
+//	         hedge.go    of hedged copies whose first final answer wins
+//	observe  observe.go  every answer is news: a success earns the Budget its
+//	                     deposit, the Throttle counts the attempt, the holds
+//	                     read its quota, the hedge delay its latency
+//	decide   policy.go   return the outcome, give up on it (the Err sentinels
+//	                     say why), or retry: how long to wait, within the
+//	                     limits, with a token from the Budget when it costs one
+//	wait     wait.go     drain the old body, sleep until the retry is due
+//
+// then admit again, until an outcome is final. A hedge is a way of sending,
+// not a second loop; a retry asks the Throttle in decide, before it takes a
+// token. Each concern keeps its own state and logic in its own file
+// (quota.go, throttle.go, budget.go, the Hedge in hedge.go); the steps only
+// ask it and tell it. The happy path is one pass from admit to decide, with
+// no allocation and no lock.
+
 // Package retryhttp provides an http.RoundTripper that retries requests a
 // server could not serve for now (503 Service Unavailable, 429 Too Many
 // Requests, a 403 that is a rate-limit refusal, a refused or broken
@@ -25,9 +48,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptrace"
 	"sync"
 	"time"
 )
@@ -68,17 +89,6 @@ type Transport struct {
 	latency     *latencies // the adaptive hedge delay's samples
 }
 
-// Limits on the part of a discarded response body read to keep its
-// connection alive: a larger or slower body costs the connection, which is
-// cheaper than stalling the retry on it.
-// The reading stops a little before the retry stops waiting for it, so that
-// a body that trickles is closed before the retry is sent.
-const (
-	drainLimit   = 32 << 10
-	drainTimeout = 50 * time.Millisecond
-	drainReadFor = 40 * time.Millisecond
-)
-
 // RoundTrip sends req through t.Base and, when the outcome calls for it and
 // the Policy allows, sends it again. It implements http.RoundTripper.
 //
@@ -107,23 +117,90 @@ const (
 // is on the first attempt, and wrapped with the number of attempts after
 // retries.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	p := &t.Policy
-	if err := p.Validate(); err != nil {
+	r := new(retrier) // carries req through the steps; it stays on the stack
+	if err := r.begin(t, req); err != nil {
 		closeRequestBody(req)
 		return nil, err
 	}
+	var (
+		resp *http.Response
+		err  error
+		d    decision // the retry decided last; the zero decision took no token
+	)
+	for n := 1; ; n = r.sent + 1 {
+		// admit: the Throttle, and the quota hold of the request's limit.
+		if stop := r.admit(n); stop != nil {
+			if n == 1 {
+				closeRequestBody(req) // nothing was sent
+				return nil, stop
+			}
+			return nil, r.stopped(err, d, stop)
+		}
+		// send: one attempt, or a race of hedged copies of it.
+		resp, err = r.send(n)
+		if n > 1 && errors.Is(err, errReopenBody) {
+			d.refund(r) // the retry was never sent
+			// Not an attempt for the Throttle; the hold that let it
+			// through must still hear that it ended.
+			r.observeQuota(nil, false)
+			return nil, err
+		}
+		// observe: the Budget, the Throttle and the quota holds hear what
+		// the outcome says.
+		retry, ended := r.observe(resp, err)
+		// decide: return the outcome, give up on it, or retry after a wait.
+		switch {
+		case ended != nil:
+			return r.giveUp(r.sent, resp, err, ended, serverWaitAt(resp, r.clock.Now()))
+		case !retry:
+			return r.final(n, resp, err)
+		case !r.mayRetry(err):
+			return r.giveUp(r.sent, resp, err, r.notResendable, serverWaitAt(resp, r.clock.Now()))
+		}
+		if d = r.decide(r.sent, resp, err); d.reason == nil {
+			d.reason = r.announce(resp, err, d)
+		}
+		if d.reason != nil {
+			return r.giveUpOn(resp, err, d)
+		}
+		// wait: drain the old body, and sleep until the retry is due.
+		if stop := r.wait(resp, d); stop != nil {
+			return nil, r.stopped(err, d, stop)
+		}
+	}
+}
+
+// send makes attempt n of r.req: one attempt (see attempt.go), or, when the
+// Policy hedges and the request may be resent, a race of hedged copies
+// whose first final answer wins (see hedge.go). Either way the loop sees
+// one outcome.
+func (r *retrier) send(n int) (*http.Response, error) {
+	r.sent = n
+	r.paced = false
+	r.raceReached = false
+	if r.notResendable == nil && r.t.Policy.Hedge != nil {
+		return r.hedgedSend(n)
+	}
+	return r.sendOne(n)
+}
+
+// begin readies r to carry req through t: the Policy and the request's own
+// are checked first, so that nothing is sent under an invalid one.
+func (r *retrier) begin(t *Transport, req *http.Request) error {
+	p := &t.Policy
+	if err := p.Validate(); err != nil {
+		return err
+	}
 	if req.URL == nil {
-		closeRequestBody(req)
-		return nil, errors.New("retryhttp: nil Request.URL")
+		return errors.New("retryhttp: nil Request.URL")
 	}
 	over := requestPolicyOf(req.Context())
 	if err := over.validate(); err != nil {
-		closeRequestBody(req)
-		return nil, err
+		return err
 	}
 	budget := t.budget()
 	budget.bind(p.clock())
-	r := retrier{t: t, req: req, clock: p.clock(), budget: budget, maxAttempts: over.attempts(p)}
+	*r = retrier{t: t, req: req, clock: p.clock(), budget: budget, maxAttempts: over.attempts(p)}
 	r.notResendable = p.whyNotResendable(req, over.idempotent)
 	if r.notResendable == nil || bodyReplayable(req) {
 		// A request that may not be resent is still sent again after an
@@ -131,37 +208,46 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		r.start = startTime(r.clock)
 		r.traceConns = r.notResendable != nil
 	}
-	if err := r.gate(); err != nil {
-		closeRequestBody(req)
-		return nil, err
-	}
-	resp, err := r.send(1)
-	retry, ended := r.retryable(resp, err)
-	if ended != nil {
-		return r.giveUp(r.sent, resp, err, ended, serverWaitAt(resp, r.clock.Now()))
-	}
-	if !retry {
+	return nil
+}
+
+// final returns an outcome the Policy does not retry: as it came, after a
+// first send; after retries, with resp.Request set (Outcome reads the
+// attempt number from it, and a Base need not set it) and an error wrapped
+// with the number of attempts made.
+func (r *retrier) final(n int, resp *http.Response, err error) (*http.Response, error) {
+	if n == 1 {
 		return resp, err
 	}
-	if !r.mayRetry(err) {
-		return r.giveUp(1, resp, err, r.notResendable, serverWaitAt(resp, r.clock.Now()))
+	if resp != nil && resp.Request == nil {
+		resp.Request = r.last
 	}
-	return r.retry(resp, err)
+	if err != nil && !r.bodyFailed() {
+		err = fmt.Errorf("retryhttp: failed after %s: %w", plural(r.sent, "attempt"), err)
+	}
+	return resp, err
 }
 
-// mayRetry reports whether r.req may be sent again after an attempt that
-// failed with err (nil for a response): always when it may be resent, and
-// otherwise only when its body can be replayed and err proves that the
-// attempt never reached the server.
-func (r *retrier) mayRetry(err error) bool {
-	return r.notResendable == nil || (bodyReplayable(r.req) && r.neverReached(err))
+// giveUpOn ends the retries for the reason d gives, with the last outcome,
+// and gives back the token d took, if any. A Backoff that returned nil is a
+// configuration error, returned as it is.
+func (r *retrier) giveUpOn(resp *http.Response, err error, d decision) (*http.Response, error) {
+	if d.reason == errNilBackoff {
+		discard(r.req.Context(), resp, r.abandon)
+		return nil, errNilBackoff
+	}
+	d.refund(r)
+	return r.giveUp(r.sent, resp, err, d.reason, d.server)
 }
 
-// neverReached reports whether the latest attempt failed with an error err
-// that proves it never reached the server (see neverSent): sending it again
-// cannot repeat its effect, and costs the server nothing.
-func (r *retrier) neverReached(err error) bool {
-	return err != nil && !r.raceReached && neverSent(r.classifiable(err), r.tries.history())
+// stopped ends the retries of a request whose caller stopped waiting, or
+// whose Clock failed, during the wait for the retry d decided (stop says
+// which), or during its hold: the old response was discarded, so the last
+// error err, if any, goes into the *GiveUpError. The token d took is given
+// back: the retry was never sent.
+func (r *retrier) stopped(err error, d decision, stop error) error {
+	d.refund(r)
+	return r.reportGiveUp(r.sent, nil, err, r.endReason(stop), d.server)
 }
 
 // classifiable returns err as the Policy's rule and neverSent see it:
@@ -250,144 +336,6 @@ type retrier struct {
 	paced bool
 }
 
-// traceConn returns ctx, with a trace that records in r.tries what
-// net/http's tries of the attempt do when r.traceConns is set. It costs
-// nothing to the requests that may be resent, which never ask.
-func (r *retrier) traceConn(ctx context.Context) context.Context {
-	if !r.traceConns {
-		return ctx
-	}
-	tt := new(tryTrace)
-	r.tries = tt
-	// A new trace each time: WithClientTrace composes the caller's own
-	// trace into the one it is given.
-	tt.trace.GotConn = tt.gotConn
-	tt.trace.WroteHeaders = tt.wroteHeaders
-	return httptrace.WithClientTrace(ctx, &tt.trace)
-}
-
-// tryTrace records, through httptrace, what net/http's own tries of one
-// attempt did. An attempt's error tells only of its last try, but net/http
-// resends a request by itself, on the same connection or a new one, even a
-// POST without a key (after an HTTP/2 PROTOCOL_ERROR or REFUSED_STREAM from
-// the server, or a GOAWAY), and the copies it sent before may have been
-// processed. Each try begins when net/http hands it a connection (GotConn,
-// which HTTP/2 calls for every stream, on a new connection or a reused one);
-// a try has written the request once its headers are out (WroteHeaders,
-// after the HTTP/1 header block or the HTTP/2 HEADERS frames, even when that
-// write failed). net/http ends a try, its writing included, before it begins
-// the next, so each event falls in its own try.
-type tryTrace struct {
-	trace        httptrace.ClientTrace // in one allocation with the record
-	mu           sync.Mutex
-	tries        int  // connections handed to the attempt, one per try
-	wrote        bool // the latest try wrote the request's headers
-	wroteEarlier bool // a try before the latest wrote them
-}
-
-func (tt *tryTrace) gotConn(httptrace.GotConnInfo) {
-	tt.mu.Lock()
-	defer tt.mu.Unlock()
-	tt.tries++
-	tt.wroteEarlier = tt.wroteEarlier || tt.wrote
-	tt.wrote = false
-}
-
-func (tt *tryTrace) wroteHeaders() {
-	tt.mu.Lock()
-	defer tt.mu.Unlock()
-	tt.wrote = true
-}
-
-// history returns what the attempt's tries did; nil, for an attempt that
-// was not traced, means none is known.
-func (tt *tryTrace) history() sendHistory {
-	if tt == nil {
-		return sendHistory{}
-	}
-	tt.mu.Lock()
-	defer tt.mu.Unlock()
-	return sendHistory{gotConn: tt.tries > 0, wroteEarlier: tt.wroteEarlier}
-}
-
-// retry runs the retries of r.req, whose first attempt ended in resp or err
-// and called for another.
-func (r *retrier) retry(resp *http.Response, err error) (*http.Response, error) {
-	p := &r.t.Policy
-	ctx := r.req.Context()
-	for {
-		attempt := r.sent
-		d := r.decide(attempt, resp, err)
-		if d.reason == errNilBackoff {
-			discard(ctx, resp, r.abandon)
-			return nil, errNilBackoff
-		}
-		if d.reason != nil {
-			return r.giveUp(attempt, resp, err, d.reason, d.server)
-		}
-		if p.OnRetry != nil {
-			p.OnRetry(RetryEvent{
-				Request: r.last, Attempt: attempt, Response: resp, Err: err,
-				RetryAfter: d.server.wait, HasRetryAfter: d.server.ok, RetryAfterHeader: d.server.header,
-				Wait: d.wait,
-			})
-		}
-		// OnRetry and the drain take time that the limits must count: the
-		// retry starts at the later of the decided moment and the end of
-		// the longest drain, and that must still fit.
-		spent := r.sinceDecision(d)
-		if reason := r.limits(d.decidedAt.Add(spent)).check(max(d.wait-spent, drainAllowance(resp))); reason != nil {
-			d.refund(r)
-			return r.giveUp(attempt, resp, err, reason, d.server)
-		}
-		r.named = delayMark{}
-		if d.server.ok {
-			r.named = delayMark{clock: d.decidedAt, real: d.decidedReal, played: r.played, set: true}
-		}
-		waitErr := r.drainAndWait(ctx, resp, d)
-		if waitErr == nil && !requestLive(r.req) {
-			waitErr = context.Canceled // the Cancel channel closed as the wait ended
-			if ctxErr := ctx.Err(); ctxErr != nil {
-				waitErr = ctxErr
-			}
-		}
-		if waitErr == nil {
-			// A quota hold may keep the retry back further.
-			waitErr = r.holdAttempt(attempt + 1)
-		}
-		if waitErr != nil {
-			d.refund(r)
-			return nil, r.reportGiveUp(attempt, nil, err, r.endReason(waitErr), d.server)
-		}
-		resp, err = r.send(attempt + 1)
-		if errors.Is(err, errReopenBody) {
-			d.refund(r) // the retry was never sent
-			// Not an attempt for the Throttle; the hold that let it
-			// through must still hear that it ended.
-			r.observeQuota(nil, false)
-			return nil, err
-		}
-		retry, ended := r.retryable(resp, err)
-		if ended != nil {
-			return r.giveUp(r.sent, resp, err, ended, serverWaitAt(resp, r.clock.Now()))
-		}
-		if !retry {
-			if resp != nil && resp.Request == nil {
-				// Outcome reads the attempt number from resp.Request, which
-				// a Base need not set.
-				resp.Request = r.last
-			}
-			if err != nil && !r.bodyFailed() {
-				err = fmt.Errorf("retryhttp: failed after %s: %w", plural(r.sent, "attempt"), err)
-			}
-			return resp, err
-		}
-		if !r.mayRetry(err) {
-			return r.giveUp(r.sent, resp, err, r.notResendable, serverWaitAt(resp, r.clock.Now()))
-		}
-	}
-}
-
 // endReason returns why the caller stopped waiting for r.req: its
 // context's own error, so that == works even when a Clock's Sleep wraps it,
 // or context.Canceled for a closed Cancel channel; fallback when neither
@@ -400,64 +348,6 @@ func (r *retrier) endReason(fallback error) error {
 		return context.Canceled
 	}
 	return fallback
-}
-
-// errReopenBody marks an error of req.GetBody, which ends the request.
-var errReopenBody = errors.New("retryhttp: reopening the request body")
-
-// retryable reports whether an attempt's outcome calls for another attempt:
-// the request is still live, its body could be read, and the Policy's rule
-// says so. (A GetBody error never gets here: the retry loop ends on it.) A
-// response the rule does not retry is a success, which credits the Budget:
-// the budget grows with what the server serves, not with what is asked of
-// it, so that retries cannot keep an overloaded server from recovering.
-//
-// A response the rule retries but that arrived as the caller stopped
-// waiting is a give-up: ended is then the reason, the context's error.
-func (r *retrier) retryable(resp *http.Response, err error) (retry bool, ended error) {
-	retry, accepted, ended := r.judge(resp, err)
-	r.settle(resp, err, accepted)
-	return retry, ended
-}
-
-// judge reports whether an attempt's outcome calls for another attempt,
-// whether it is a response the Policy does not retry (an accept), and,
-// for a retryable response that arrived as the caller stopped waiting, the
-// reason of that give-up.
-func (r *retrier) judge(resp *http.Response, err error) (retry, accepted bool, ended error) {
-	if err != nil && r.bodyFailed() {
-		return false, false, nil
-	}
-	live := requestLive(r.req)
-	if err != nil && !live {
-		return false, false, nil // the caller's own cancellation, not the server's doing
-	}
-	if r.t.Policy.retryable(resp, r.classifiable(err)) {
-		if !live {
-			return false, false, r.endReason(context.Canceled)
-		}
-		return true, false, nil
-	}
-	if err == nil && resp != nil {
-		r.budget.deposit(r.req.URL)
-		return false, true, nil
-	}
-	return false, false, nil
-}
-
-// bodyFailed reports whether reading the request body of the latest attempt
-// failed: the caller's error, which no retry can mend.
-func (r *retrier) bodyFailed() bool {
-	return r.bodyError() != nil
-}
-
-// bodyError returns the error reading the request body of the latest
-// attempt returned, or nil.
-func (r *retrier) bodyError() error {
-	if r.bodyErr == nil {
-		return nil
-	}
-	return r.bodyErr.get()
 }
 
 // requestLive reports whether the caller still waits for req: neither its
@@ -499,267 +389,6 @@ func (r *retrier) reportGiveUp(attempts int, resp *http.Response, err, reason er
 		return nil
 	}
 	return &GiveUpError{Attempts: attempts, Reason: reason, Err: err}
-}
-
-// send makes attempt n of r.req, hedged when the Policy says so and the
-// request may be resent (see hedge.go).
-func (r *retrier) send(n int) (*http.Response, error) {
-	r.sent = n
-	r.paced = false
-	r.raceReached = false
-	if r.notResendable == nil && r.t.Policy.Hedge != nil {
-		return r.hedgedSend(n)
-	}
-	return r.sendOne(n)
-}
-
-// sendOne makes attempt n of r.req. The first attempt sends the caller's
-// request itself unless it needs a timeout of its own, or a recorder of its
-// body's errors (every request with a body: an error of the caller's body
-// ends the request, whatever the request); every later one sends a clone
-// from GetBody that carries its attempt number. An error from reading the
-// body is returned as it is, before anything else can make it an attempt
-// timeout or a transport error.
-func (r *retrier) sendOne(n int) (*http.Response, error) {
-	p := &r.t.Policy
-	req := r.req
-	r.abandon = nil
-	base := r.t.base()
-	recordBody := req.Body != nil && req.Body != http.NoBody
-	if n == 1 && p.AttemptTimeout <= 0 {
-		if r.traceConns {
-			req = req.WithContext(r.traceConn(req.Context()))
-		}
-		if recordBody {
-			// One allocation holds both the shallow copy, which keeps the
-			// caller's context, and the body recorder.
-			first := &recordedRequest{req: *req}
-			first.body.body = req.Body
-			first.req.Body = &first.body
-			first.body.wrapGetBody(&first.req)
-			r.bodyErr = &first.body
-			req = &first.req
-		}
-		r.last = req
-		resp, err := base.RoundTrip(req)
-		if err != nil {
-			if bodyErr := r.bodyError(); bodyErr != nil {
-				return nil, callerBodyError(err, bodyErr)
-			}
-		}
-		return resp, attemptError(r.req.Context(), err)
-	}
-	ctx := req.Context()
-	if n > 1 {
-		ctx = context.WithValue(ctx, attemptKey{}, n)
-	}
-	ctx, ac := startAttempt(r.traceConn(ctx), p.AttemptTimeout)
-	r.abandon = ac.release
-	var attemptReq *http.Request
-	if n > 1 {
-		attemptReq = req.Clone(ctx) // a Base that changed the header could not reach the caller's
-	} else {
-		attemptReq = req.WithContext(ctx)
-	}
-	if req.Body != nil && req.Body != http.NoBody && n > 1 {
-		body, err := req.GetBody()
-		if err != nil {
-			ac.abandon()
-			return nil, fmt.Errorf("%w for attempt %d: %w", errReopenBody, n, err)
-		}
-		attemptReq.Body = body
-	}
-	if recordBody {
-		r.bodyErr = &recordingBody{body: attemptReq.Body}
-		attemptReq.Body = r.bodyErr
-		r.bodyErr.wrapGetBody(attemptReq)
-	}
-	r.last = attemptReq
-	resp, err := base.RoundTrip(attemptReq)
-	if err != nil {
-		if bodyErr := r.bodyError(); bodyErr != nil {
-			ac.abandon()
-			return nil, callerBodyError(err, bodyErr)
-		}
-	}
-	return ac.finish(req.Context(), resp, err)
-}
-
-// callerBodyError returns the error of an attempt whose request body failed
-// with bodyErr: Base's error when it holds bodyErr (net/http returns it as
-// it is), and otherwise bodyErr itself, so that errors.Is(err, bodyErr)
-// always holds.
-func callerBodyError(err, bodyErr error) error {
-	if errors.Is(err, bodyErr) {
-		return err
-	}
-	return bodyErr
-}
-
-// recordedRequest is a first attempt's request whose body errors are
-// recorded.
-type recordedRequest struct {
-	req  http.Request
-	body recordingBody
-}
-
-// drainAndWait discards resp's body and waits until d's wait has passed
-// since the decision, or until the request is cancelled.
-func (r *retrier) drainAndWait(ctx context.Context, resp *http.Response, d decision) error {
-	//lint:ignore SA1019 net/http still honours the deprecated Cancel channel, so must a retry's wait.
-	if cancel := r.req.Cancel; cancel != nil {
-		var stop context.CancelFunc
-		ctx, stop = withCancelChannel(ctx, cancel)
-		defer stop()
-	}
-	if err := discard(ctx, resp, r.abandon); err != nil {
-		return err
-	}
-	// The time since the decision is part of the wait. A virtual Clock
-	// stands still while the Transport works, and its waits are played in
-	// full.
-	wait := d.wait
-	if !isVirtual(r.clock) {
-		wait = max(d.wait-r.sinceDecision(d), 0)
-	}
-	if err := r.clock.Sleep(ctx, wait); err != nil {
-		return err
-	}
-	if isVirtual(r.clock) {
-		r.played = saturatingAdd(r.played, wait)
-	}
-	return nil
-}
-
-// delayMark is a moment from which an attempt's delay is measured.
-type delayMark struct {
-	clock  time.Time     // on the Clock
-	real   time.Time     // in real time
-	played time.Duration // the retrier's played then
-	set    bool
-}
-
-// mark returns a delayMark for now.
-func (r *retrier) mark(now time.Time) delayMark {
-	return delayMark{clock: now, real: time.Now(), played: r.played, set: true}
-}
-
-// delayedSince returns how long ago m was: on the Clock, or, on a virtual
-// Clock, which concurrent requests' waits move too, the waits this request
-// played since plus the real time its own work took.
-func (r *retrier) delayedSince(m delayMark, now time.Time) time.Duration {
-	if !m.set {
-		return 0
-	}
-	if isVirtual(r.clock) {
-		return saturatingAdd(r.played-m.played, max(time.Since(m.real), 0))
-	}
-	return max(now.Sub(m.clock), 0)
-}
-
-// sinceDecision returns how long ago d was decided: on the Clock, or in real
-// time on a virtual Clock, which concurrent requests' waits may have moved
-// meanwhile.
-func (r *retrier) sinceDecision(d decision) time.Duration {
-	if isVirtual(r.clock) {
-		return time.Since(d.decidedReal)
-	}
-	return r.clock.Now().Sub(d.decidedAt)
-}
-
-// withCancelChannel returns a context that is done when ctx is, or when the
-// deprecated Request.Cancel channel closes, which net/http still honours.
-func withCancelChannel(ctx context.Context, cancel <-chan struct{}) (context.Context, context.CancelFunc) {
-	ctx, stop := context.WithCancel(ctx)
-	go func() {
-		select {
-		case <-cancel:
-			stop()
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, stop
-}
-
-// discard reads what remains of a response body that will not be returned,
-// up to drainLimit bytes and for at most drainTimeout, and closes it. A body
-// read to its end lets the connection be reused for the retry.
-//
-// The trade-off: an io.ReadCloser promises nothing about Read and Close at
-// once, and a Base that wraps bodies (for metrics, for tracing) may race if
-// a timer closed the body under a Read. So one goroutine reads and then
-// closes, never both at once, and the retry waits for it only up to
-// drainTimeout, or until ctx is done. A body whose Read blocks longer is set
-// free by cancelling its attempt's own context (abandon), which makes
-// net/http close the connection and the Read return; the goroutine then
-// closes the body and ends. A first attempt has no context of its own, so
-// that the happy path allocates nothing (unless Policy.AttemptTimeout is
-// set): its stuck body keeps the goroutine until the server sends or closes,
-// or the caller's context ends. The connection is lost either way.
-func discard(ctx context.Context, resp *http.Response, abandon context.CancelCauseFunc) error {
-	if resp == nil || resp.Body == nil {
-		return nil
-	}
-	if hasNoContent(resp) {
-		// Nothing to read, but a Base that wraps bodies (otelhttp ends a
-		// span on Close) must still see it closed.
-		resp.Body.Close()
-		return nil
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		drainBody(resp.Body)
-	}()
-	timer := time.NewTimer(drainTimeout)
-	defer timer.Stop()
-	select {
-	case <-done:
-		return nil
-	case <-timer.C:
-		if abandon != nil {
-			abandon(errDrainAbandoned)
-		}
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// errDrainAbandoned is the cause of cancelling an attempt whose discarded
-// body could not be read in time.
-var errDrainAbandoned = errors.New("retryhttp: discarded response body abandoned")
-
-// drainBody reads body until EOF, drainLimit bytes or drainReadFor, then
-// closes it.
-func drainBody(body io.ReadCloser) {
-	defer body.Close()
-	deadline := time.Now().Add(drainReadFor)
-	var buf [4 << 10]byte
-	for read := 0; read < drainLimit && time.Now().Before(deadline); {
-		n, err := body.Read(buf[:min(len(buf), drainLimit-read)])
-		read += n
-		if err != nil {
-			return
-		}
-	}
-}
-
-// drainAllowance is how long discarding resp's body may take.
-func drainAllowance(resp *http.Response) time.Duration {
-	if resp == nil || resp.Body == nil || hasNoContent(resp) {
-		return 0
-	}
-	return drainTimeout
-}
-
-// hasNoContent reports whether resp's body is known to be empty: http.NoBody,
-// a Content-Length of 0, or the answer to a HEAD. A Base that wraps bodies
-// (for tracing, for metrics) hides http.NoBody, so the length and the method
-// tell too.
-func hasNoContent(resp *http.Response) bool {
-	return resp.Body == http.NoBody || resp.ContentLength == 0 ||
-		(resp.Request != nil && resp.Request.Method == http.MethodHead)
 }
 
 func closeRequestBody(req *http.Request) {
