@@ -2,6 +2,7 @@ package retryhttp
 
 import (
 	"iter"
+	"maps"
 	"math/rand/v2"
 	"net/url"
 	"strings"
@@ -119,9 +120,9 @@ func (t *destTable[V]) findOrAddWith(u *url.URL, extra string, now int64, ready 
 	if limit <= 0 {
 		limit = maxDestinations
 	}
-	next := make(map[uint64]*destEntry[V], min(len(old)+1, limit))
-	for k, e := range old {
-		next[k] = e
+	next := maps.Clone(old) // the runtime's copy, cheaper than a loop
+	if next == nil {
+		next = make(map[uint64]*destEntry[V], 1)
 	}
 	if e := next[h]; e != nil {
 		t.leave(next, h) // a colliding key takes the slot over
@@ -189,12 +190,8 @@ func (t *destTable[V]) removeIf(v *V, gone func(*V) bool) {
 	if !found || !gone(v) {
 		return
 	}
-	next := make(map[uint64]*destEntry[V], len(*mp))
-	for k, e := range *mp {
-		if k != h {
-			next[k] = e
-		}
-	}
+	next := maps.Clone(*mp)
+	delete(next, h)
 	t.m.Store(&next)
 }
 
