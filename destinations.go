@@ -2,6 +2,7 @@ package retryhttp
 
 import (
 	"iter"
+	"maps"
 	"math/rand/v2"
 	"net/url"
 	"strings"
@@ -11,13 +12,15 @@ import (
 
 // maxDestinations is how many keys a destTable keeps at most, unless its
 // concern sets another limit: the bound MaxHostBuckets and
-// MaxThrottleDestinations name, and the one of the hedge latencies.
+// MaxThrottleDestinations name, and those of the hedge latencies and of the
+// quota holds (maxHolds).
 const maxDestinations = 1024
 
 // destTable is the one bounded table of per-destination state: every
 // concern that keeps something per destination (a Budget's windows or
-// buckets, the Throttle's counts, the adaptive hedge delay's samples) keeps
-// it in a destTable of its own type V, and keeps its logic in its own file.
+// buckets, the Throttle's counts, the adaptive hedge delay's samples, the
+// quota holds and the places of the destinations that have them) keeps it
+// in a destTable of its own type V, and keeps its logic in its own file.
 //
 // Keys. A key is a destination, a URL's scheme and host with the port made
 // explicit, compared case-insensitively (canonicalDestination), and an extra
@@ -90,6 +93,14 @@ func (t *destTable[V]) find(u *url.URL, extra string) *V {
 // findOrAdd returns the entry of u's destination and extra, adding a new
 // one when there is none, at now (see destHooks).
 func (t *destTable[V]) findOrAdd(u *url.URL, extra string, now int64) *V {
+	return t.findOrAddWith(u, extra, now, nil)
+}
+
+// findOrAddWith is findOrAdd that also readies a new entry with ready, when
+// not nil, after the fresh hook and before any request can find it: for
+// what the caller knows of the entry that the hooks are not told, such as
+// what its extra string stands for.
+func (t *destTable[V]) findOrAddWith(u *url.URL, extra string, now int64, ready func(*V)) *V {
 	if v := t.find(u, extra); v != nil {
 		return v
 	}
@@ -109,9 +120,9 @@ func (t *destTable[V]) findOrAdd(u *url.URL, extra string, now int64) *V {
 	if limit <= 0 {
 		limit = maxDestinations
 	}
-	next := make(map[uint64]*destEntry[V], min(len(old)+1, limit))
-	for k, e := range old {
-		next[k] = e
+	next := maps.Clone(old) // the runtime's copy, cheaper than a loop
+	if next == nil {
+		next = make(map[uint64]*destEntry[V], 1)
 	}
 	if e := next[h]; e != nil {
 		t.leave(next, h) // a colliding key takes the slot over
@@ -121,6 +132,9 @@ func (t *destTable[V]) findOrAdd(u *url.URL, extra string, now int64) *V {
 	e := &destEntry[V]{dest: canonicalDestination(u), extra: extra}
 	if t.hooks.fresh != nil {
 		t.hooks.fresh(&e.v, h, now)
+	}
+	if ready != nil {
+		ready(&e.v)
 	}
 	next[h] = e
 	t.m.Store(&next)
@@ -176,12 +190,8 @@ func (t *destTable[V]) removeIf(v *V, gone func(*V) bool) {
 	if !found || !gone(v) {
 		return
 	}
-	next := make(map[uint64]*destEntry[V], len(*mp))
-	for k, e := range *mp {
-		if k != h {
-			next[k] = e
-		}
-	}
+	next := maps.Clone(*mp)
+	delete(next, h)
 	t.m.Store(&next)
 }
 
@@ -217,10 +227,6 @@ func (t *destTable[V]) hash(u *url.URL, extra string) uint64 {
 	}
 	return hashKey(t.seed, u, extra)
 }
-
-// hashDestination hashes u's canonical destination with seed, as hashKey
-// does a key without an extra string.
-func hashDestination(seed uint64, u *url.URL) uint64 { return hashKey(seed, u, "") }
 
 // hashKey hashes u's canonical destination (see canonicalDestination) and
 // extra with FNV-1a and seed, without building the string.

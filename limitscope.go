@@ -2,9 +2,9 @@ package retryhttp
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 )
 
 // Where a hold is drawn. A server may count its limits per resource rather
@@ -54,11 +54,28 @@ type limitScope struct {
 	name string
 }
 
-// place is what a Transport holds for one destination: its holds, one per
-// scope, and the routes learnt while it has any.
+// extra returns the extra string that keys s's hold in the holds' table,
+// after its destination (see destTable): "" for the destination's own hold,
+// else s's kind and name, so that a resource and a LimitKey of the same
+// name are two holds.
+func (s limitScope) extra() string {
+	switch s.kind {
+	case scopeResource:
+		return "resource:" + s.name
+	case scopeKey:
+		return "key:" + s.name
+	}
+	return ""
+}
+
+// place is what a Transport keeps for one destination while it has a
+// hold: how many holds it has, one per scope, in the holds' table, and the
+// routes learnt meanwhile. A place is an entry of the holds' places table
+// (see holds), and leaves it with its destination's last hold.
 type place struct {
-	dest  string                               // the canonical destination, to tell hash collisions apart
-	holds atomic.Pointer[map[limitScope]*hold] // replaced under holds.mu, never changed; never empty once stored
+	table *destTable[hold] // where its holds are
+	dest  *url.URL         // its destination: a URL of scheme and host
+	count int              // its holds in table; under holds.mu
 
 	mu     sync.Mutex
 	routes map[string]string // route key → the resource its latest answer named
@@ -69,11 +86,7 @@ func (p *place) hold(s limitScope) *hold {
 	if p == nil {
 		return nil
 	}
-	mp := p.holds.Load()
-	if mp == nil {
-		return nil
-	}
-	return (*mp)[s]
+	return p.table.find(p.dest, s.extra())
 }
 
 // requestScope returns the scope whose hold a request to p is held by: its

@@ -59,16 +59,16 @@ func TestHoldsStayBoundedWhateverTheKey(t *testing.T) {
 	now := time.Now()
 	u := mustURL(t, "https://api.example")
 	for i := range 5000 {
-		h := hs.findOrAddIn(u, limitScope{scopeKey, fmt.Sprint(i)}, now)
+		h := hs.findOrAddIn(u, limitScope{scopeKey, fmt.Sprint(i)})
 		h.mu.Lock()
 		h.spend(now, time.Hour, "X-RateLimit-Reset", 5)
 		h.mu.Unlock()
-		require.LessOrEqual(t, hs.count, maxHolds)
+		require.LessOrEqual(t, hs.table.len(), maxHolds)
 	}
 	p := hs.find(u)
 	require.NotNil(t, p)
-	assert.LessOrEqual(t, len(*p.holds.Load()), maxHolds)
-	assert.Equal(t, hs.count, len(*p.holds.Load()))
+	assert.LessOrEqual(t, p.count, maxHolds)
+	assert.Equal(t, hs.table.len(), p.count)
 	assert.NotNil(t, hs.hold(u, limitScope{scopeKey, "4999"}), "the newest is kept")
 
 	for i := range 1000 {
@@ -86,8 +86,8 @@ func TestRoutesAreForgottenWithTheirDestinationsLastHold(t *testing.T) {
 	var hs holds
 	now := time.Now()
 	u := mustURL(t, "https://api.example")
-	search := hs.findOrAddIn(u, limitScope{scopeResource, "search"}, now)
-	core := hs.findOrAddIn(u, limitScope{scopeResource, "core"}, now)
+	search := hs.findOrAddIn(u, limitScope{scopeResource, "search"})
+	core := hs.findOrAddIn(u, limitScope{scopeResource, "core"})
 	for _, h := range []*hold{search, core} {
 		h.mu.Lock()
 		h.spend(now, time.Second, "X-RateLimit-Reset", 5)
@@ -101,8 +101,8 @@ func TestRoutesAreForgottenWithTheirDestinationsLastHold(t *testing.T) {
 	hs.dropIfExpired(search, now.Add(2*time.Second))
 	assert.Nil(t, hs.hold(u, limitScope{scopeResource, "search"}), "expired")
 	assert.Same(t, core, hs.hold(u, limitScope{scopeResource, "core"}), "another scope's hold is kept")
-	assert.Equal(t, 1, hs.count)
+	assert.Equal(t, 1, hs.table.len())
 	hs.dropIfExpired(core, now.Add(2*time.Second))
 	assert.Nil(t, hs.find(u), "the destination is forgotten with its last hold")
-	assert.Zero(t, hs.count)
+	assert.Zero(t, hs.table.len())
 }

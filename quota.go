@@ -1,12 +1,9 @@
 package retryhttp
 
 import (
-	"maps"
 	"math"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -66,31 +63,39 @@ import (
 // they say the quota is spent.
 
 // maxHolds bounds the holds a Transport keeps at once, over all its
-// destinations and their scopes (see limitscope.go); when more are spent at
-// once, the quarter that would expire first is forgotten.
-const maxHolds = 1024
+// destinations and their scopes (see limitscope.go): it is the limit of
+// the holds' table, which evicts as every destTable does (see
+// destinations.go), the hold least worth keeping (holdWorth) first.
+const maxHolds = maxDestinations
 
-// holds are a Transport's quota holds: one place per destination, in a map
-// that is replaced, never changed, and in each place a hold per scope, in a
-// map replaced the same way: a request looks its destination up without a
-// lock or an allocation, and finds nothing unless a server said a quota of
-// it is spent. The zero value holds nothing.
+// holds are a Transport's quota holds, in two destTables: places, a place
+// per destination that has a hold, which a request looks its destination
+// up in without a lock or an allocation, finding nothing unless a server
+// said a quota of it is spent; and table, the holds themselves, one per
+// destination and scope (limitScope.extra), at most maxHolds. A place
+// lives as long as its destination has a hold in table. The zero value
+// holds nothing.
 type holds struct {
-	m      atomic.Pointer[map[uint64]*place]
+	places destTable[place]
+	table  destTable[hold]
 	policy atomic.Pointer[Policy] // the Transport's, for LimitKey; stored by the first request
-	mu     sync.Mutex
-	seed   uint64 // set under mu before the first map is stored
-	count  int    // the holds of all places; under mu
+
+	// mu is held to add or remove an entry of either table, so that they
+	// agree: every place has a hold, and every hold its place.
+	mu       sync.Mutex
+	emptied  []*place // places that lost their last hold, to remove; under mu
+	orphaned []*place // places that left places, whose holds are to remove; under mu
 }
 
 // hold is what a Transport knows of one quota of a destination.
 type hold struct {
-	place *place     // its destination's
+	place *place     // its destination's; under holds.mu
 	scope limitScope // what it is the quota of, within its destination
 
 	mu        sync.Mutex
 	reset     time.Time     // on the Clock: when the spent quota resets; zero while a window is open
 	keepUntil time.Time     // the hold expires, once idle, from then on
+	keepNanos atomic.Int64  // keepUntil in Unix nanoseconds (0 while zero), for holdWorth
 	header    string        // the field that said the quota is spent
 	lastWait  time.Duration // from the latest spent answer until its reset
 	fresh     int           // requests to let through at the reset: the announced quota, or less, or 1
@@ -104,26 +109,18 @@ type hold struct {
 	demand    int           // the most requests in flight or waiting at once since the window opened
 	waiters   int           // requests waiting on the hold
 	changed   chan struct{}
-	gone      bool // taken out of the map; set under holds.mu
+	gone      bool // taken out of the table; set under holds.mu
 }
 
 // find returns the place of u's destination, or nil: on the happy path an
 // atomic load and a length check.
 func (hs *holds) find(u *url.URL) *place {
-	mp := hs.m.Load()
-	if mp == nil || len(*mp) == 0 {
-		return nil
-	}
-	p := (*mp)[hashDestination(hs.seed, u)]
-	if p == nil || !sameDestination(p.dest, u) {
-		return nil
-	}
-	return p
+	return hs.places.find(u, "")
 }
 
 // hold returns the hold of scope s of u's destination, or nil.
 func (hs *holds) hold(u *url.URL, s limitScope) *hold {
-	return hs.find(u).hold(s)
+	return hs.table.find(u, s.extra())
 }
 
 // limitKey returns the Transport's Policy.LimitKey, or nil.
@@ -136,111 +133,94 @@ func (hs *holds) limitKey() func(*http.Request) string {
 
 // findOrAdd returns the hold of u's destination itself, adding one when
 // there is none.
-func (hs *holds) findOrAdd(u *url.URL, now time.Time) *hold {
-	return hs.findOrAddIn(u, limitScope{}, now)
+func (hs *holds) findOrAdd(u *url.URL) *hold {
+	return hs.findOrAddIn(u, limitScope{})
 }
 
-// findOrAddIn returns the hold of scope s of u's destination, adding one
-// when there is none; when the Transport keeps maxHolds already, expired
-// holds are dropped, and then, if need be, those that would expire first.
-func (hs *holds) findOrAddIn(u *url.URL, s limitScope, now time.Time) *hold {
-	if h := hs.hold(u, s); h != nil {
-		return h
-	}
+// findOrAddIn returns the hold of scope s of u's destination, adding one,
+// and the destination's place, when there is none; when the Transport
+// keeps maxHolds already, the table evicts the hold least worth keeping.
+func (hs *holds) findOrAddIn(u *url.URL, s limitScope) *hold {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
-	if h := hs.hold(u, s); h != nil {
-		return h
+	if hs.table.limit == 0 {
+		hs.table.limit = maxHolds
+		hs.table.hooks = destHooks[hold]{worth: holdWorth, evicted: hs.evicted}
+		// Every place has a hold, but for one that lost its last to the
+		// hold being added, which is then the one evicted, if need be.
+		hs.places.limit = maxHolds
+		hs.places.hooks = destHooks[place]{worth: placeWorth, evicted: hs.placeEvicted}
 	}
-	if hs.m.Load() == nil {
-		hs.seed = rand.Uint64()
-	}
-	if hs.count >= maxHolds {
-		hs.prune(now)
-	}
-	h := &hold{scope: s, lowest: -1}
-	if p := hs.find(u); p != nil {
+	added := false
+	h := hs.table.findOrAddWith(u, s.extra(), 0, func(h *hold) {
+		h.scope, h.lowest, added = s, -1, true
+	})
+	if added {
+		p := hs.places.findOrAddWith(u, "", 0, func(p *place) {
+			p.table, p.dest = &hs.table, &url.URL{Scheme: u.Scheme, Host: u.Host}
+		})
 		h.place = p
-		old := *p.holds.Load()
-		next := make(map[limitScope]*hold, len(old)+1)
-		maps.Copy(next, old)
-		next[s] = h
-		p.holds.Store(&next)
-		hs.count++
-		return h
+		p.count++
 	}
-	p := &place{dest: canonicalDestination(u)}
-	h.place = p
-	p.holds.Store(&map[limitScope]*hold{s: h})
-	var old map[uint64]*place
-	if mp := hs.m.Load(); mp != nil {
-		old = *mp
-	}
-	key := hashDestination(hs.seed, u)
-	if taken := old[key]; taken != nil {
-		// A colliding destination takes the slot over.
-		for _, h := range *taken.holds.Load() {
-			h.retire()
-			hs.count--
-		}
-	}
-	next := make(map[uint64]*place, len(old)+1)
-	maps.Copy(next, old)
-	next[key] = p
-	hs.m.Store(&next)
-	hs.count++
+	hs.tidy()
 	return h
 }
 
-// prune makes room for a hold: it drops the holds that have expired but
-// were not touched since (until then they cost only their memory), and,
-// when that is not enough, the quarter that would expire first, so that a
-// burst of new destinations does not sort the table at every one. hs.mu is
-// held.
-func (hs *holds) prune(now time.Time) {
-	type entry struct {
-		h     *hold
-		until time.Time
+// holdWorth scores a hold for eviction: the one whose keep time is the
+// earliest is worth least, which is one that has expired, when one has,
+// or else the one that would expire first. It reads one word, as it is
+// asked of every hold while a new one waits.
+func holdWorth(h *hold, _ int64) (int64, int64) {
+	return h.keepNanos.Load(), 0
+}
+
+// placeWorth scores a place for eviction: one that has lost its last hold
+// is worth nothing.
+func placeWorth(p *place, _ int64) (int64, int64) {
+	return int64(p.count), 0
+}
+
+// evicted retires a hold the table evicted, so that the requests waiting on
+// it, or holding it, can tell. hs.mu is held.
+func (hs *holds) evicted(h *hold, _ uint64) {
+	h.retire()
+	hs.unplace(h)
+}
+
+// placeEvicted is told of a place that left places: one with holds left
+// only when another destination took its slot, their hashes colliding, and
+// its holds leave with it. hs.mu is held.
+func (hs *holds) placeEvicted(p *place, _ uint64) {
+	if p.count > 0 {
+		hs.orphaned = append(hs.orphaned, p)
 	}
-	var entries []entry
-	for _, p := range *hs.m.Load() {
-		for _, h := range *p.holds.Load() {
-			if h.retireIfExpired(now) {
-				continue
+}
+
+// unplace counts h, which left the table, out of its place. hs.mu is held.
+func (hs *holds) unplace(h *hold) {
+	h.place.count--
+	if h.place.count == 0 {
+		hs.emptied = append(hs.emptied, h.place)
+	}
+}
+
+// tidy brings the tables back in step after entries left one of them: a
+// place leaves with its last hold, and the holds of a place that left go
+// with it. hs.mu is held.
+func (hs *holds) tidy() {
+	for _, p := range hs.orphaned {
+		for h := range hs.table.all() {
+			if h.place == p {
+				hs.table.removeIf(h, func(h *hold) bool { h.retire(); return true })
 			}
-			h.mu.Lock()
-			entries = append(entries, entry{h, h.keepUntil})
-			h.mu.Unlock()
 		}
 	}
-	if len(entries) >= maxHolds {
-		slices.SortFunc(entries, func(a, b entry) int { return a.until.Compare(b.until) })
-		for _, e := range entries[:len(entries)/4+1] {
-			e.h.retire()
+	for _, p := range hs.emptied {
+		if hs.places.find(p.dest, "") == p { // not evicted already
+			hs.places.removeIf(p, func(p *place) bool { return p.count == 0 })
 		}
 	}
-	// Take the retired holds out, and the places left with none.
-	top := *hs.m.Load()
-	next := make(map[uint64]*place, len(top))
-	hs.count = 0
-	for k, p := range top {
-		old := *p.holds.Load()
-		kept := make(map[limitScope]*hold, len(old))
-		for s, h := range old {
-			if !h.gone {
-				kept[s] = h
-			}
-		}
-		if len(kept) == 0 {
-			continue
-		}
-		if len(kept) < len(old) {
-			p.holds.Store(&kept)
-		}
-		next[k] = p
-		hs.count += len(kept)
-	}
-	hs.m.Store(&next)
+	hs.orphaned, hs.emptied = nil, nil
 }
 
 // dropIfExpired forgets h once it has expired, so that the requests of its
@@ -255,30 +235,15 @@ func (hs *holds) dropIfExpired(h *hold, now time.Time) {
 	}
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
-	if !h.retireIfExpired(now) {
-		return
+	dropped := false
+	hs.table.removeIf(h, func(h *hold) bool {
+		dropped = h.retireIfExpired(now)
+		return dropped
+	})
+	if dropped {
+		hs.unplace(h)
+		hs.tidy()
 	}
-	hs.count--
-	p := h.place
-	old := *p.holds.Load()
-	if len(old) > 1 {
-		next := make(map[limitScope]*hold, len(old)-1)
-		for s, v := range old {
-			if v != h {
-				next[s] = v
-			}
-		}
-		p.holds.Store(&next)
-		return
-	}
-	top := *hs.m.Load()
-	next := make(map[uint64]*place, len(top))
-	for k, v := range top {
-		if v != p {
-			next[k] = v
-		}
-	}
-	hs.m.Store(&next)
 }
 
 // expired reports whether h may be forgotten: its window is open, nobody
@@ -348,6 +313,7 @@ func (h *hold) spend(now time.Time, wait time.Duration, header string, limit int
 	h.lastWait = wait
 	if keep := reset.Add(max(wait, time.Second)); keep.After(h.keepUntil) {
 		h.keepUntil = keep
+		h.keepNanos.Store(keep.UnixNano())
 	}
 	h.header = header
 	switch {
@@ -631,10 +597,8 @@ func (hs *holds) observe(u *url.URL, clock Clock, resp *http.Response, success b
 // quota, and takes no token from the Budget. It is read as the answer
 // arrives, so that the time a retry takes to be decided does not change it.
 func (hs *holds) observeRequest(req *http.Request, u *url.URL, clock Clock, resp *http.Response, success bool, admitted, pastHold *hold, pastReset time.Time) (paced bool) {
-	if admitted == nil && !mayTellQuota(resp) {
-		if hs.m.Load() == nil || hs.find(u) == nil {
-			return false
-		}
+	if admitted == nil && !mayTellQuota(resp) && hs.find(u) == nil {
+		return false
 	}
 	now := clock.Now()
 	news := readQuota(resp, now)
@@ -657,7 +621,7 @@ func (hs *holds) observeRequest(req *http.Request, u *url.URL, clock Clock, resp
 	}
 	h := pl.hold(scope)
 	if h == nil && news.spent {
-		h = hs.findOrAddIn(u, scope, now)
+		h = hs.findOrAddIn(u, scope)
 	}
 	if news.resource != "" && req != nil {
 		if pl = hs.find(u); pl != nil {
@@ -686,7 +650,7 @@ func (hs *holds) observeRequest(req *http.Request, u *url.URL, clock Clock, resp
 			if !news.spent {
 				return false
 			}
-			h = hs.findOrAddIn(u, scope, now)
+			h = hs.findOrAddIn(u, scope)
 		}
 		h.mu.Lock()
 	}

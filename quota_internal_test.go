@@ -2,6 +2,9 @@ package retryhttp
 
 import (
 	"context"
+	"fmt"
+	"maps"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -210,4 +213,111 @@ func TestQuotaHoldExpiresUnderOverlappingTraffic(t *testing.T) {
 	release <- struct{}{}
 	require.NoError(t, <-done)
 	assert.Nil(t, tr.holds.find(u), "the answer of a request the dead hold let through brought it back")
+}
+
+// requireHoldTablesAgree checks that hs's two tables agree: every place
+// has as many holds in the table as it counts, at least one, and every
+// hold is found under its destination and scope, with its place.
+func requireHoldTablesAgree(t *testing.T, hs *holds) {
+	t.Helper()
+	require.LessOrEqual(t, hs.table.len(), maxHolds)
+	counted := 0
+	for p := range hs.places.all() {
+		if p.count < 1 || hs.find(p.dest) != p {
+			t.Fatalf("the place of %v counts %d holds, and is found: %v", p.dest, p.count, hs.find(p.dest) == p)
+		}
+		counted += p.count
+	}
+	require.Equal(t, hs.table.len(), counted, "the holds the places count")
+	for h := range hs.table.all() {
+		if h.place == nil || hs.find(h.place.dest) != h.place || hs.hold(h.place.dest, h.scope) != h {
+			t.Fatalf("hold %v of %v is not found under its place", h.scope, h.place)
+		}
+		h.mu.Lock()
+		gone := h.gone
+		h.mu.Unlock()
+		if gone {
+			t.Fatalf("hold %v of %v is retired but in the table", h.scope, h.place.dest)
+		}
+	}
+}
+
+// TestHoldTablesAgreeThroughEvictionAndExpiry: whatever holds are added,
+// evicted or expire, a destination has a place exactly while it has a
+// hold, so that its requests take the happy path again with its last.
+func TestHoldTablesAgreeThroughEvictionAndExpiry(t *testing.T) {
+	var hs holds
+	rnd := rand.New(rand.NewPCG(1, 2))
+	now := time.Now()
+	scopes := []limitScope{{}, {scopeResource, "core"}, {scopeResource, "search"}, {scopeKey, "core"}, {scopeKey, "a"}}
+	var added []*hold
+	most := 0
+	for i := range 1500 {
+		u := mustURL(t, fmt.Sprintf("https://host%d.example", rnd.IntN(1000)))
+		s := scopes[rnd.IntN(len(scopes))]
+		h := hs.findOrAddIn(u, s)
+		require.Same(t, h, hs.hold(u, s))
+		require.NotNil(t, hs.find(u))
+		h.mu.Lock()
+		h.spend(now, time.Duration(1+rnd.IntN(600))*time.Second, "Retry-After", 0)
+		h.mu.Unlock()
+		added = append(added, h)
+		if i%10 == 9 {
+			now = now.Add(5 * time.Second)
+			for range 5 {
+				hs.dropIfExpired(added[rnd.IntN(len(added))], now)
+			}
+		}
+		if i%250 == 249 {
+			requireHoldTablesAgree(t, &hs)
+		}
+		most = max(most, hs.table.len())
+	}
+	require.Equal(t, maxHolds, most, "holds were evicted at the bound")
+
+	// Long after every reset, each hold expires as it is dropped, and its
+	// destination is forgotten with its last.
+	now = now.Add(time.Hour)
+	for h := range hs.table.all() {
+		hs.dropIfExpired(h, now)
+	}
+	requireHoldTablesAgree(t, &hs)
+	assert.Zero(t, hs.table.len())
+	assert.Zero(t, hs.places.len())
+	assert.Nil(t, hs.find(mustURL(t, "https://host1.example")))
+}
+
+// TestHoldsLeaveWithAPlaceWhoseSlotIsTaken: when a destination's place
+// is evicted because another destination's hash takes its slot, the holds
+// of the first leave with it, retired, rather than stay where no request
+// finds them, and the tables agree.
+func TestHoldsLeaveWithAPlaceWhoseSlotIsTaken(t *testing.T) {
+	var hs holds
+	a, b := mustURL(t, "https://a.example"), mustURL(t, "https://b.example")
+	ha := hs.findOrAdd(a)
+	hs2 := hs.findOrAddIn(a, limitScope{scopeResource, "search"})
+	hs.findOrAdd(mustURL(t, "https://c.example"))
+
+	// Make a's place sit at b's hash, as if their hashes collided.
+	hs.mu.Lock()
+	hs.places.mu.Lock()
+	next := maps.Clone(*hs.places.m.Load())
+	ka, kb := hs.places.hash(a, ""), hs.places.hash(b, "")
+	next[kb] = next[ka]
+	delete(next, ka)
+	hs.places.m.Store(&next)
+	hs.places.mu.Unlock()
+	hs.mu.Unlock()
+
+	hb := hs.findOrAdd(b)
+	assert.NotSame(t, ha, hb)
+	for _, h := range []*hold{ha, hs2} {
+		h.mu.Lock()
+		assert.True(t, h.gone, "a's hold is retired")
+		h.mu.Unlock()
+	}
+	assert.Nil(t, hs.hold(a, limitScope{}))
+	assert.Nil(t, hs.hold(a, limitScope{scopeResource, "search"}))
+	assert.Equal(t, 2, hs.table.len(), "b's hold and c's")
+	requireHoldTablesAgree(t, &hs)
 }

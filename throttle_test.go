@@ -124,19 +124,21 @@ func TestQuotaHoldMemoryIsBoundedFor10000Destinations(t *testing.T) {
 	var hs holds
 	now := time.Now()
 	for i := range 10_000 {
-		h := hs.findOrAdd(mustURL(t, fmt.Sprintf("https://host%d.example", i)), now)
+		h := hs.findOrAdd(mustURL(t, fmt.Sprintf("https://host%d.example", i)))
 		h.mu.Lock()
 		h.spend(now, time.Hour, "X-RateLimit-Reset", 5)
 		h.mu.Unlock()
 	}
-	assert.LessOrEqual(t, len(*hs.m.Load()), maxHolds)
+	assert.LessOrEqual(t, hs.places.len(), maxHolds)
+	assert.LessOrEqual(t, hs.table.len(), maxHolds)
 
 	// Holds expire on their own once idle past their reset, as long again
 	// as the wait.
 	later := now.Add(3 * time.Hour)
 	u := mustURL(t, "https://fresh.example")
-	h := hs.findOrAdd(u, later)
-	assert.LessOrEqual(t, len(*hs.m.Load()), maxHolds)
+	h := hs.findOrAdd(u)
+	assert.LessOrEqual(t, hs.places.len(), maxHolds)
+	assert.LessOrEqual(t, hs.table.len(), maxHolds)
 	h.mu.Lock()
 	h.spend(later, time.Minute, "Retry-After", 0)
 	h.mu.Unlock()
