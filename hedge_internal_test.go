@@ -81,12 +81,14 @@ func TestAdaptiveDelayFollowsAShiftThroughTheTransport(t *testing.T) {
 	send(hedgeWarmup + 10)
 	fast, warm := tr.latency.ring(u).estimate()
 	require.True(t, warm)
-	assert.Less(t, fast, 15*time.Millisecond)
+	// Margins wide enough for a busy 2-core machine, where a timer of
+	// 1 ms may fire tens of milliseconds late.
+	assert.Less(t, fast, 50*time.Millisecond)
 
-	base.latency.Store(int64(30 * time.Millisecond))
+	base.latency.Store(int64(60 * time.Millisecond))
 	send(hedgeWindow/20 + 3)
 	slow, _ := tr.latency.ring(u).estimate()
-	assert.GreaterOrEqual(t, slow, 25*time.Millisecond, "the delay rose with the latency")
+	assert.GreaterOrEqual(t, slow, 55*time.Millisecond, "the delay rose with the latency")
 
 	other, _ := url.Parse("http://OTHER.example:80/")
 	_, warm = tr.latency.ring(other).estimate()
