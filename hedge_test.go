@@ -68,8 +68,10 @@ func TestHedgeFirstAnswerWins(t *testing.T) {
 			wantBody: "hedge", wantAttempt: 2,
 		},
 		{
-			name:     "the first attempt answers first",
-			script:   []retrytest.Answer{retrytest.OK("first").WithDelay(30 * time.Millisecond), retrytest.OK("hedge").WithSlow(time.Hour)},
+			name: "the first attempt answers first",
+			// Long enough for the hedge to reach the server first on a
+			// busy machine.
+			script:   []retrytest.Answer{retrytest.OK("first").WithDelay(500 * time.Millisecond), retrytest.OK("hedge").WithSlow(time.Hour)},
 			wantBody: "first", wantAttempt: 1,
 		},
 		{
@@ -561,8 +563,10 @@ func TestHedgeOutcomeCountsEveryAttempt(t *testing.T) {
 		wantWinner int
 	}{
 		{
-			name:     "the first attempt wins after a hedge was sent",
-			script:   []retrytest.Answer{retrytest.OK("first").WithDelay(30 * time.Millisecond), retrytest.OK("hedge").WithSlow(time.Hour)},
+			name: "the first attempt wins after a hedge was sent",
+			// Long enough for the hedge to reach the server first on a
+			// busy machine.
+			script:   []retrytest.Answer{retrytest.OK("first").WithDelay(500 * time.Millisecond), retrytest.OK("hedge").WithSlow(time.Hour)},
 			max:      1,
 			wantBody: "first", wantSent: 2, wantWinner: 1,
 		},

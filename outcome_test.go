@@ -321,12 +321,12 @@ func TestCancelledWaitReasonIsTheContextsOwnError(t *testing.T) {
 	}{
 		{"cancelled", func() (context.Context, context.CancelFunc) {
 			ctx, cancel := context.WithCancel(context.Background())
-			time.AfterFunc(50*time.Millisecond, cancel)
+			time.AfterFunc(500*time.Millisecond, cancel) // after the first attempt, even on a busy machine
 			return ctx, cancel
 		}, context.Canceled},
 		{"deadline", func() (context.Context, context.CancelFunc) {
 			// A deadline the Transport cannot see ends the wait.
-			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 			return hiddenDeadline{ctx}, cancel
 		}, context.DeadlineExceeded},
 	} {
