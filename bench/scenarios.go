@@ -161,8 +161,8 @@ func pairedRatio(cfg config, url string, payload []byte, lib library) (median fl
 		}
 		return time.Since(start)
 	}
-	// Enough requests for about 50 ms a run.
-	n := max(10, int(50*time.Millisecond/max(send(bare, 10)/10, time.Microsecond)))
+	// Enough requests for about cfg.pairRun a run.
+	n := max(10, int(cfg.pairRun/max(send(bare, 10)/10, time.Microsecond)))
 	ratios := make([]float64, 0, cfg.pairs)
 	for range cfg.pairs {
 		// Bare, ours, ours, bare: each side runs once early and once late,
