@@ -5,7 +5,7 @@
 // results/.
 //
 //	go run .                       # every scenario in full, about ten minutes
-//	go run . -quick                # a smaller version, about 3 minutes on a busy 2-core machine
+//	go run . -quick                # a smaller version, under a minute on a 2-core machine (plus compiling)
 //	go run . -sim                  # only the fleet simulation, in full (under a minute)
 //	go run . -only metastable,sim  # only the scenarios named (printed; RESULTS.md is left alone)
 //	go run . -meta-procs 20,2000   # the metastable scenario's load shared by 20, then by 2,000 processes
@@ -72,7 +72,7 @@ func main() {
 	}
 	var only, metaProcs, metaRetryAfter, metaWarmup string
 	var simOnly bool
-	flag.BoolVar(&cfg.quick, "quick", false, "run a smaller version of every scenario (about 3 minutes)")
+	flag.BoolVar(&cfg.quick, "quick", false, "run a smaller version of every scenario, all but the happy path at once (under a minute)")
 	flag.BoolVar(&simOnly, "sim", false, "run only the fleet simulation (same as -only sim)")
 	flag.StringVar(&only, "only", "", "run only these scenarios, comma-separated: "+strings.Join(scenarioNames, ",")+"; prints, and writes no RESULTS.md")
 	flag.StringVar(&metaProcs, "meta-procs", "20,1000", "the process counts, comma-separated, that share the load of the metastable scenario on loopback; the first also runs the peers and is the one simulated")
@@ -122,6 +122,10 @@ func main() {
 		cfg.herdClients = 100
 		cfg.overloadRPS, cfg.overloadFor = 300, time.Second
 		cfg.meta.warmup, cfg.meta.trigger, cfg.meta.after, cfg.meta.grace = 3*time.Second, 3*time.Second, 9*time.Second, 2*time.Second
+		// Half the capacity, and so half the requests and the CPU of each
+		// loopback run: the queue still holds 1.5 s of work and drains at
+		// a tenth of the capacity, so every phase lasts as long.
+		cfg.meta.capacity /= 2
 		cfg.metaConcurrent = true
 		if !flagGiven("meta-procs") {
 			// 1,000 processes at 0.27 requests/s each would mostly not
@@ -235,11 +239,13 @@ func run(cfg config) error {
 	}
 	// The simulation, and the hedging scenarios that run each contender
 	// against its own server at once.
-	others := func() {
+	sim := func() {
 		if cfg.runs("sim") {
 			step("fleet simulation")
 			rep.sim = runSim(cfg.sim, cfg.meta, step)
 		}
+	}
+	hedging := func() {
 		if cfg.runs("tail") {
 			step("hedging: heavy tail")
 			rep.tail = heavyTail(cfg.hedge)
@@ -265,11 +271,13 @@ func run(cfg config) error {
 	if cfg.quick {
 		// Two lanes of about 35 s of loopback metastable runs: the two
 		// process counts one after the other, so that they do not
-		// overlap; and the hedged run, then the throttling's. The rest
+		// overlap; and the throttling's, then the hedged run, so that
+		// about as many contenders run at once in both halves. The rest
 		// is shorter.
 		side.Go(metastables)
-		side.Go(func() { metastableHedge(); throttle() })
-		side.Go(others)
+		side.Go(func() { throttle(); metastableHedge() })
+		side.Go(sim)
+		side.Go(hedging)
 		side.Go(quota) // 30 requests, 5 a window
 		side.Go(endpoints)
 		side.Go(restart) // 5 requests a second
@@ -298,7 +306,8 @@ func run(cfg config) error {
 	} else {
 		metastables()
 		metastableHedge()
-		others()
+		sim()
+		hedging()
 		quota()
 		endpoints()
 		restart()

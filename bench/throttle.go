@@ -174,8 +174,8 @@ func throttleScenario(cfg config, step func(string)) *throttleReport {
 		}
 		return out
 	}
-	full := metaFullParams() // the loopback scale with its full phases, whatever -quick says
-	full.clients = rep.meta.clients
+	full := metaFullParams() // the loopback scale (processes, capacity) with the full phases, whatever -quick says
+	full.clients, full.capacity = rep.meta.clients, rep.meta.capacity
 	rep.sim20 = run(full)
 	fleet := simFullConfig().fleet
 	if cfg.quick {
