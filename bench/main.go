@@ -5,7 +5,7 @@
 // results/.
 //
 //	go run .                       # every scenario in full, about ten minutes
-//	go run . -quick                # a smaller version, under a minute on a 2-core machine (plus compiling)
+//	go run . -quick                # a smaller version, about a minute on a 2-core machine (longer when other work holds its cores)
 //	go run . -sim                  # only the fleet simulation, in full (under a minute)
 //	go run . -only metastable,sim  # only the scenarios named (printed; RESULTS.md is left alone)
 //	go run . -meta-procs 20,2000   # the metastable scenario's load shared by 20, then by 2,000 processes
@@ -72,7 +72,7 @@ func main() {
 	}
 	var only, metaProcs, metaRetryAfter, metaWarmup string
 	var simOnly bool
-	flag.BoolVar(&cfg.quick, "quick", false, "run a smaller version of every scenario, all but the happy path at once (under a minute)")
+	flag.BoolVar(&cfg.quick, "quick", false, "run a smaller version of every scenario, all but the happy path at once (about a minute)")
 	flag.BoolVar(&simOnly, "sim", false, "run only the fleet simulation (same as -only sim)")
 	flag.StringVar(&only, "only", "", "run only these scenarios, comma-separated: "+strings.Join(scenarioNames, ",")+"; prints, and writes no RESULTS.md")
 	flag.StringVar(&metaProcs, "meta-procs", "20,1000", "the process counts, comma-separated, that share the load of the metastable scenario on loopback; the first also runs the peers and is the one simulated")
