@@ -5,7 +5,7 @@
 // results/.
 //
 //	go run .                       # every scenario in full, about ten minutes
-//	go run . -quick                # a smaller version, about 3 minutes on a busy 2-core machine
+//	go run . -quick                # a smaller version, about a minute on a 2-core machine (longer when other work holds its cores)
 //	go run . -sim                  # only the fleet simulation, in full (under a minute)
 //	go run . -only metastable,sim  # only the scenarios named (printed; RESULTS.md is left alone)
 //	go run . -meta-procs 20,2000   # the metastable scenario's load shared by 20, then by 2,000 processes
@@ -37,6 +37,7 @@ type config struct {
 	benchTime      string
 	benchRounds    int
 	pairs          int
+	pairRun        time.Duration // how long each run of a block of pairedRatio lasts, about
 	concurrentPuts int
 	outageClients  int
 	briefRequests  int
@@ -64,14 +65,14 @@ func (c config) runs(name string) bool { return c.only == nil || c.only[name] }
 func main() {
 	testing.Init() // testing.Benchmark reads the test flags
 	cfg := config{
-		benchTime: "1s", benchRounds: 3, pairs: 25, concurrentPuts: 100, outageClients: 100,
+		benchTime: "1s", benchRounds: 3, pairs: 25, pairRun: 50 * time.Millisecond, concurrentPuts: 100, outageClients: 100,
 		briefRequests: 200, outage: 3 * time.Second, herdClients: 200,
 		overloadRPS: 400, overloadFor: 5 * time.Second,
 		meta: metaFullParams(), sim: simFullConfig(), hedge: hedgeFullParams(),
 	}
 	var only, metaProcs, metaRetryAfter, metaWarmup string
 	var simOnly bool
-	flag.BoolVar(&cfg.quick, "quick", false, "run a smaller version of every scenario (about 3 minutes)")
+	flag.BoolVar(&cfg.quick, "quick", false, "run a smaller version of every scenario, all but the happy path at once (about a minute)")
 	flag.BoolVar(&simOnly, "sim", false, "run only the fleet simulation (same as -only sim)")
 	flag.StringVar(&only, "only", "", "run only these scenarios, comma-separated: "+strings.Join(scenarioNames, ",")+"; prints, and writes no RESULTS.md")
 	flag.StringVar(&metaProcs, "meta-procs", "20,1000", "the process counts, comma-separated, that share the load of the metastable scenario on loopback; the first also runs the peers and is the one simulated")
@@ -116,11 +117,15 @@ func main() {
 		cfg.out = "" // the committed results come from full runs of everything
 	}
 	if cfg.quick {
-		cfg.benchTime, cfg.benchRounds, cfg.pairs = "200ms", 1, 3
+		cfg.benchTime, cfg.benchRounds, cfg.pairs, cfg.pairRun = "100ms", 1, 3, 25*time.Millisecond
 		cfg.briefRequests, cfg.outage = 60, 1500*time.Millisecond
 		cfg.herdClients = 100
 		cfg.overloadRPS, cfg.overloadFor = 300, time.Second
 		cfg.meta.warmup, cfg.meta.trigger, cfg.meta.after, cfg.meta.grace = 3*time.Second, 3*time.Second, 9*time.Second, 2*time.Second
+		// Half the capacity, and so half the requests and the CPU of each
+		// loopback run: the queue still holds 1.5 s of work and drains at
+		// a tenth of the capacity, so every phase lasts as long.
+		cfg.meta.capacity /= 2
 		cfg.metaConcurrent = true
 		if !flagGiven("meta-procs") {
 			// 1,000 processes at 0.27 requests/s each would mostly not
@@ -163,10 +168,11 @@ func run(cfg config) error {
 		step("happy path")
 		rep.happy = happyPath(cfg)
 	}
-	// -quick runs the metastable scenarios, the simulation and the hedging
-	// scenarios alongside those that mostly wait (the outages, the herd,
-	// the overload and the forms), to stay near a minute; the full run runs
-	// each alone.
+	// -quick runs everything but the happy path at once, in lanes: those
+	// that mostly wait (the outages, the herd, the overload, the forms, the
+	// spent quota, the endpoints and the restart) beside the loopback
+	// metastable runs, the throttling and the simulation, to stay under a
+	// minute; the full run runs each alone.
 	var side sync.WaitGroup
 	metastables := func() {
 		if cfg.runs("metastable") {
@@ -202,24 +208,30 @@ func run(cfg config) error {
 				rep.metaYoung, _ = metastable(y.params(cfg.meta), cfg.metaConcurrent, libraries[:2])
 			}
 		}
+	}
+	metastableHedge := func() {
 		if cfg.runs("metastable-hedge") {
 			step("hedging: metastable failure")
 			rep.metaHedge = metastableHedged(cfg.meta, cfg.metaConcurrent)
 		}
 	}
-	// The spent quota and the restart mostly wait: their own section,
-	// after the others.
+	// The spent quota, the endpoints and the restart mostly wait: their
+	// own section, after the others.
 	var quotaMD, endpointsMD string
 	var restarted []restartResult
-	quotaAndRestart := func() {
+	quota := func() {
 		if cfg.runs("quota") {
 			step("spent quota")
 			quotaMD = quotaMarkdown(quotaScenario())
 		}
+	}
+	endpoints := func() {
 		if cfg.runs("endpoints") {
 			step("one endpoint rate-limited")
 			endpointsMD = endpointsMarkdown(endpointsScenario())
 		}
+	}
+	restart := func() {
 		if cfg.runs("restart") {
 			step("restart")
 			restarted = restartScenario()
@@ -227,11 +239,13 @@ func run(cfg config) error {
 	}
 	// The simulation, and the hedging scenarios that run each contender
 	// against its own server at once.
-	others := func() {
+	sim := func() {
 		if cfg.runs("sim") {
 			step("fleet simulation")
 			rep.sim = runSim(cfg.sim, cfg.meta, step)
 		}
+	}
+	hedging := func() {
 		if cfg.runs("tail") {
 			step("hedging: heavy tail")
 			rep.tail = heavyTail(cfg.hedge)
@@ -241,16 +255,35 @@ func run(cfg config) error {
 			rep.slow = everythingSlow(cfg.hedge)
 		}
 	}
-	if cfg.quick {
-		// The two metastable runs one after the other, so that they do
-		// not overlap.
-		side.Go(metastables)
-		side.Go(others)
-		side.Go(quotaAndRestart) // they mostly wait: 30 requests, 5 a second
+	outage := func() {
+		if cfg.runs("outage") {
+			step("total outage")
+			rep.outage = totalOutage(cfg)
+		}
 	}
-	if cfg.runs("outage") {
-		step("total outage")
-		rep.outage = totalOutage(cfg)
+	var throttled *throttleReport
+	throttle := func() {
+		if cfg.runs("throttle") {
+			step("adaptive throttling")
+			throttled = throttleScenario(cfg, step)
+		}
+	}
+	if cfg.quick {
+		// Two lanes of about 35 s of loopback metastable runs: the two
+		// process counts one after the other, so that they do not
+		// overlap; and the throttling's, then the hedged run, so that
+		// about as many contenders run at once in both halves. The rest
+		// is shorter.
+		side.Go(metastables)
+		side.Go(func() { throttle(); metastableHedge() })
+		side.Go(sim)
+		side.Go(hedging)
+		side.Go(quota) // 30 requests, 5 a window
+		side.Go(endpoints)
+		side.Go(restart) // 5 requests a second
+		side.Go(outage)  // go-retryablehttp's backoff alone takes 15 s
+	} else {
+		outage()
 	}
 	if cfg.runs("brief") {
 		step("brief outage")
@@ -272,15 +305,17 @@ func run(cfg config) error {
 		side.Wait()
 	} else {
 		metastables()
-		others()
-		quotaAndRestart()
+		metastableHedge()
+		sim()
+		hedging()
+		quota()
+		endpoints()
+		restart()
+		throttle()
 	}
 	// Scenarios of their own files, reported after the others.
 	extra := quotaMD + endpointsMD + restartMarkdown(restarted)
-	var throttled *throttleReport
-	if cfg.runs("throttle") {
-		step("adaptive throttling")
-		throttled = throttleScenario(cfg, step)
+	if throttled != nil {
 		extra += throttled.markdown()
 	}
 	rep.took = time.Since(started)

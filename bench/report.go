@@ -50,8 +50,8 @@ func (r *report) markdown() string {
 
 	if len(r.happy) > 0 {
 		p("## 1. Happy path (first attempt succeeds)\n\n")
-		p("ns/op, B/op and allocs/op: best of %d interleaved rounds of `testing.Benchmark` (%s each). ×bare: the median time ratio to the bare transport over %d blocks of 50 ms runs in the order bare, contender, contender, bare, which cancels the machine's drift and any gain from running first. Peak heap: the most in use above the start while %d PUTs of %d KiB run at once.\n\n",
-			r.cfg.benchRounds, r.cfg.benchTime, r.cfg.pairs, r.cfg.concurrentPuts, r.happy[0].putSize>>10)
+		p("ns/op, B/op and allocs/op: best of %d interleaved rounds of `testing.Benchmark` (%s each). ×bare: the median time ratio to the bare transport over %d blocks of %d ms runs in the order bare, contender, contender, bare, which cancels the machine's drift and any gain from running first. Peak heap: the most in use above the start while %d PUTs of %d KiB run at once.\n\n",
+			r.cfg.benchRounds, r.cfg.benchTime, r.cfg.pairs, r.cfg.pairRun.Milliseconds(), r.cfg.concurrentPuts, r.happy[0].putSize>>10)
 		p("| contender | GET ns/op | ×bare | B/op | allocs/op | 1 MiB PUT ns/op | ×bare | B/op | allocs/op | peak heap, %d PUTs | own cost ns | own allocs |\n", r.cfg.concurrentPuts)
 		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, h := range r.happy {

@@ -161,8 +161,8 @@ func pairedRatio(cfg config, url string, payload []byte, lib library) (median fl
 		}
 		return time.Since(start)
 	}
-	// Enough requests for about 50 ms a run.
-	n := max(10, int(50*time.Millisecond/max(send(bare, 10)/10, time.Microsecond)))
+	// Enough requests for about cfg.pairRun a run.
+	n := max(10, int(cfg.pairRun/max(send(bare, 10)/10, time.Microsecond)))
 	ratios := make([]float64, 0, cfg.pairs)
 	for range cfg.pairs {
 		// Bare, ours, ours, bare: each side runs once early and once late,
@@ -433,12 +433,20 @@ type herdResult struct {
 // herd makes cfg.herdClients clients, each with its own transport as
 // separate processes would have, send a GET at once to a server that tells
 // each "Retry-After: 2" on its first request, and records when the retries
-// arrive against the moment each client was told.
+// arrive against the moment each client was told. Contenders run one after
+// another in the full run, at once (each against its own server) in -quick.
 func herd(cfg config) []herdResult {
-	var results []herdResult
-	for _, lib := range retryingLibraries() {
-		results = append(results, herdOne(cfg, lib))
+	libs := retryingLibraries()
+	results := make([]herdResult, len(libs))
+	var wg sync.WaitGroup
+	for i, lib := range libs {
+		if cfg.quick {
+			wg.Go(func() { results[i] = herdOne(cfg, lib) })
+		} else {
+			results[i] = herdOne(cfg, lib)
+		}
 	}
+	wg.Wait()
 	return results
 }
 
@@ -520,12 +528,19 @@ type overloadResult struct {
 // overloadWork, and answers 503 with Retry-After: 1 to any beyond. Its
 // capacity is overloadSlots/overloadWork requests a second. Goodput and load
 // are counted by the server in the steady window: from one second after the
-// start to the end of the offered load.
+// start to the end of the offered load. Contenders run one after another in
+// the full run, at once (each against its own server) in -quick.
 func overload(cfg config) []overloadResult {
-	var results []overloadResult
-	for _, lib := range libraries {
-		results = append(results, overloadOne(cfg, lib))
+	results := make([]overloadResult, len(libraries))
+	var wg sync.WaitGroup
+	for i, lib := range libraries {
+		if cfg.quick {
+			wg.Go(func() { results[i] = overloadOne(cfg, lib) })
+		} else {
+			results[i] = overloadOne(cfg, lib)
+		}
 	}
+	wg.Wait()
 	return results
 }
 

@@ -50,7 +50,8 @@ func simFullConfig() simConfig {
 	}
 }
 
-// simQuickConfig is a tenth of the capacity and a coarser sweep.
+// simQuickConfig is a tenth of the capacity, a coarser sweep and fewer
+// budget designs.
 func simQuickConfig() simConfig {
 	c := simFullConfig()
 	c.fleet.clients, c.fleet.capacity = 1000, 100
@@ -58,6 +59,11 @@ func simQuickConfig() simConfig {
 	c.loads = []float64{0.6, 0.9}
 	c.triggers = []time.Duration{2 * time.Second, 10 * time.Second, 30 * time.Second}
 	c.retryAfters = []int{1}
+	// retryhttp's own budgets and three models that stand for the rest:
+	// the designs are most of the simulation's time.
+	c.designs = slices.DeleteFunc(slices.Clone(budgetDesigns), func(d budgetDesign) bool {
+		return !d.real && !d.sre && !(d.grpc && d.burst == 10 && !d.refund && d.wait == 0) && d.window != 10*time.Second
+	})
 	return c
 }
 

@@ -100,7 +100,14 @@ func throttleSimProcess(s *sim, k float64, window time.Duration) func(ctx contex
 // throttleLoads are the loads of the comparison.
 var throttleLoads = []float64{0.8, 0.95, 1.0}
 
+// throttleQuickLoads are the loads -quick runs on loopback: the one where
+// arrivals match the capacity, so that neither the bare transport nor
+// retryhttp without a throttle can drain the queue, and the Throttle's
+// recovery stands out.
+var throttleQuickLoads = []float64{1.0}
+
 type throttleReport struct {
+	loads    []float64      // the loads run on loopback
 	loopback [][]metaResult // [load][contender]
 	fleetLB  [][]metaResult // [load][contender]: the largest -meta-procs, on loopback
 	fleetLBN int
@@ -115,10 +122,17 @@ type throttleReport struct {
 
 // throttleScenario runs the comparison.
 func throttleScenario(cfg config, step func(string)) *throttleReport {
-	rep := &throttleReport{meta: cfg.meta, fleetNs: []int{1000, 10000}}
+	rep := &throttleReport{meta: cfg.meta, fleetNs: []int{1000, 10000}, loads: throttleLoads}
+	if cfg.quick {
+		rep.loads = throttleQuickLoads
+	}
 	native := attemptTimeoutEnforced()
 	contenders := []string{"bare transport", "retryhttp", libThrottle, libFailsafeT}
-	for _, load := range throttleLoads {
+	var fleetLB sync.WaitGroup
+	if cfg.quick { // the fleet on loopback at the same time as the 20 processes
+		fleetLB.Go(func() { throttleFleetLoopback(cfg, rep, step, native) })
+	}
+	for _, load := range rep.loads {
 		step(fmt.Sprintf("throttling: loopback at %.0f%%", 100*load))
 		p := cfg.meta
 		p.load = load
@@ -137,31 +151,10 @@ func throttleScenario(cfg config, step func(string)) *throttleReport {
 		}
 		rep.loopback = append(rep.loopback, row)
 	}
-	if n := cfg.metaProcs[len(cfg.metaProcs)-1]; n > cfg.meta.clients {
-		// The fleet on loopback: the same load shared by n processes, each
-		// its own transport; one contender at a time.
-		rep.fleetLBN = n
-		for _, load := range throttleLoads {
-			step(fmt.Sprintf("throttling: loopback at %.0f%%, %d processes", 100*load, n))
-			p := cfg.meta
-			p.load, p.clients = load, n
-			sched := metaSchedule(p)
-			libs := []string{"bare transport", libThrottle}
-			row := make([]metaResult, len(libs))
-			if cfg.metaConcurrent { // -quick: both at once, each with its own server
-				var wg sync.WaitGroup
-				for i, lib := range libs {
-					wg.Go(func() { row[i] = metastableOne(p, lib, sched, native) })
-				}
-				wg.Wait()
-			} else {
-				for i, lib := range libs {
-					row[i] = metastableOne(p, lib, sched, native)
-				}
-			}
-			rep.fleetLB = append(rep.fleetLB, row)
-		}
+	if !cfg.quick {
+		throttleFleetLoopback(cfg, rep, step, native)
 	}
+	fleetLB.Wait()
 	step("throttling: simulation")
 	simKinds := []simClient{simClients[0], simClients[1], {name: libThrottle, make: throttleSimClient},
 		{name: libThrottle10, make: throttleSimClientWith(throttleK, 10*time.Second)}}
@@ -181,8 +174,8 @@ func throttleScenario(cfg config, step func(string)) *throttleReport {
 		}
 		return out
 	}
-	full := metaFullParams() // the loopback scale with its full phases, whatever -quick says
-	full.clients = rep.meta.clients
+	full := metaFullParams() // the loopback scale (processes, capacity) with the full phases, whatever -quick says
+	full.clients, full.capacity = rep.meta.clients, rep.meta.capacity
 	rep.sim20 = run(full)
 	fleet := simFullConfig().fleet
 	if cfg.quick {
@@ -201,12 +194,52 @@ func throttleScenario(cfg config, step func(string)) *throttleReport {
 	return rep
 }
 
+// throttleFleetLoopback runs the fleet on loopback: the same load shared by
+// the largest -meta-procs count of processes, each its own transport, with
+// the bare transport and the Throttle; nothing if that count is not larger
+// than the scenario's.
+func throttleFleetLoopback(cfg config, rep *throttleReport, step func(string), native bool) {
+	n := cfg.metaProcs[len(cfg.metaProcs)-1]
+	if n <= cfg.meta.clients {
+		return
+	}
+	rep.fleetLBN = n
+	for _, load := range rep.loads {
+		step(fmt.Sprintf("throttling: loopback at %.0f%%, %d processes", 100*load, n))
+		p := cfg.meta
+		p.load, p.clients = load, n
+		sched := metaSchedule(p)
+		libs := []string{"bare transport", libThrottle}
+		row := make([]metaResult, len(libs))
+		if cfg.metaConcurrent { // -quick: both at once, each with its own server
+			var wg sync.WaitGroup
+			for i, lib := range libs {
+				wg.Go(func() { row[i] = metastableOne(p, lib, sched, native) })
+			}
+			wg.Wait()
+		} else {
+			for i, lib := range libs {
+				row[i] = metastableOne(p, lib, sched, native)
+			}
+		}
+		rep.fleetLB = append(rep.fleetLB, row)
+	}
+}
+
 func (rep *throttleReport) markdown() string {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	p("\n## Adaptive throttling in the metastable scenario\n\n")
-	p("The metastable scenario (%.0f/s capacity, a tenth of it for %v, 1 s per attempt) at 80%%, 95%% and 100%% load. ",
+	p("The metastable scenario (%.0f/s capacity, a tenth of it for %v, 1 s per attempt) at 80%%, 95%% and 100%% load",
 		rep.meta.capacity, rep.meta.trigger)
+	if len(rep.loads) < len(throttleLoads) {
+		var loads []string
+		for _, l := range rep.loads {
+			loads = append(loads, fmt.Sprintf("%.0f%%", 100*l))
+		}
+		p(" (on loopback only %s in -quick, both process counts at once)", strings.Join(loads, ", "))
+	}
+	p(". ")
 	p("`%s` is `Policy{AttemptTimeout: 1s, Throttle: NewThrottle(%d, %v)}`; `%s` is failsafe-go's `adaptivethrottler` (defaults, 5xx and errors count as failures) inside its default retry policy. ",
 		libThrottle, throttleK, throttleWindow, libFailsafeT)
 	p("Recovery: time from the end of the trigger until goodput is back to 95%% of the offered load for good; **stuck** if never.\n\n")
@@ -214,14 +247,14 @@ func (rep *throttleReport) markdown() string {
 	p("| load | contender | recovery | successes | attempts |\n|---|---|---|---|---|\n")
 	for li, row := range rep.loopback {
 		for _, r := range row {
-			p("| %.0f%% | %s | %s | %d of %d | %d |\n", 100*throttleLoads[li], r.lib, recoveryText(r.recovered, r.recovery), r.ok, r.requests, r.attempts)
+			p("| %.0f%% | %s | %s | %d of %d | %d |\n", 100*rep.loads[li], r.lib, recoveryText(r.recovered, r.recovery), r.ok, r.requests, r.attempts)
 		}
 	}
 	if len(rep.fleetLB) > 0 {
 		p("\nLoopback, the same load shared by %d processes, each its own transport:\n\n| load | contender | recovery | successes | attempts |\n|---|---|---|---|---|\n", rep.fleetLBN)
 		for li, row := range rep.fleetLB {
 			for _, r := range row {
-				p("| %.0f%% | %s | %s | %d of %d | %d |\n", 100*throttleLoads[li], r.lib, recoveryText(r.recovered, r.recovery), r.ok, r.requests, r.attempts)
+				p("| %.0f%% | %s | %s | %d of %d | %d |\n", 100*rep.loads[li], r.lib, recoveryText(r.recovered, r.recovery), r.ok, r.requests, r.attempts)
 			}
 		}
 	}
@@ -262,7 +295,7 @@ func (rep *throttleReport) write(dir string) error {
 	for li, row := range rep.loopback {
 		prm := row[0].params
 		pl := plot.New()
-		pl.Title.Text = fmt.Sprintf("Goodput at %.0f%% load (%d processes)", 100*throttleLoads[li], prm.clients)
+		pl.Title.Text = fmt.Sprintf("Goodput at %.0f%% load (%d processes)", 100*rep.loads[li], prm.clients)
 		pl.X.Label.Text = "time (s)"
 		pl.Y.Label.Text = "successful answers per second"
 		shade(pl, prm.warmup.Seconds(), (prm.warmup + prm.trigger).Seconds(), prm.capacity*1.1)
