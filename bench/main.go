@@ -120,7 +120,7 @@ func main() {
 		cfg.benchTime, cfg.benchRounds, cfg.pairs, cfg.pairRun = "100ms", 1, 3, 25*time.Millisecond
 		cfg.briefRequests, cfg.outage = 60, 1500*time.Millisecond
 		cfg.herdClients = 100
-		cfg.overloadRPS, cfg.overloadFor = 300, time.Second
+		cfg.overloadRPS, cfg.overloadFor = 300, 2*time.Second // past the 1 s warm-up, so that goodput and load have a window
 		cfg.meta.warmup, cfg.meta.trigger, cfg.meta.after, cfg.meta.grace = 3*time.Second, 3*time.Second, 9*time.Second, 2*time.Second
 		// Half the capacity, and so half the requests and the CPU of each
 		// loopback run: the queue still holds 1.5 s of work and drains at
