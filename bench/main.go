@@ -49,6 +49,7 @@ type config struct {
 	metaProcs      []int // the process counts the metastable scenario runs with, the same total load shared
 	metaConcurrent bool  // run the contenders of the metastable scenario at once
 	metaPeers      bool  // run the peers too at the first of metaProcs
+	throttleRA     int   // the Retry-After (s) of the throttling scenario's 503s on loopback; 0: none
 	metaRetryAfter []int // the Retry-After values (s) the metastable scenario's 503s carry, one run each; 0: none
 	metaYoung      youngFleet
 	sim            simConfig
@@ -78,6 +79,7 @@ func main() {
 	flag.StringVar(&metaProcs, "meta-procs", "20,1000", "the process counts, comma-separated, that share the load of the metastable scenario on loopback; the first also runs the peers and is the one simulated")
 	flag.StringVar(&metaRetryAfter, "meta-retry-after", "0,1,5", "the Retry-After values in seconds, comma-separated, that the metastable scenario's 503s carry, each its own run; 0 or empty: none (-quick: 0 unless given)")
 	flag.StringVar(&metaWarmup, "meta-warmup", "2000,10s,160", "a young fleet for the metastable scenario: PROCESSES,WARM-UP,RATE (a warm-up of WARM-UP at RATE requests/s in all before the trigger), or WARM-UP alone for 2000 processes at 160/s; empty or 0: none (-quick: none unless given)")
+	flag.IntVar(&cfg.throttleRA, "throttle-retry-after", 0, "the Retry-After in seconds that the throttling scenario's full-queue 503s carry on loopback; 0: none")
 	flag.BoolVar(&cfg.metaPeers, "meta-peers", true, "run the peers in the metastable scenario at the first -meta-procs count too (false: the bare transport and retryhttp only, at every count)")
 	flag.StringVar(&cfg.out, "out", "results", "the folder for RESULTS.md and the plots (empty: print only); -quick and -only print only unless -out is given")
 	flag.Parse()

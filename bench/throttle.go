@@ -122,6 +122,7 @@ type throttleReport struct {
 
 // throttleScenario runs the comparison.
 func throttleScenario(cfg config, step func(string)) *throttleReport {
+	cfg.meta.retryAfter = cfg.throttleRA // on loopback; the simulation's server names no wait
 	rep := &throttleReport{meta: cfg.meta, fleetNs: []int{1000, 10000}, loads: throttleLoads}
 	if cfg.quick {
 		rep.loads = throttleQuickLoads
@@ -238,6 +239,9 @@ func (rep *throttleReport) markdown() string {
 			loads = append(loads, fmt.Sprintf("%.0f%%", 100*l))
 		}
 		p(" (on loopback only %s in -quick, both process counts at once)", strings.Join(loads, ", "))
+	}
+	if rep.meta.retryAfter > 0 {
+		p(", its full-queue 503s carrying `Retry-After: %d` on loopback (-throttle-retry-after)", rep.meta.retryAfter)
 	}
 	p(". ")
 	p("`%s` is `Policy{AttemptTimeout: 1s, Throttle: NewThrottle(%d, %v)}`; `%s` is failsafe-go's `adaptivethrottler` (defaults, 5xx and errors count as failures) inside its default retry policy. ",
