@@ -137,20 +137,7 @@ func throttleScenario(cfg config, step func(string)) *throttleReport {
 		step(fmt.Sprintf("throttling: loopback at %.0f%%", 100*load))
 		p := cfg.meta
 		p.load = load
-		sched := metaSchedule(p)
-		row := make([]metaResult, len(contenders))
-		if cfg.metaConcurrent { // -quick: all at once, each with its own server
-			var wg sync.WaitGroup
-			for i, lib := range contenders {
-				wg.Go(func() { row[i] = metastableOne(p, lib, sched, native) })
-			}
-			wg.Wait()
-		} else {
-			for i, lib := range contenders {
-				row[i] = metastableOne(p, lib, sched, native)
-			}
-		}
-		rep.loopback = append(rep.loopback, row)
+		rep.loopback = append(rep.loopback, metaRow(p, contenders, cfg.metaConcurrent, native))
 	}
 	if !cfg.quick {
 		throttleFleetLoopback(cfg, rep, step, native)
@@ -209,22 +196,27 @@ func throttleFleetLoopback(cfg config, rep *throttleReport, step func(string), n
 		step(fmt.Sprintf("throttling: loopback at %.0f%%, %d processes", 100*load, n))
 		p := cfg.meta
 		p.load, p.clients = load, n
-		sched := metaSchedule(p)
-		libs := []string{"bare transport", libThrottle}
-		row := make([]metaResult, len(libs))
-		if cfg.metaConcurrent { // -quick: both at once, each with its own server
-			var wg sync.WaitGroup
-			for i, lib := range libs {
-				wg.Go(func() { row[i] = metastableOne(p, lib, sched, native) })
-			}
-			wg.Wait()
-		} else {
-			for i, lib := range libs {
-				row[i] = metastableOne(p, lib, sched, native)
-			}
-		}
-		rep.fleetLB = append(rep.fleetLB, row)
+		rep.fleetLB = append(rep.fleetLB, metaRow(p, []string{"bare transport", libThrottle}, cfg.metaConcurrent, native))
 	}
+}
+
+// metaRow runs the metastable scenario p once for each contender, on one
+// schedule: all at once, each against its own server (-quick), or in turn.
+func metaRow(p metaParams, contenders []string, concurrent, native bool) []metaResult {
+	sched := metaSchedule(p)
+	row := make([]metaResult, len(contenders))
+	if concurrent {
+		var wg sync.WaitGroup
+		for i, lib := range contenders {
+			wg.Go(func() { row[i] = metastableOne(p, lib, sched, native) })
+		}
+		wg.Wait()
+		return row
+	}
+	for i, lib := range contenders {
+		row[i] = metastableOne(p, lib, sched, native)
+	}
+	return row
 }
 
 func (rep *throttleReport) markdown() string {
