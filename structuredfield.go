@@ -71,6 +71,7 @@ func (p *sfParser) rateLimitItem(items *rateLimitItems) bool {
 	var (
 		r, t       int64
 		hasR, hasT bool
+		rInt, tInt bool
 	)
 	for !p.done() && p.peek() == ';' {
 		p.i++
@@ -90,22 +91,21 @@ func (p *sfParser) rateLimitItem(items *rateLimitItems) bool {
 			}
 		}
 		// A later parameter of the same name overrides an earlier one
-		// (RFC 9651 §4.2.3.2). A Boolean "r" (no value) is not an Integer.
+		// (RFC 9651 §4.2.3.2), so only the last value must be an Integer:
+		// it is checked after the last parameter. A Boolean "r" (no value)
+		// is not an Integer.
 		switch key {
 		case "r":
-			r, hasR = n, true
-			if !isInt {
-				return false
-			}
+			r, hasR, rInt = n, true, isInt
 		case "t":
-			t, hasT = n, true
-			if !isInt {
-				return false
-			}
+			t, hasT, tInt = n, true, isInt
 		}
 	}
 	if !hasR {
 		return false // "r" is required
+	}
+	if !rInt || hasT && !tInt {
+		return false
 	}
 	if r == 0 {
 		items.exhausted = true

@@ -243,3 +243,32 @@ func TestStructuredFieldGrammarErrors(t *testing.T) {
 		assert.False(t, waitOK, "%s: RateLimitWait", tt.name)
 	}
 }
+
+// A parameter named again overrides its earlier value (RFC 9651
+// §4.2.3.2), so only the last "r" and the last "t" of a member must be
+// Integers: an earlier Boolean or String does not make the field invalid,
+// and an earlier Integer does not save a later non-Integer.
+func TestLastValueOfARepeatedParameterDecides(t *testing.T) {
+	exhausted := func(reset time.Duration) rateLimitItems {
+		return rateLimitItems{exhausted: true, resetKnown: true, reset: reset}
+	}
+	tests := []struct {
+		field string
+		want  rateLimitItems
+		ok    bool
+	}{
+		{`A;t;r=0;t=0`, exhausted(0), true}, // found by FuzzStructuredField
+		{`"a";t;r=0;t=5`, exhausted(5 * time.Second), true},
+		{`"a";r;r=0;t=5`, exhausted(5 * time.Second), true},
+		{`"a";r="x";r=0;t=?1;t=7`, exhausted(7 * time.Second), true},
+		{`"a";r=-1;r=3`, rateLimitItems{}, true},
+		{`"a";r=0;t=5;t`, rateLimitItems{}, false},
+		{`"a";r=0;t=5;r=?0`, rateLimitItems{}, false},
+		{`"a";r=0;t=5;t=1.5`, rateLimitItems{}, false},
+	}
+	for _, tt := range tests {
+		items, ok := parseRateLimitField([]string{tt.field})
+		assert.Equal(t, tt.ok, ok, "%q", tt.field)
+		assert.Equal(t, tt.want, items, "%q", tt.field)
+	}
+}
