@@ -904,12 +904,15 @@ func runFuzzCase(t *testing.T, c *fuzzCase, loopback bool) {
 			}
 		}
 	}
-	// The budget bounds blind retries: a retry at a time the server named
-	// takes no token (ScheduledRetryMin or more ahead, or any time ahead
-	// for a refusal a quota hold paces).
+	// The budget bounds charged retries: every retry of an attempt that
+	// reached the server takes a token, and one whose attempt never left
+	// takes none. A retry at a time the server named may be paced by a
+	// quota hold, and free, so only those that named none are counted:
+	// they are charged for sure.
 	blind := 0
 	for _, ev := range onRetry {
-		if ev.Attempt < n && (!ev.HasRetryAfter || ev.RetryAfter <= 0) { // a retry that was sent
+		neverLeft := slices.ContainsFunc(attempts, func(a *fuzzAttempt) bool { return a.n == ev.Attempt && fuzzNeverSent(a.answer.err) })
+		if ev.Attempt < n && (!ev.HasRetryAfter || ev.RetryAfter <= 0) && !neverLeft { // a retry that was sent
 			blind++
 		}
 	}
