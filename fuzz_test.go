@@ -861,6 +861,8 @@ func runFuzzCase(t *testing.T, c *fuzzCase, loopback bool) {
 	p := c.newPolicy(clock)
 	p.OnRetry = func(ev retryhttp.RetryEvent) { onRetry = append(onRetry, ev) }
 	p.OnGiveUp = func(ev retryhttp.GiveUpEvent) { onGiveUp = append(onGiveUp, ev) }
+	held := map[int]bool{} // attempts a quota hold kept back
+	p.OnHold = func(ev retryhttp.HoldEvent) { held[ev.Attempt] = true }
 	rt := &retryhttp.Transport{Base: rec, Policy: p}
 	snap := snapshotRequest(req)
 
@@ -906,13 +908,13 @@ func runFuzzCase(t *testing.T, c *fuzzCase, loopback bool) {
 	}
 	// The budget bounds charged retries: every retry of an attempt that
 	// reached the server takes a token, and one whose attempt never left
-	// takes none. A retry at a time the server named may be paced by a
-	// quota hold, and free, so only those that named none are counted:
-	// they are charged for sure.
+	// takes none. A retry at a time the server named, or one a quota hold
+	// kept back, may be paced by the hold's announced quota, and free, so
+	// only the others are counted: they are charged for sure.
 	blind := 0
 	for _, ev := range onRetry {
 		neverLeft := slices.ContainsFunc(attempts, func(a *fuzzAttempt) bool { return a.n == ev.Attempt && fuzzNeverSent(a.answer.err) })
-		if ev.Attempt < n && (!ev.HasRetryAfter || ev.RetryAfter <= 0) && !neverLeft { // a retry that was sent
+		if ev.Attempt < n && (!ev.HasRetryAfter || ev.RetryAfter <= 0) && !neverLeft && !held[ev.Attempt+1] { // a retry that was sent
 			blind++
 		}
 	}
