@@ -71,7 +71,7 @@ func (r *retrier) observeQuota(resp *http.Response, success bool) {
 	r.admitted, r.pastHold = nil, nil
 	if r.told {
 		// A race told the holds of this answer as it came in (see
-		// hedgedSend), and set r.paced: telling them again would count it
+		// hedgedSend), and set r.pacedUntil: telling them again would count it
 		// twice. The hold that let the attempt through still hears that
 		// it ended.
 		r.told = false
@@ -80,7 +80,7 @@ func (r *retrier) observeQuota(resp *http.Response, success bool) {
 		}
 		return
 	}
-	r.paced = r.t.holds.observeRequest(r.req, r.req.URL, r.clock, resp, success, admitted, pastHold, r.pastReset)
+	r.pacedUntil = r.t.holds.observeRequest(r.req, r.req.URL, r.clock, resp, success, admitted, pastHold, r.pastReset)
 }
 
 // tellQuota tells the quota holds what a refused attempt of a race, started
@@ -89,8 +89,8 @@ func (r *retrier) observeQuota(resp *http.Response, success bool) {
 func (r *retrier) tellQuota(res *raceResult, first int) {
 	if res.n == first {
 		r.observeQuota(res.resp, false)
-	} else if r.t.holds.observe(res.req.URL, r.clock, res.resp, false, nil, nil, time.Time{}) {
-		r.paced = true
+	} else if until := r.t.holds.observe(res.req.URL, r.clock, res.resp, false, nil, nil, time.Time{}); until.After(r.pacedUntil) {
+		r.pacedUntil = until
 	}
 	res.told = true
 }

@@ -419,7 +419,7 @@ func (r *retrier) decide(attempt int, resp *http.Response, err error) decision {
 	// refusal that a quota hold paces to a reset at least
 	// ScheduledRetryMin ahead is one of the requests of the quota the
 	// server announced for its next window.
-	if r.neverReached(err) || r.paced {
+	if r.neverReached(err) || r.pacedByHold(now, lim, d) {
 		return d
 	}
 	if d.token = r.budget.withdraw(r.req.URL); d.token == noToken {
@@ -443,6 +443,27 @@ func (r *retrier) announce(resp *http.Response, err error, d decision) error {
 	}
 	spent := r.sinceDecision(d)
 	return r.limits(d.decidedAt.Add(spent)).check(max(d.wait-spent, drainAllowance(resp)))
+}
+
+// pacedByHold reports whether the retry d decided will be held by the quota
+// hold that the latest answer spent (r.pacedUntil), one that knows the quota
+// the server announced: the wait until its reset, with the most jitter a
+// hold adds, fits MaxRetryAfter together with the retry's own named wait,
+// and, after the retry's own wait, the limits. The estimate errs long, so
+// that a hold that would not be waited for (it passes a limit) never makes
+// its retry free: such a retry is sent past the hold, and is charged.
+func (r *retrier) pacedByHold(now time.Time, lim limits, d decision) bool {
+	if r.pacedUntil.IsZero() {
+		return false
+	}
+	hold := max(r.pacedUntil.Sub(now), 0)
+	hold = saturatingAdd(hold, max(hold/5, time.Second))
+	named := hold
+	if d.server.ok {
+		named = saturatingAdd(named, d.server.wait)
+	}
+	return named < maxDelay && named <= r.t.Policy.maxRetryAfter() &&
+		lim.check(saturatingAdd(max(d.wait, 0), hold)) == nil
 }
 
 // refund gives back the token of a retry decided and not sent, if it took

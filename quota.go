@@ -572,7 +572,7 @@ type HoldEvent struct {
 // quotas: observeRequest with the request resp was the answer to, if known.
 // It is safe to call from any goroutine: a race's loser calls it from its
 // own (see race.lost).
-func (hs *holds) observe(u *url.URL, clock Clock, resp *http.Response, success bool, admitted, pastHold *hold, pastReset time.Time) (paced bool) {
+func (hs *holds) observe(u *url.URL, clock Clock, resp *http.Response, success bool, admitted, pastHold *hold, pastReset time.Time) (pacedUntil time.Time) {
 	var req *http.Request
 	if resp != nil {
 		req = resp.Request
@@ -591,14 +591,16 @@ func (hs *holds) observe(u *url.URL, clock Clock, resp *http.Response, success b
 // else to the hold of the request's scope. That scope is worked out only
 // for a destination that has a hold, or is about to have one.
 //
-// It reports whether resp spent a hold that knows the quota the server
-// announced, until a reset at least ScheduledRetryMin ahead: the retry of
-// such a refusal is paced by the hold, which lets through no more than that
-// quota, and takes no token from the Budget. It is read as the answer
-// arrives, so that the time a retry takes to be decided does not change it.
-func (hs *holds) observeRequest(req *http.Request, u *url.URL, clock Clock, resp *http.Response, success bool, admitted, pastHold *hold, pastReset time.Time) (paced bool) {
+// When resp spent a hold that knows the quota the server announced, until
+// a reset at least ScheduledRetryMin ahead, it returns that reset, and
+// otherwise the zero time: the retry of such a refusal is paced by the
+// hold, which lets through no more than that quota, and takes no token from
+// the Budget when the hold will be waited for (see retrier.pacedByHold). It
+// is read as the answer arrives, so that the time a retry takes to be
+// decided does not change it.
+func (hs *holds) observeRequest(req *http.Request, u *url.URL, clock Clock, resp *http.Response, success bool, admitted, pastHold *hold, pastReset time.Time) (pacedUntil time.Time) {
 	if admitted == nil && !mayTellQuota(resp) && hs.find(u) == nil {
-		return false
+		return time.Time{}
 	}
 	now := clock.Now()
 	news := readQuota(resp, now)
@@ -607,7 +609,7 @@ func (hs *holds) observeRequest(req *http.Request, u *url.URL, clock Clock, resp
 		if admitted != nil {
 			hs.ended(admitted, now)
 		}
-		return false
+		return time.Time{}
 	}
 	scope := limitScope{kind: scopeResource, name: news.resource}
 	switch {
@@ -635,7 +637,7 @@ func (hs *holds) observeRequest(req *http.Request, u *url.URL, clock Clock, resp
 		hs.ended(admitted, now)
 	}
 	if h == nil {
-		return false
+		return time.Time{}
 	}
 	h.mu.Lock()
 	if own {
@@ -648,7 +650,7 @@ func (hs *holds) observeRequest(req *http.Request, u *url.URL, clock Clock, resp
 		h.mu.Unlock()
 		if h = hs.hold(u, scope); h == nil {
 			if !news.spent {
-				return false
+				return time.Time{}
 			}
 			h = hs.findOrAddIn(u, scope)
 		}
@@ -666,7 +668,9 @@ func (hs *holds) observeRequest(req *http.Request, u *url.URL, clock Clock, resp
 	switch {
 	case news.spent:
 		h.spend(now, news.wait, news.header, news.limit)
-		paced = h.quota > 0 && news.wait >= ScheduledRetryMin
+		if h.quota > 0 && news.wait >= ScheduledRetryMin {
+			pacedUntil = h.reset
+		}
 	case resp != nil:
 		h.answered(now, news.remaining, success)
 	default:
@@ -674,7 +678,7 @@ func (hs *holds) observeRequest(req *http.Request, u *url.URL, clock Clock, resp
 	}
 	h.mu.Unlock()
 	hs.dropIfExpired(h, now)
-	return paced
+	return pacedUntil
 }
 
 // ended tells h that a request it let through ended, with an answer that

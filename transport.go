@@ -176,7 +176,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // one outcome.
 func (r *retrier) send(n int) (*http.Response, error) {
 	r.sent = n
-	r.paced = false
+	r.pacedUntil = time.Time{}
 	r.raceReached = false
 	if r.notResendable == nil && r.t.Policy.Hedge != nil {
 		return r.hedgedSend(n)
@@ -330,10 +330,11 @@ type retrier struct {
 	// than the one whose outcome it returns may have reached the server:
 	// the race's retry is then charged whatever that outcome says.
 	raceReached bool
-	// paced is set when the latest attempt's answer spent a quota hold
-	// that knows the announced quota, to a reset at least
-	// ScheduledRetryMin ahead (see holds.observe): its retry takes no token.
-	paced bool
+	// pacedUntil is the reset of the quota hold that the latest attempt's
+	// answer spent, when that hold knows the announced quota and the reset
+	// was at least ScheduledRetryMin ahead (see holds.observeRequest): a
+	// retry the hold will hold takes no token. Zero otherwise.
+	pacedUntil time.Time
 }
 
 // endReason returns why the caller stopped waiting for r.req: its
