@@ -48,11 +48,7 @@ func (r *retrier) throttled() bool {
 // was cancelled while held.
 func (r *retrier) holdAttempt(n int) (err error) {
 	var reason error // the limit a hold would pass, for OnHold
-	hs := &r.t.holds
-	if hs.policy.Load() == nil {
-		hs.policy.Store(&r.t.Policy) // for the answers a race tells (see hedge.go)
-	}
-	pl := hs.find(r.req.URL)
+	pl := r.t.holds.find(r.req.URL)
 	if pl == nil {
 		return nil
 	}
@@ -105,14 +101,7 @@ func (r *retrier) holdAttempt(n int) (err error) {
 				jitter, jitterFor = serverWaitJitter(wait, room), h.reset
 			}
 			total := saturatingAdd(wait, jitter)
-			// A reset beyond what a Duration holds is beyond any limit,
-			// even one of math.MaxInt64, as a retry's named wait is.
-			if named >= maxDelay || named > p.maxRetryAfter() {
-				reason = ErrRetryAfterTooLong
-			} else {
-				reason = lim.check(total)
-			}
-			if reason != nil {
+			if reason = p.holdLimit(named, total, lim); reason != nil {
 				r.pastHold, r.pastReset = h, h.reset
 				h.mu.Unlock()
 				return nil
@@ -183,6 +172,20 @@ func (r *retrier) holdAttempt(n int) (err error) {
 	}
 	h.mu.Unlock()
 	return nil
+}
+
+// holdLimit reports the limit a hold would pass, or nil: named is all the
+// delay the server named for the attempt, the hold's included, and total
+// how long from now the attempt would wait. A reset beyond what a Duration
+// holds is beyond any limit, even one of math.MaxInt64, as a retry's named
+// wait is. holdAttempt waits for a hold only when it passes none, and
+// decide makes a retry free of the Budget only when the hold it spent will
+// be waited for (pacedByHold).
+func (p *Policy) holdLimit(named, total time.Duration, lim limits) error {
+	if named >= maxDelay || named > p.maxRetryAfter() {
+		return ErrRetryAfterTooLong
+	}
+	return lim.check(total)
 }
 
 // sleepHeld waits d on the Policy's Clock, or until the request is cancelled

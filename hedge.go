@@ -205,7 +205,7 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 		start := time.Now()
 		resp, err := r.sendOne(n)
 		if resp != nil {
-			observeLatency(lat, time.Since(start))
+			lat.add(time.Since(start))
 		}
 		return resp, err
 	}
@@ -239,7 +239,7 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 		case res := <-rc.results:
 			delete(inFlight, res)
 			if res.resp != nil {
-				observeLatency(lat, res.took)
+				lat.add(res.took)
 			}
 			if r.raceFinal(res) {
 				winner = res
@@ -324,7 +324,7 @@ func (r *retrier) hedgedSend(n int) (*http.Response, error) {
 		if res.sent.Before(winner.sent) {
 			// Censored: it took at least this long, longer than the
 			// winner. One sent after the winner tells nothing.
-			observeLatency(lat, now.Sub(res.sent))
+			lat.add(now.Sub(res.sent))
 		}
 	}
 	if resp := winner.resp; resp != nil {
@@ -438,7 +438,7 @@ func (rc *race) lost(res *raceResult) {
 		if th := rc.t.Policy.Throttle; th != nil {
 			th.record(res.req.URL, rc.clock.Now(), accepted)
 		}
-		rc.t.holds.observe(res.req.URL, rc.clock, resp, accepted, nil, nil, time.Time{})
+		rc.t.holds.observe(res.req.URL, rc.clock, rc.t.Policy.LimitKey, resp, accepted, nil, nil, time.Time{})
 	}
 	closeLoser(res)
 }
@@ -559,8 +559,12 @@ func (l *latencies) ring(u *url.URL) *latencyRing {
 	return lr
 }
 
-// add records one time to response headers.
+// add records one time to response headers; a nil ring, that of a fixed
+// Hedge.Delay, records nothing.
 func (lr *latencyRing) add(d time.Duration) {
+	if lr == nil {
+		return // a fixed Hedge.Delay keeps no samples
+	}
 	lr.mu.Lock()
 	defer lr.mu.Unlock()
 	// The sorted copy is kept by moving at most a window's worth of

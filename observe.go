@@ -76,11 +76,11 @@ func (r *retrier) observeQuota(resp *http.Response, success bool) {
 		// it ended.
 		r.told = false
 		if admitted != nil {
-			r.t.holds.observeRequest(r.req, r.req.URL, r.clock, nil, false, admitted, pastHold, r.pastReset)
+			r.t.holds.observeRequest(r.req, r.req.URL, r.clock, r.t.Policy.LimitKey, nil, false, admitted, pastHold, r.pastReset)
 		}
 		return
 	}
-	r.pacedUntil = r.t.holds.observeRequest(r.req, r.req.URL, r.clock, resp, success, admitted, pastHold, r.pastReset)
+	r.pacedUntil = r.t.holds.observeRequest(r.req, r.req.URL, r.clock, r.t.Policy.LimitKey, resp, success, admitted, pastHold, r.pastReset)
 }
 
 // tellQuota tells the quota holds what a refused attempt of a race, started
@@ -89,7 +89,7 @@ func (r *retrier) observeQuota(resp *http.Response, success bool) {
 func (r *retrier) tellQuota(res *raceResult, first int) {
 	if res.n == first {
 		r.observeQuota(res.resp, false)
-	} else if until := r.t.holds.observe(res.req.URL, r.clock, res.resp, false, nil, nil, time.Time{}); until.After(r.pacedUntil) {
+	} else if until := r.t.holds.observe(res.req.URL, r.clock, r.t.Policy.LimitKey, res.resp, false, nil, nil, time.Time{}); until.After(r.pacedUntil) {
 		r.pacedUntil = until
 	}
 	res.told = true
@@ -102,14 +102,5 @@ func (r *retrier) tellQuota(res *raceResult, first int) {
 func (r *retrier) observeRefused() {
 	if th := r.t.Policy.Throttle; th != nil {
 		th.record(r.req.URL, r.clock.Now(), false)
-	}
-}
-
-// observeLatency records an attempt's time to response headers, or a lower
-// bound of it, for the adaptive hedge delay; lat is nil when the delay is
-// fixed.
-func observeLatency(lat *latencyRing, took time.Duration) {
-	if lat != nil {
-		lat.add(took)
 	}
 }

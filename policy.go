@@ -408,7 +408,7 @@ func (r *retrier) decide(attempt int, resp *http.Response, err error) decision {
 	if d.reason = lim.check(max(d.wait, drainAllowance(resp))); d.reason != nil {
 		return d
 	}
-	if th := p.Throttle; th != nil && th.admit(r.req.URL, now) != nil {
+	if r.throttled() {
 		d.reason = ErrThrottled
 		return d
 	}
@@ -462,8 +462,7 @@ func (r *retrier) pacedByHold(now time.Time, lim limits, d decision) bool {
 	if d.server.ok {
 		named = saturatingAdd(named, d.server.wait)
 	}
-	return named < maxDelay && named <= r.t.Policy.maxRetryAfter() &&
-		lim.check(saturatingAdd(max(d.wait, 0), hold)) == nil
+	return r.t.Policy.holdLimit(named, saturatingAdd(max(d.wait, 0), hold), lim) == nil
 }
 
 // refund gives back the token of a retry decided and not sent, if it took

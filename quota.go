@@ -78,7 +78,6 @@ const maxHolds = maxDestinations
 type holds struct {
 	places destTable[place]
 	table  destTable[hold]
-	policy atomic.Pointer[Policy] // the Transport's, for LimitKey; stored by the first request
 
 	// mu is held to add or remove an entry of either table, so that they
 	// agree: every place has a hold, and every hold its place.
@@ -121,14 +120,6 @@ func (hs *holds) find(u *url.URL) *place {
 // hold returns the hold of scope s of u's destination, or nil.
 func (hs *holds) hold(u *url.URL, s limitScope) *hold {
 	return hs.table.find(u, s.extra())
-}
-
-// limitKey returns the Transport's Policy.LimitKey, or nil.
-func (hs *holds) limitKey() func(*http.Request) string {
-	if p := hs.policy.Load(); p != nil {
-		return p.LimitKey
-	}
-	return nil
 }
 
 // findOrAdd returns the hold of u's destination itself, adding one when
@@ -572,12 +563,12 @@ type HoldEvent struct {
 // quotas: observeRequest with the request resp was the answer to, if known.
 // It is safe to call from any goroutine: a race's loser calls it from its
 // own (see race.lost).
-func (hs *holds) observe(u *url.URL, clock Clock, resp *http.Response, success bool, admitted, pastHold *hold, pastReset time.Time) (pacedUntil time.Time) {
+func (hs *holds) observe(u *url.URL, clock Clock, limitKey func(*http.Request) string, resp *http.Response, success bool, admitted, pastHold *hold, pastReset time.Time) (pacedUntil time.Time) {
 	var req *http.Request
 	if resp != nil {
 		req = resp.Request
 	}
-	return hs.observeRequest(req, u, clock, resp, success, admitted, pastHold, pastReset)
+	return hs.observeRequest(req, u, clock, limitKey, resp, success, admitted, pastHold, pastReset)
 }
 
 // observeRequest records what resp, the answer to req, a request to u, says
@@ -598,7 +589,7 @@ func (hs *holds) observe(u *url.URL, clock Clock, resp *http.Response, success b
 // the Budget when the hold will be waited for (see retrier.pacedByHold). It
 // is read as the answer arrives, so that the time a retry takes to be
 // decided does not change it.
-func (hs *holds) observeRequest(req *http.Request, u *url.URL, clock Clock, resp *http.Response, success bool, admitted, pastHold *hold, pastReset time.Time) (pacedUntil time.Time) {
+func (hs *holds) observeRequest(req *http.Request, u *url.URL, clock Clock, limitKey func(*http.Request) string, resp *http.Response, success bool, admitted, pastHold *hold, pastReset time.Time) (pacedUntil time.Time) {
 	if admitted == nil && !mayTellQuota(resp) && hs.find(u) == nil {
 		return time.Time{}
 	}
@@ -617,9 +608,9 @@ func (hs *holds) observeRequest(req *http.Request, u *url.URL, clock Clock, resp
 	case admitted != nil:
 		scope = admitted.scope
 	case pl != nil && req != nil:
-		scope = pl.requestScope(req, hs.limitKey())
+		scope = pl.requestScope(req, limitKey)
 	default:
-		scope = keyScope(req, hs.limitKey())
+		scope = keyScope(req, limitKey)
 	}
 	h := pl.hold(scope)
 	if h == nil && news.spent {
