@@ -153,6 +153,7 @@ func (r *retrier) holdAttempt(n int) (err error) {
 		}
 		changed := h.changed
 		h.waiters++
+		h.answering++
 		h.asked()
 		h.mu.Unlock()
 		started := time.Now()
@@ -160,6 +161,9 @@ func (r *retrier) holdAttempt(n int) (err error) {
 		held += time.Since(started)
 		h.mu.Lock()
 		h.waiters--
+		if changed == h.changed {
+			h.answering-- // timed out or cancelled: not woken by broadcast
+		}
 		if werr != nil {
 			h.mu.Unlock()
 			return werr

@@ -25,8 +25,10 @@ import (
 //
 // The crowd is told of its size up front (join), and each request leaves
 // it once its answer has been read and closed (see crowdClient), so that a
-// request not yet started, or one that a hold keeps waiting for an answer
-// in flight, keeps the clock still.
+// request not yet started keeps the clock still. A server may wait on the
+// clock too, to answer late: its wait stands for the request in flight.
+// A request that a hold keeps waiting for such an answer keeps the clock
+// still as well, unless the test counts it as blocked (watchBlocked).
 type crowdClock struct {
 	mu      sync.Mutex
 	now     time.Time
@@ -49,6 +51,38 @@ func newCrowdClock(t testing.TB) *crowdClock {
 		c.release()
 	})
 	return c
+}
+
+// watchBlocked counts, besides the waits on the clock, the requests that
+// blocked reports as blocked otherwise, such as those a quota hold keeps
+// waiting for an answer in flight (retryhttp.AwaitingAnswers): the clock
+// then moves when every member is either waiting on it or so blocked, and
+// those answers are ones the server plays late on the clock. blocked is
+// asked every millisecond until the test ends, outside the clock's lock (it
+// may take locks that are held while the clock is read). A count read as a
+// request wakes may move the clock a moment early for it; that is a
+// schedule a busy machine could play as well, and the library must hold
+// under every schedule.
+func (c *crowdClock) watchBlocked(t testing.TB, blocked func() int) {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	t.Cleanup(func() { close(stop); <-done })
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			n := blocked()
+			c.mu.Lock()
+			c.stepWith(n)
+			c.mu.Unlock()
+		}
+	}()
 }
 
 func (c *crowdClock) Now() time.Time {
@@ -110,8 +144,12 @@ func (c *crowdClock) leave() {
 
 // step moves the clock to the earliest end of a wait, and ends the waits
 // that end then, if every member of the crowd is waiting; c.mu is held.
-func (c *crowdClock) step() {
-	if len(c.sleeps) == 0 || len(c.sleeps) < c.members {
+func (c *crowdClock) step() { c.stepWith(0) }
+
+// stepWith is step with blocked members of the crowd blocked otherwise
+// than on the clock; c.mu is held.
+func (c *crowdClock) stepWith(blocked int) {
+	if len(c.sleeps) == 0 || len(c.sleeps)+blocked < c.members {
 		return
 	}
 	next := c.sleeps[0].until

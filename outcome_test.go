@@ -294,55 +294,52 @@ func TestContextEndingAsARetryableResponseArrivesIsAGiveUp(t *testing.T) {
 	}
 }
 
-// wrappingClock waits in real time, and returns an error that wraps the
-// context's, as the Clock contract allows, when a wait is cut short.
-type wrappingClock struct{}
+// wrappingClock is a fake clock whose waits end only when their context
+// is done, returning an error that wraps the context's, as the Clock
+// contract allows; it calls before at the start of each wait, so that a
+// test can end the wait then, with no real time played.
+type wrappingClock struct{ before func() }
 
 func (wrappingClock) Now() time.Time { return time.Now() }
 
-func (wrappingClock) Sleep(ctx context.Context, d time.Duration) error {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("wrapping clock: sleep of %v cut short: %w", d, ctx.Err())
-	}
+func (c wrappingClock) Sleep(ctx context.Context, d time.Duration) error {
+	c.before()
+	<-ctx.Done()
+	return fmt.Errorf("wrapping clock: sleep of %v cut short: %w", d, ctx.Err())
 }
 
 // The reason of a wait cut short is the context's own error, even when the
-// Clock's Sleep returns a wrapper of it.
+// Clock's Sleep returns a wrapper of it. The context ends as the wait
+// starts, after the first attempt.
 func TestCancelledWaitReasonIsTheContextsOwnError(t *testing.T) {
 	for _, tt := range []struct {
 		name string
-		ctx  func() (context.Context, context.CancelFunc)
+		ctx  func() (ctx context.Context, end func())
 		want error
 	}{
-		{"cancelled", func() (context.Context, context.CancelFunc) {
-			ctx, cancel := context.WithCancel(context.Background())
-			time.AfterFunc(500*time.Millisecond, cancel) // after the first attempt, even on a busy machine
-			return ctx, cancel
+		{"cancelled", func() (context.Context, func()) {
+			return context.WithCancel(context.Background())
 		}, context.Canceled},
-		{"deadline", func() (context.Context, context.CancelFunc) {
+		{"deadline", func() (context.Context, func()) {
 			// A deadline the Transport cannot see ends the wait.
-			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-			return hiddenDeadline{ctx}, cancel
+			ctx := newExpiringContext()
+			return ctx, ctx.expire
 		}, context.DeadlineExceeded},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := retrytest.NewServer(t).Otherwise(retrytest.Unavailable(5 * time.Second))
 			var hook giveUps
+			ctx, end := tt.ctx()
+			defer end()
 			client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t), Policy: retryhttp.Policy{
-				Clock: wrappingClock{}, OnGiveUp: hook.record,
+				Clock: wrappingClock{before: end}, OnGiveUp: hook.record,
 			}}}
-			ctx, cancel := tt.ctx()
-			defer cancel()
 
 			_, err := client.Do(newRequest(t, "GET", srv.URL, nil).WithContext(ctx))
 
 			var giveUp *retryhttp.GiveUpError
 			require.ErrorAs(t, err, &giveUp)
+			assert.Equal(t, 1, srv.Count(), "ended in the wait after the first attempt")
 			assert.True(t, giveUp.Reason == tt.want, "GiveUpError.Reason == the context's error: %#v", giveUp.Reason)
 			events := hook.all()
 			require.Len(t, events, 1)

@@ -107,6 +107,7 @@ type hold struct {
 	served    int           // successes answered since the window opened
 	demand    int           // the most requests in flight or waiting at once since the window opened
 	waiters   int           // requests waiting on the hold
+	answering int           // of the waiters, those waiting for an answer (changed), not on the Clock
 	changed   chan struct{}
 	gone      bool // taken out of the table; set under holds.mu
 }
@@ -275,6 +276,7 @@ func (h *hold) broadcast() {
 	if h.changed != nil {
 		close(h.changed)
 		h.changed = nil
+		h.answering = 0 // woken, they wait no more, although they have yet to run
 	}
 }
 

@@ -77,7 +77,7 @@ func (q *quotaServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	remaining, resetAt := q.limit-q.used, q.resetAt
 	q.mu.Unlock()
-	time.Sleep(q.delay)
+	q.sleep(r.Context(), q.delay)
 	if resetAt.IsZero() {
 		resetAt = now.Add(q.reset) // an estimate while quota remains, as GitHub's hourly window is
 	}
@@ -127,6 +127,18 @@ func (q *quotaServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = io.WriteString(w, "ok")
+}
+
+// sleep waits d on the server's clock, or until ctx is done.
+func (q *quotaServer) sleep(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	if q.clock != nil {
+		_ = q.clock.Sleep(ctx, d)
+		return
+	}
+	time.Sleep(d)
 }
 
 // now reads the server's clock.
@@ -272,20 +284,26 @@ func TestQuotaHoldTakesAServedQuotaAsSpent(t *testing.T) {
 
 // Answers that take a while: requests let through at a reset are still in
 // flight when the next held ones wake, and must not be more than the quota.
+// The server answers 0.3 s late on the same virtual clock, and the held
+// requests that wait for those answers count as blocked, so that five
+// 0.5 s resets play in virtual time.
 func TestQuotaHoldLetsThroughNoMoreThanTheQuotaAtAReset(t *testing.T) {
-	if testing.Short() {
-		// On a fake clock the answers' delay would have to be virtual too,
-		// and a held request that waits for one of them waits in real time.
-		t.Skip("plays five 0.5 s resets and 0.3 s answers in real time")
-	}
-	t.Parallel() // mostly waiting: it overlaps the other real-time tests
 	q, srv := newQuotaServer(t, 5, 500*time.Millisecond, "discord")
 	q.delay = 300 * time.Millisecond
+	clock := newCrowdClock(t)
+	q.clock = clock
 	// A reset under ScheduledRetryMin makes a blind retry, charged to the
 	// Budget; what is tested here is the hold's pacing.
-	client := &http.Client{Transport: &retryhttp.Transport{Base: newBase(t), Policy: retryhttp.Policy{Budget: retryhttp.UnlimitedBudget()}}}
+	rt := &retryhttp.Transport{Base: newBase(t), Policy: retryhttp.Policy{Budget: retryhttp.UnlimitedBudget(), Clock: clock}}
+	client := &http.Client{Transport: crowdTransport{rt: rt, clock: clock}}
+	clock.watchBlocked(t, func() int { return retryhttp.AwaitingAnswers(rt) })
+	clock.join(30)
+	start := clock.Now()
 	statuses, errs := runConcurrent(t, client, srv.URL, 30)
+	t.Logf("finished in %v of virtual time", clock.Now().Sub(start))
 	checkQuotaTarget(t, q, statuses, errs)
+	windows, _, _ := q.stats()
+	assert.GreaterOrEqual(t, len(windows), 6, "the 30 requests took five resets at least")
 }
 
 // spentThenOK returns a Server on clock whose first answer says, as
