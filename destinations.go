@@ -49,11 +49,16 @@ const maxDestinations = 1024
 // The zero destTable holds nothing, scores every entry alike and keeps at
 // most maxDestinations.
 type destTable[V any] struct {
-	m     atomic.Pointer[map[uint64]*destEntry[V]]
-	mu    sync.Mutex
-	seed  uint64 // set under mu before the first map is stored
-	limit int    // 0: maxDestinations
-	hooks destHooks[V]
+	m  atomic.Pointer[map[uint64]*destEntry[V]]
+	mu sync.Mutex
+	// entries are the map's entries in a slice, under mu, for eviction to
+	// scan: a slice is scanned several times faster than a map is iterated,
+	// and a client that meets a new destination at every request scans it
+	// once per request.
+	entries []*destEntry[V]
+	seed    uint64 // set under mu before the first map is stored
+	limit   int    // 0: maxDestinations
+	hooks   destHooks[V]
 }
 
 // destHooks are what a concern tells its destTable; each may be nil.
@@ -74,6 +79,8 @@ type destHooks[V any] struct {
 type destEntry[V any] struct {
 	dest  string // canonicalDestination
 	extra string
+	key   uint64 // its key in the map
+	index int    // its index in destTable.entries, under the table's mu
 	v     V
 }
 
@@ -125,11 +132,11 @@ func (t *destTable[V]) findOrAddWith(u *url.URL, extra string, now int64, ready 
 		next = make(map[uint64]*destEntry[V], 1)
 	}
 	if e := next[h]; e != nil {
-		t.leave(next, h) // a colliding key takes the slot over
+		t.leave(next, e) // a colliding key takes the slot over
 	} else if len(next) >= limit {
-		t.leave(next, t.leastWorth(next, now))
+		t.leave(next, t.leastWorth(now))
 	}
-	e := &destEntry[V]{dest: canonicalDestination(u), extra: extra}
+	e := &destEntry[V]{dest: canonicalDestination(u), extra: extra, key: h, index: len(t.entries)}
 	if t.hooks.fresh != nil {
 		t.hooks.fresh(&e.v, h, now)
 	}
@@ -137,36 +144,45 @@ func (t *destTable[V]) findOrAddWith(u *url.URL, extra string, now int64, ready 
 		ready(&e.v)
 	}
 	next[h] = e
+	t.entries = append(t.entries, e)
 	t.m.Store(&next)
 	return &e.v
 }
 
-// leastWorth returns the key of next's entry least worth keeping at now.
-// t.mu is held.
-func (t *destTable[V]) leastWorth(next map[uint64]*destEntry[V], now int64) uint64 {
-	var key uint64
-	first := true
-	var lo1, lo2 int64
-	for k, e := range next {
-		var w1, w2 int64
-		if t.hooks.worth != nil {
-			w1, w2 = t.hooks.worth(&e.v, now)
-		}
-		if first || w1 < lo1 || w1 == lo1 && w2 < lo2 {
-			key, lo1, lo2, first = k, w1, w2, false
+// leastWorth returns the entry least worth keeping at now, of a table
+// that holds one at least. t.mu is held.
+func (t *destTable[V]) leastWorth(now int64) *destEntry[V] {
+	least := t.entries[0]
+	if t.hooks.worth == nil {
+		return least
+	}
+	lo1, lo2 := t.hooks.worth(&least.v, now)
+	for _, e := range t.entries[1:] {
+		w1, w2 := t.hooks.worth(&e.v, now)
+		if w1 < lo1 || w1 == lo1 && w2 < lo2 {
+			least, lo1, lo2 = e, w1, w2
 		}
 	}
-	return key
+	return least
 }
 
-// leave takes the entry of key h out of next, a map not yet stored, and
-// tells its concern. t.mu is held.
-func (t *destTable[V]) leave(next map[uint64]*destEntry[V], h uint64) {
-	e := next[h]
-	delete(next, h)
+// leave drops e and tells its concern. t.mu is held.
+func (t *destTable[V]) leave(next map[uint64]*destEntry[V], e *destEntry[V]) {
+	t.drop(next, e)
 	if t.hooks.evicted != nil {
-		t.hooks.evicted(&e.v, h)
+		t.hooks.evicted(&e.v, e.key)
 	}
+}
+
+// drop takes e out of next, a map not yet stored, and out of t.entries.
+// t.mu is held.
+func (t *destTable[V]) drop(next map[uint64]*destEntry[V], e *destEntry[V]) {
+	delete(next, e.key)
+	last := len(t.entries) - 1
+	t.entries[e.index] = t.entries[last]
+	t.entries[e.index].index = e.index
+	t.entries[last] = nil // for the collector
+	t.entries = t.entries[:last]
 }
 
 // removeIf takes v out of the table when it is still there and gone, asked
@@ -175,23 +191,18 @@ func (t *destTable[V]) leave(next map[uint64]*destEntry[V], h uint64) {
 func (t *destTable[V]) removeIf(v *V, gone func(*V) bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	mp := t.m.Load()
-	if mp == nil {
-		return
-	}
-	var h uint64
-	found := false
-	for k, e := range *mp {
+	var found *destEntry[V]
+	for _, e := range t.entries {
 		if &e.v == v {
-			h, found = k, true
+			found = e
 			break
 		}
 	}
-	if !found || !gone(v) {
+	if found == nil || !gone(v) {
 		return
 	}
-	next := maps.Clone(*mp)
-	delete(next, h)
+	next := maps.Clone(*t.m.Load())
+	t.drop(next, found)
 	t.m.Store(&next)
 }
 

@@ -304,6 +304,7 @@ func TestHoldsLeaveWithAPlaceWhoseSlotIsTaken(t *testing.T) {
 	next := maps.Clone(*hs.places.m.Load())
 	ka, kb := hs.places.hash(a, ""), hs.places.hash(b, "")
 	next[kb] = next[ka]
+	next[kb].key = kb
 	delete(next, ka)
 	hs.places.m.Store(&next)
 	hs.places.mu.Unlock()
