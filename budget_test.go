@@ -153,6 +153,7 @@ func TestHostBudgetIsSharedBetweenTransports(t *testing.T) {
 }
 
 func TestHostBudgetMemoryIsBounded(t *testing.T) {
+	t.Parallel() // CPU-bound: it runs beside the other parallel tests, on another core
 	budget := retryhttp.NewHostBudget(0.5, 1)
 	client := &http.Client{Transport: &retryhttp.Transport{Base: always503, Policy: retryhttp.Policy{
 		Budget: budget, MaxAttempts: 2, Clock: retrytest.NewClock(t),
@@ -174,6 +175,7 @@ func TestHostBudgetMemoryIsBounded(t *testing.T) {
 // get back the burst it had spent: the bound "burst in all while it is open"
 // holds however many destinations a program talks to.
 func TestEvictedDestinationDoesNotGetItsSpentBurstBack(t *testing.T) {
+	t.Parallel() // CPU-bound: it runs beside the other parallel tests, on another core
 	for name, budget := range map[string]*retryhttp.Budget{
 		"NewHostBudget":      retryhttp.NewHostBudget(0.5, 1),
 		"NewFixedHostBudget": retryhttp.NewFixedHostBudget(0.5, 1),
@@ -231,6 +233,7 @@ func (frozenClock) Sleep(ctx context.Context, d time.Duration) error {
 // buckets live in a map that is copied on write and a full bucket is dropped
 // from it while a concurrent withdraw may still hold it.
 func TestHostBudgetBoundHoldsUnderConcurrency(t *testing.T) {
+	t.Parallel() // CPU-bound: it runs beside the other parallel tests, on another core
 	const (
 		ratio    = 0.5 // two deposits fill a drained bucket, which is then dropped
 		burst    = 1
@@ -274,6 +277,7 @@ func TestHostBudgetBoundHoldsUnderConcurrency(t *testing.T) {
 // concurrency, with deposits made after the response and drained buckets
 // dropped as they refill.
 func TestHostBudgetBoundHoldsWithSuccessesUnderConcurrency(t *testing.T) {
+	t.Parallel() // CPU-bound: it runs beside the other parallel tests, on another core
 	const ratio, burst = 0.5, 2
 	hosts := []string{"http://a.example/", "http://b.example/", "http://c.example/"}
 	for round, end := 0, time.Now().Add(1500*time.Millisecond); round == 0 || !testing.Short() && time.Now().Before(end); round++ {

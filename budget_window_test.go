@@ -68,6 +68,7 @@ func countIn(ts []time.Time, from, to time.Time) int {
 // successes of the 10 s up to it, plus burst before the first success, and
 // those of the 0.8 s up to it at most a tenth of that, rounded up.
 func TestBudgetBound(t *testing.T) {
+	t.Parallel() // CPU-bound: it runs beside the other parallel tests, on another core
 	for _, ratio := range []float64{0.1, 0.5} {
 		clock := retrytest.NewClock(t)
 		start := clock.Now()
@@ -434,6 +435,7 @@ func TestFixedBudgetKeepsTheOldModel(t *testing.T) {
 // successes may be fewer than its retries need, and the bound must count
 // the successes of the 20 s up to the moment.
 func TestBudgetBoundAtEveryMoment(t *testing.T) {
+	t.Parallel() // CPU-bound: it runs beside the other parallel tests, on another core
 	for _, ratio := range []float64{0.1, 0.5} {
 		clock := retrytest.NewClock(t)
 		start := clock.Now()
@@ -650,6 +652,7 @@ func TestBudgetRetryReadingAnOlderSlot(t *testing.T) {
 // successes of the 20 s up to it, plus burst for 10 s after the first
 // success, and in all at most ratio × all successes plus burst.
 func TestBudgetBoundUnderConcurrency(t *testing.T) {
+	t.Parallel() // CPU-bound: it runs beside the other parallel tests, on another core
 	const ratio, burst = 0.2, 3
 	clock := retrytest.NewClock(t)
 	start := clock.Now()

@@ -20,6 +20,7 @@ func (stillClock) Now() time.Time                                   { return tim
 func (stillClock) Sleep(ctx context.Context, _ time.Duration) error { return ctx.Err() }
 
 func TestHostBudgetKeepsTheMostRecentlyFailed(t *testing.T) {
+	t.Parallel() // CPU-bound: it runs beside the other parallel tests, on another core
 	for name, budget := range map[string]*Budget{
 		"NewHostBudget":      NewHostBudget(0.5, 1),
 		"NewFixedHostBudget": NewFixedHostBudget(0.5, 1),

@@ -996,6 +996,7 @@ func TestPostResetAfterWritingIsNotRetried(t *testing.T) {
 // Soak: many requests from many goroutines through one Transport against a
 // server that mixes every outcome.
 func TestSoak(t *testing.T) {
+	t.Parallel() // CPU-bound: it runs beside the other parallel tests, on another core
 	requests, goroutines := 10_000, 200
 	if testing.Short() {
 		requests, goroutines = 1_000, 50

@@ -55,6 +55,7 @@ func TestResourceNameReadsWhereTheServerDrawsTheLimit(t *testing.T) {
 // or routes a destination's answers teach, the table keeps at most maxHolds
 // holds and maxRoutes routes per destination.
 func TestHoldsStayBoundedWhateverTheKey(t *testing.T) {
+	t.Parallel() // CPU-bound: it runs beside the other parallel tests, on another core
 	var hs holds
 	now := time.Now()
 	u := mustURL(t, "https://api.example")

@@ -246,6 +246,7 @@ func requireHoldTablesAgree(t *testing.T, hs *holds) {
 // evicted or expire, a destination has a place exactly while it has a
 // hold, so that its requests take the happy path again with its last.
 func TestHoldTablesAgreeThroughEvictionAndExpiry(t *testing.T) {
+	t.Parallel() // CPU-bound: it runs beside the other parallel tests, on another core
 	var hs holds
 	rnd := rand.New(rand.NewPCG(1, 2))
 	now := time.Now()

@@ -16,6 +16,7 @@ import (
 // internal/snippettest for how a snippet becomes a file). Those that use
 // otelretryhttp are compiled by otelretryhttp's own test, in its module.
 func TestDocSnippets(t *testing.T) {
+	t.Parallel() // it waits on the compiler, a child process
 	files, err := snippettest.MarkdownFiles("README.md", "docs")
 	require.NoError(t, err)
 	var blocks, here []snippettest.Block
@@ -49,6 +50,7 @@ var retryStatusesCall = regexp.MustCompile(`RetryStatuses\([^)]*\)`)
 // The Go code in the doc comments of this package and of retrytest is
 // gofmt-clean, and this package's compiles.
 func TestDocCommentSnippets(t *testing.T) {
+	t.Parallel() // it waits on the compiler, a child process
 	root, err := snippettest.DocBlocks(".")
 	require.NoError(t, err)
 	require.NotEmpty(t, root, "the package doc shows Go code")

@@ -106,6 +106,7 @@ func TestThrottleFloorKeepsProbing(t *testing.T) {
 }
 
 func TestThrottleMemoryIsBoundedFor10000Destinations(t *testing.T) {
+	t.Parallel() // CPU-bound: it runs beside the other parallel tests, on another core
 	th := NewThrottle(2, time.Minute)
 	now := time.Now()
 	for i := range 10_000 {
@@ -121,6 +122,7 @@ func TestThrottleMemoryIsBoundedFor10000Destinations(t *testing.T) {
 }
 
 func TestQuotaHoldMemoryIsBoundedFor10000Destinations(t *testing.T) {
+	t.Parallel() // CPU-bound: it runs beside the other parallel tests, on another core
 	var hs holds
 	now := time.Now()
 	for i := range 10_000 {

@@ -1246,6 +1246,10 @@ func TestOnly403RateLimitRefusalsAreRetried(t *testing.T) {
 // otherwise wait for that very connection for as long as the server holds the
 // body, and without it a goroutine and a connection would leak per retry.
 func TestStalledDiscardedBodyIsClosed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("each case waits out the drain's real timer: net/http's body and connection are what is tested")
+	}
+	t.Parallel() // mostly waiting on real timers: it overlaps the other parallel tests
 	// An attempt with a context of its own (a retry, or any attempt under
 	// AttemptTimeout) has its stalled body set free when the drain gives
 	// up. A first attempt without AttemptTimeout has none, so that the
