@@ -39,10 +39,39 @@ func runCmd(t *testing.T, args ...string) (int, string, string) {
 // retry waits, so that long waits take no real time.
 func runVirtual(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
+	return runOnClock(t, retrytest.NewClock(t), args...)
+}
+
+// runOnClock is runVirtual on clock, which the test may also move itself
+// (advanceOnce) or hand to its Server.
+func runOnClock(t *testing.T, clock *retrytest.Clock, args ...string) (int, string, string) {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
-	ctx := context.WithValue(context.Background(), clockKey{}, retrytest.NewClock(t))
+	ctx := context.WithValue(context.Background(), clockKey{}, clock)
 	code := run(ctx, args, &stdout, &stderr)
 	return code, stdout.String(), stderr.String()
+}
+
+// advanceOnce moves clock forward by d as soon as ready reports true, as
+// time passing while the command waits for an answer would; it gives up
+// when the test ends.
+func advanceOnce(t *testing.T, clock *retrytest.Clock, ready func() bool, d time.Duration) {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	t.Cleanup(func() { close(done); <-stopped })
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for !ready() {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+		clock.Advance(d)
+	}()
 }
 
 // giveUpLines returns the lines of stderr that say why the command gave up.
@@ -177,6 +206,9 @@ func TestTimeout(t *testing.T) {
 // A deadline that ends an attempt after retries: the last attempt's line
 // has its own error, not the "failed after 2 attempts" wrapped around it.
 func TestTimeoutAfterARetry(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-timeout is a real deadline on the request's context: 300 ms of real time")
+	}
 	t.Parallel()
 	srv := retrytest.NewServer(t,
 		retrytest.Unavailable(0).WithHeader("Retry-After", "0"),
@@ -403,6 +435,9 @@ func TestNoGiveUpReason(t *testing.T) {
 // -attempt-timeout abandons an attempt whose response headers are late, and
 // retries it.
 func TestAttemptTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-attempt-timeout is a real timer, as net/http's own header timeouts are: 500 ms of real time")
+	}
 	t.Parallel()
 	srv := retrytest.NewServer(t, retrytest.OK("late").WithDelay(time.Minute), retrytest.OK("in time"))
 	// Long enough for the first attempt to reach the server, even under -race.
@@ -582,7 +617,7 @@ func TestHelp(t *testing.T) {
 func TestHedge(t *testing.T) {
 	t.Parallel()
 	srv := retrytest.NewServer(t, retrytest.OK("slow").WithDelay(time.Minute), retrytest.OK("fast"))
-	code, stdout, stderr := runCmd(t, "-hedge", "100ms", srv.URL)
+	code, stdout, stderr := runVirtual(t, "-hedge", "100ms", srv.URL) // the 100 ms pass at once
 
 	assert.Equal(t, exitOK, code, stderr)
 	assert.Equal(t, "fast", stdout)
@@ -595,8 +630,13 @@ func TestHedge(t *testing.T) {
 
 func TestHedgeAnsweredBeforeItsHedge(t *testing.T) {
 	t.Parallel()
-	srv := retrytest.NewServer(t, retrytest.OK("first").WithDelay(300*time.Millisecond), retrytest.OK("hedge").WithDelay(time.Minute))
-	code, stdout, stderr := runCmd(t, "-hedge", "50ms", srv.URL)
+	// On a fake clock: the hedge goes out 50 ms in, and once it has reached
+	// the server, 300 ms pass, which the first attempt's answer waited for
+	// and the hedge's, a minute, did not.
+	clock := retrytest.NewClock(t)
+	srv := retrytest.NewServer(t, retrytest.OK("first").WithSlow(300*time.Millisecond), retrytest.OK("hedge").WithSlow(time.Minute)).UseClock(clock)
+	advanceOnce(t, clock, func() bool { return srv.Count() == 2 }, 300*time.Millisecond)
+	code, stdout, stderr := runOnClock(t, clock, "-hedge", "50ms", srv.URL)
 
 	assert.Equal(t, exitOK, code, stderr)
 	assert.Equal(t, "first", stdout)
@@ -620,8 +660,23 @@ func TestHedgeAuto(t *testing.T) {
 
 func TestHedgeNotForAPostWithoutKey(t *testing.T) {
 	t.Parallel()
-	srv := retrytest.NewServer(t, retrytest.OK("once").WithDelay(200*time.Millisecond)).Otherwise(retrytest.OK("twice"))
-	code, stdout, stderr := runCmd(t, "-hedge", "10ms", "-d", "x", srv.URL)
+	// On a fake clock, where a hedge's 10 ms pass at once: the answer comes
+	// 200 ms after the POST reached the server, once a hedge's wait has
+	// been played, or after 20 ms of real time in which none was (a hedge
+	// goes out 5 ms after its request is written).
+	clock := retrytest.NewClock(t)
+	srv := retrytest.NewServer(t, retrytest.OK("once").WithSlow(200*time.Millisecond)).Otherwise(retrytest.OK("twice")).UseClock(clock)
+	var arrived time.Time
+	advanceOnce(t, clock, func() bool {
+		if srv.Count() == 0 {
+			return false
+		}
+		if arrived.IsZero() {
+			arrived = time.Now()
+		}
+		return len(clock.Waits()) > 0 || time.Since(arrived) > 20*time.Millisecond
+	}, 200*time.Millisecond)
+	code, stdout, stderr := runOnClock(t, clock, "-hedge", "10ms", "-d", "x", srv.URL)
 	assert.Equal(t, exitOK, code, stderr)
 	assert.Equal(t, "once", stdout)
 	assert.Equal(t, 1, srv.Count())
