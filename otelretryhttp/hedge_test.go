@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/b4dedce7/retryhttp"
+	"github.com/b4dedce7/retryhttp/retrytest"
 )
 
 func TestHedgeSpansAndCounters(t *testing.T) {
@@ -51,15 +52,18 @@ func TestHedgeSpansAndCounters(t *testing.T) {
 
 func TestHedgeThatLosesIsNotCountedAsWon(t *testing.T) {
 	h := newHarness(t)
+	hedgeArrived := make(chan struct{})
 	srv := serve(t, func(n int, w http.ResponseWriter, r *http.Request) {
 		if n == 1 {
-			time.Sleep(300 * time.Millisecond) // slow enough to be hedged, but first
+			<-hedgeArrived // slow enough to be hedged, but first
 			_, _ = io.WriteString(w, "first")
 			return
 		}
+		close(hedgeArrived)
 		<-r.Context().Done()
 	})
-	client := h.client(retryhttp.Policy{Hedge: &retryhttp.Hedge{Delay: 100 * time.Millisecond}})
+	// On a fake clock the hedge's 100 ms pass at once.
+	client := h.client(retryhttp.Policy{Hedge: &retryhttp.Hedge{Delay: 100 * time.Millisecond}, Clock: retrytest.NewClock(t)})
 	resp, err := get(t, context.Background(), client, srv.URL)
 	require.NoError(t, err)
 	body, _ := io.ReadAll(resp.Body)

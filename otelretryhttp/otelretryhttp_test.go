@@ -788,6 +788,7 @@ func TestBudgetIDByDefaultIsStableAcrossRestarts(t *testing.T) {
 		fmt.Printf("budget ids: %s\n", strings.Join(ids, " "))
 		return
 	}
+	t.Parallel() // it waits on two child processes
 	run := func() string {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestBudgetIDByDefaultIsStableAcrossRestarts$", "-test.count=1")
 		cmd.Env = append(os.Environ(), "OTELRETRYHTTP_PRINT_BUDGET_IDS=1")
