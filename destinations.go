@@ -23,7 +23,7 @@ const maxDestinations = 1024
 // in a destTable of its own type V, and keeps its logic in its own file.
 //
 // Keys. A key is a destination, a URL's scheme and host with the port made
-// explicit, compared case-insensitively (canonicalDestination), and an extra
+// explicit, with ASCII case ignored (canonicalDestination), and an extra
 // string, empty but for a concern that keys finer than the destination (by
 // a rate-limit resource, say). Keys are hashed with FNV-1a, seeded per
 // table so that nobody can pick destinations that collide; an entry keeps
@@ -280,11 +280,19 @@ func destination(u *url.URL) (scheme, host, port string) {
 	return scheme, host, port
 }
 
-// canonicalDestination returns u's destination as "scheme://host:port" in
-// lower case.
+// canonicalDestination returns u's destination as "scheme://host:port",
+// with ASCII letters in lower case. Only ASCII is folded, as hashKey folds
+// it: a host that Unicode lower-casing would change in length (the Kelvin
+// sign lowers to "k") is then still found under its own spelling.
 func canonicalDestination(u *url.URL) string {
 	scheme, host, port := destination(u)
-	return strings.ToLower(scheme + "://" + host + ":" + port)
+	b := make([]byte, 0, len(scheme)+len("://")+len(host)+len(":")+len(port))
+	for _, s := range [...]string{scheme, "://", host, ":", port} {
+		for i := 0; i < len(s); i++ {
+			b = append(b, lower(s[i]))
+		}
+	}
+	return string(b)
 }
 
 // sameDestination reports whether dest, a canonicalDestination, is u's,
@@ -292,8 +300,13 @@ func canonicalDestination(u *url.URL) string {
 func sameDestination(dest string, u *url.URL) bool {
 	scheme, host, port := destination(u)
 	for _, part := range [...]string{scheme, "://", host, ":", port} {
-		if len(dest) < len(part) || !strings.EqualFold(dest[:len(part)], part) {
+		if len(dest) < len(part) {
 			return false
+		}
+		for i := 0; i < len(part); i++ {
+			if dest[i] != lower(part[i]) {
+				return false
+			}
 		}
 		dest = dest[len(part):]
 	}
