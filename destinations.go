@@ -61,7 +61,9 @@ type destTable[V any] struct {
 	hooks   destHooks[V]
 }
 
-// destHooks are what a concern tells its destTable; each may be nil.
+// destHooks are what a concern tells its destTable; each may be nil. They
+// run under the table's lock and must not panic: the table would be left
+// with an entry evicted from its slice but not from its map.
 type destHooks[V any] struct {
 	// fresh readies the new entry v of the key whose hash is h, at now (in
 	// the concern's own unit), before any request can find it.
