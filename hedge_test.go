@@ -40,6 +40,69 @@ func (o inOrder) RoundTrip(req *http.Request) (*http.Response, error) {
 // hedgeEvents collects the HedgeEvents of a Policy.
 type hedgeEvents = recorder[retryhttp.HedgeEvent]
 
+// noHedgeWait is how long, in real time, a test that expects no hedge waits
+// for one once the attempt is at the server. On a fake clock a hedge goes
+// out a few milliseconds of real time after the attempt it hedges was
+// written, whatever its delay (see Hedge.Delay), so a hedge sent by mistake
+// shows well within it; no fake clock can stand for that wait, since
+// nothing happens in it when all is well.
+const noHedgeWait = 50 * time.Millisecond
+
+// inFlight is a request sent in the background, for a test that moves a
+// fake clock while it is in flight.
+type inFlight struct{ done chan sentRequest }
+
+type sentRequest struct {
+	resp *http.Response
+	body string
+	err  error
+}
+
+// goDo sends req through client in the background and reads the whole
+// response body, as do does. The request carries the test's context, so
+// that one a failed test leaves held on a fake clock ends with the test.
+func goDo(t *testing.T, client *http.Client, req *http.Request) *inFlight {
+	f := &inFlight{done: make(chan sentRequest, 1)}
+	req = req.WithContext(t.Context())
+	go func() {
+		resp, err := client.Do(req)
+		if err != nil {
+			f.done <- sentRequest{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		f.done <- sentRequest{resp: resp, body: string(body), err: err}
+	}()
+	return f
+}
+
+// wait returns what do would have: the response, its body, and the error.
+func (f *inFlight) wait(t *testing.T) (*http.Response, string, error) {
+	t.Helper()
+	select {
+	case r := <-f.done:
+		return r.resp, r.body, r.err
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request did not end")
+		return nil, "", nil
+	}
+}
+
+// doWhenArrived sends req through client and, once srv has received n
+// requests, moves clock forward by d, and returns what do would have. The
+// answers it releases are held on the clock (Answer.WithSlow) longer than
+// the hedge delays the Transport plays on it, so that they come only once
+// every copy the test expects has reached the server, however long that
+// takes in real time.
+func doWhenArrived(t *testing.T, client *http.Client, req *http.Request, srv *retrytest.Server, clock *retrytest.Clock, n int, d time.Duration) (*http.Response, string, error) {
+	t.Helper()
+	f := goDo(t, client, req)
+	require.Eventually(t, func() bool { return srv.Count() >= n }, 5*time.Second, time.Millisecond, "%d requests at the server", n)
+	clock.Advance(d)
+	return f.wait(t)
+}
+
 // hedgingClient returns a client that hedges with p over a fresh base that
 // delivers attempts to srv in order, on a fake clock unless p has one, and
 // the events it reports.
@@ -59,6 +122,7 @@ func TestHedgeFirstAnswerWins(t *testing.T) {
 	tests := []struct {
 		name        string
 		script      []retrytest.Answer
+		release     time.Duration // moves the clock once both copies are at the server
 		wantBody    string
 		wantAttempt int
 	}{
@@ -69,9 +133,11 @@ func TestHedgeFirstAnswerWins(t *testing.T) {
 		},
 		{
 			name: "the first attempt answers first",
-			// Long enough for the hedge to reach the server first on a
-			// busy machine.
-			script:   []retrytest.Answer{retrytest.OK("first").WithDelay(500 * time.Millisecond), retrytest.OK("hedge").WithSlow(time.Hour)},
+			// Held past the hedge delay, until the test moves the clock
+			// once the hedge has reached the server, however busy the
+			// machine.
+			script:   []retrytest.Answer{retrytest.OK("first").WithSlow(time.Minute), retrytest.OK("hedge").WithSlow(time.Hour)},
+			release:  time.Minute,
 			wantBody: "first", wantAttempt: 1,
 		},
 		{
@@ -87,7 +153,17 @@ func TestHedgeFirstAnswerWins(t *testing.T) {
 			client, clock, events := hedgingClient(t, srv, retryhttp.Policy{Hedge: &retryhttp.Hedge{Delay: 100 * time.Millisecond}})
 			srv.UseClock(clock)
 
-			resp, body, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+			req := newRequest(t, http.MethodGet, srv.URL, nil)
+			var (
+				resp *http.Response
+				body string
+				err  error
+			)
+			if tt.release > 0 {
+				resp, body, err = doWhenArrived(t, client, req, srv, clock, 2, tt.release)
+			} else {
+				resp, body, err = do(t, client, req)
+			}
 			require.NoError(t, err)
 			assert.Equal(t, tt.wantBody, body)
 			assert.Equal(t, tt.wantAttempt, retryhttp.Attempt(resp.Request.Context()), "the attempt the answer came from")
@@ -227,17 +303,28 @@ func TestHedgeOnlyRequestsThatMayBeResent(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			// The first answer comes after 50 ms of real time; on the fake
-			// clock a hedge, if allowed, is sent at once.
-			srv := retrytest.NewServer(t, retrytest.OK("first").WithDelay(50*time.Millisecond)).Otherwise(retrytest.OK("hedge").WithDelay(time.Second))
-			client, _, events := hedgingClient(t, srv, retryhttp.Policy{Hedge: &retryhttp.Hedge{Delay: time.Millisecond}})
-			_, body, err := do(t, client, tt.req(t, srv.URL))
-			require.NoError(t, err)
-			assert.Equal(t, "first", body)
+			t.Parallel() // those that send no hedge wait for one in real time
+			// The first answer is held on the fake clock, past the hedge
+			// delay, until the test moves it: once the hedge, if allowed,
+			// has reached the server, or once none has come in
+			// noHedgeWait. The hedge's answer is held longer still.
+			srv := retrytest.NewServer(t, retrytest.OK("first").WithSlow(time.Minute)).Otherwise(retrytest.OK("hedge").WithSlow(time.Hour))
+			client, clock, events := hedgingClient(t, srv, retryhttp.Policy{Hedge: &retryhttp.Hedge{Delay: time.Millisecond}})
+			srv.UseClock(clock)
 			want := 1
 			if tt.hedged {
 				want = 2
 			}
+			f := goDo(t, client, tt.req(t, srv.URL))
+			require.Eventually(t, func() bool { return srv.Count() >= want }, 5*time.Second, time.Millisecond)
+			if !tt.hedged {
+				assert.Never(t, func() bool { return srv.Count() > 1 || len(events.all()) > 0 }, noHedgeWait, time.Millisecond,
+					"no hedge while the first attempt is in flight")
+			}
+			clock.Advance(time.Minute)
+			_, body, err := f.wait(t)
+			require.NoError(t, err)
+			assert.Equal(t, "first", body)
 			assert.Equal(t, want, srv.Count())
 			assert.Len(t, events.all(), want-1)
 			for _, r := range srv.Requests() {
@@ -274,15 +361,19 @@ func TestHedgeSpendsTheRetryBudget(t *testing.T) {
 }
 
 func TestHedgeCountsAsAnAttempt(t *testing.T) {
-	slow503 := retrytest.Unavailable(0).WithDelay(30 * time.Millisecond)
+	// Held on the fake clock past the hedge delay of 1 ms, until the test
+	// moves it by slowFor once both copies are at the server.
+	const slowFor = time.Second
+	slow503 := retrytest.Unavailable(0).WithSlow(slowFor)
 	t.Run("a race of 503s is retried within MaxAttempts", func(t *testing.T) {
 		srv := retrytest.NewServer(t, slow503, slow503, retrytest.OK("third"))
 		var retries []retryhttp.RetryEvent
-		client, _, events := hedgingClient(t, srv, retryhttp.Policy{
+		client, clock, events := hedgingClient(t, srv, retryhttp.Policy{
 			MaxAttempts: 3, Budget: retryhttp.UnlimitedBudget(), Hedge: &retryhttp.Hedge{Delay: time.Millisecond},
 			OnRetry: func(ev retryhttp.RetryEvent) { retries = append(retries, ev) },
 		})
-		resp, body, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+		srv.UseClock(clock)
+		resp, body, err := doWhenArrived(t, client, newRequest(t, http.MethodGet, srv.URL, nil), srv, clock, 2, slowFor)
 		require.NoError(t, err)
 		assert.Equal(t, "third", body)
 		assert.Equal(t, 3, srv.Count())
@@ -296,11 +387,12 @@ func TestHedgeCountsAsAnAttempt(t *testing.T) {
 	t.Run("MaxAttempts bounds hedges and retries together", func(t *testing.T) {
 		srv := retrytest.NewServer(t, slow503, slow503).Otherwise(retrytest.OK("never"))
 		var giveUps []retryhttp.GiveUpEvent
-		client, _, _ := hedgingClient(t, srv, retryhttp.Policy{
+		client, clock, _ := hedgingClient(t, srv, retryhttp.Policy{
 			MaxAttempts: 2, Budget: retryhttp.UnlimitedBudget(), Hedge: &retryhttp.Hedge{Delay: time.Millisecond, Max: 5},
 			OnGiveUp: func(ev retryhttp.GiveUpEvent) { giveUps = append(giveUps, ev) },
 		})
-		resp, _, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+		srv.UseClock(clock)
+		resp, _, err := doWhenArrived(t, client, newRequest(t, http.MethodGet, srv.URL, nil), srv, clock, 2, slowFor)
 		require.NoError(t, err)
 		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 		assert.Equal(t, 2, srv.Count())
@@ -564,16 +656,18 @@ func TestHedgeOutcomeCountsEveryAttempt(t *testing.T) {
 	}{
 		{
 			name: "the first attempt wins after a hedge was sent",
-			// Long enough for the hedge to reach the server first on a
-			// busy machine.
-			script:   []retrytest.Answer{retrytest.OK("first").WithDelay(500 * time.Millisecond), retrytest.OK("hedge").WithSlow(time.Hour)},
+			// The winner's answer is held on the fake clock past the hedge
+			// delays, until the test moves it a minute once every copy has
+			// reached the server, however busy the machine; the others are
+			// held an hour.
+			script:   []retrytest.Answer{retrytest.OK("first").WithSlow(time.Minute), retrytest.OK("hedge").WithSlow(time.Hour)},
 			max:      1,
 			wantBody: "first", wantSent: 2, wantWinner: 1,
 		},
 		{
 			name: "the first hedge wins after a second was sent",
 			script: []retrytest.Answer{
-				retrytest.OK("first").WithSlow(time.Hour), retrytest.OK("hedge").WithDelay(30 * time.Millisecond),
+				retrytest.OK("first").WithSlow(time.Hour), retrytest.OK("hedge").WithSlow(time.Minute),
 				retrytest.OK("late").WithSlow(time.Hour),
 			},
 			max:      2,
@@ -583,10 +677,11 @@ func TestHedgeOutcomeCountsEveryAttempt(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := retrytest.NewServer(t, tt.script...)
-			client, _, events := hedgingClient(t, srv, retryhttp.Policy{
+			client, clock, events := hedgingClient(t, srv, retryhttp.Policy{
 				Budget: retryhttp.UnlimitedBudget(), Hedge: &retryhttp.Hedge{Delay: time.Millisecond, Max: tt.max},
 			})
-			resp, body, err := do(t, client, newRequest(t, http.MethodGet, srv.URL, nil))
+			srv.UseClock(clock)
+			resp, body, err := doWhenArrived(t, client, newRequest(t, http.MethodGet, srv.URL, nil), srv, clock, tt.wantSent, time.Minute)
 			require.NoError(t, err)
 			require.Equal(t, tt.wantBody, body)
 			require.Len(t, events.all(), tt.wantSent-1)
