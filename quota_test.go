@@ -623,7 +623,7 @@ func TestQuotaHoldIsNotBypassedByAHedge(t *testing.T) {
 	clock := retrytest.NewClock(t)
 	srv := retrytest.NewServer(t,
 		retrytest.RateLimited(5*time.Second, retrytest.GitHub).WithHeader("X-RateLimit-Limit", "1"),
-	).Otherwise(retrytest.OK("ok").WithDelay(300 * time.Millisecond)).UseClock(clock)
+	).Otherwise(retrytest.OK("ok").WithSlow(time.Second)).UseClock(clock)
 	var hedges int
 	client, _ := newClient(t, retryhttp.Policy{
 		Clock:   clock,
@@ -632,7 +632,15 @@ func TestQuotaHoldIsNotBypassedByAHedge(t *testing.T) {
 	})
 	spend(t, client, srv.URL)
 
-	resp, body, err := do(t, client, mustRequest(t, http.MethodGet, srv.URL))
+	// The request waits for the reset, is let through, and its answer is
+	// held on the clock for a second, while the hedge delay of 10 ms runs
+	// out: the hedge is decided on before the answer comes.
+	f := goDo(t, client, mustRequest(t, http.MethodGet, srv.URL))
+	require.Eventually(t, func() bool { return srv.Count() >= 2 && len(clock.Waits()) >= 2 }, 5*time.Second, time.Millisecond,
+		"the request at the server, and its hedge delay played")
+	require.Equal(t, 10*time.Millisecond, clock.Waits()[1], "the hedge delay, after the wait for the reset")
+	clock.Advance(time.Second)
+	resp, body, err := f.wait(t)
 	require.NoError(t, err)
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "ok", body)
