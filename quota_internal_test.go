@@ -79,15 +79,24 @@ func TestShedding503DoesNotSoftenASpentQuota(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			release := map[string]chan struct{}{"/ok": make(chan struct{}), "/shed": make(chan struct{})}
 			arrived := make(chan string, 4)
+			// A test that fails before it releases the answers still ends:
+			// stop releases them before the server is closed.
+			stop := make(chan struct{})
 			var held atomic.Int32
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				switch r.URL.Path {
 				case "/ok":
 					arrived <- r.URL.Path
-					<-release[r.URL.Path]
+					select {
+					case <-release[r.URL.Path]:
+					case <-stop:
+					}
 				case "/shed":
 					arrived <- r.URL.Path
-					<-release[r.URL.Path]
+					select {
+					case <-release[r.URL.Path]:
+					case <-stop:
+					}
 					w.Header().Set("Retry-After", "1")
 					w.WriteHeader(http.StatusServiceUnavailable)
 				case "/spend":
@@ -97,7 +106,11 @@ func TestShedding503DoesNotSoftenASpentQuota(t *testing.T) {
 				}
 			}))
 			defer srv.Close()
-			tr := &Transport{Policy: Policy{Budget: UnlimitedBudget()}}
+			defer close(stop)
+			// The quota's reset is played on a clock that only the test
+			// moves: a request held for it stays held until then.
+			clock := newStepClock(t)
+			tr := &Transport{Policy: Policy{Budget: UnlimitedBudget(), Clock: clock}}
 			defer tr.CloseIdleConnections()
 			u, err := url.Parse(srv.URL)
 			require.NoError(t, err)
@@ -117,6 +130,7 @@ func TestShedding503DoesNotSoftenASpentQuota(t *testing.T) {
 				<-arrived
 			}
 			// The quota is spent for 10 s.
+			reset := clock.Now().Add(10 * time.Second)
 			postClosed(t, tr, srv.URL+"/spend")
 			// The 503 of a request sent before comes back.
 			close(release["/shed"])
@@ -126,9 +140,17 @@ func TestShedding503DoesNotSoftenASpentQuota(t *testing.T) {
 			defer cancel()
 			heldDone := sendInBackground(ctx, tr, srv.URL+"/held")
 			waitForWaiters(t, tr, u, 1)
+			require.Eventually(t, func() bool { return len(clock.sleeping()) == 1 }, 5*time.Second, time.Millisecond,
+				"the held request waits on the clock for the reset")
 			close(release["/ok"])
-			assert.Never(t, func() bool { return held.Load() > 0 }, 300*time.Millisecond, 5*time.Millisecond,
-				"nothing is sent into a spent quota before its reset")
+			<-answered["/ok"]
+			// The success has come back; the clock moves to the last moment
+			// before the reset. A request let go by either would be sent
+			// at once, and one still held waits on the clock: whichever
+			// comes first tells.
+			clock.advance(reset.Sub(clock.Now()) - time.Nanosecond)
+			require.Eventually(t, func() bool { return held.Load() > 0 || len(clock.sleeping()) == 1 }, 5*time.Second, time.Millisecond)
+			assert.Zero(t, held.Load(), "nothing is sent into a spent quota before its reset")
 			cancel()
 			assert.ErrorIs(t, <-heldDone, context.Canceled)
 			inflight.Wait()
