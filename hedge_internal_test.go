@@ -66,6 +66,13 @@ func (s *sleepyBase) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 func TestAdaptiveDelayFollowsAShiftThroughTheTransport(t *testing.T) {
+	if testing.Short() {
+		// The adaptive delay is measured in real time, whatever the
+		// Policy's Clock (see Hedge.Delay): no fake clock makes an attempt
+		// slow, so the slow ones take 60 ms each, several of them.
+		t.Skip("the adaptive delay is measured in real time: plays attempts of 60 ms")
+	}
+	t.Parallel() // mostly waiting on real timers: it overlaps the other real-time tests
 	base := &sleepyBase{}
 	base.latency.Store(int64(time.Millisecond))
 	tr := &Transport{Base: base, Policy: Policy{Budget: UnlimitedBudget(), Hedge: &Hedge{}}}
@@ -126,17 +133,25 @@ func TestLatencyRingMatchesASort(t *testing.T) {
 	}
 }
 
-// slowFirstServer answers its first request after slow, every other at
-// once, each with status.
-func slowFirstServer(t *testing.T, slow time.Duration, status int) (*httptest.Server, *atomic.Int32) {
+// slowFirstServer answers its first request only once a second request has
+// come, or release is closed, and every other at once, each with status:
+// the first attempt of a race is answered after its hedge was sent, or
+// after the test knows it will not be, however long either takes in real
+// time.
+func slowFirstServer(t *testing.T, status int, release <-chan struct{}) (*httptest.Server, *atomic.Int32) {
 	var n atomic.Int32
+	second := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if n.Add(1) == 1 {
+		switch n.Add(1) {
+		case 1:
 			select {
-			case <-time.After(slow):
+			case <-second:
+			case <-release:
 			case <-r.Context().Done():
 				return
 			}
+		case 2:
+			close(second)
 		}
 		w.WriteHeader(status)
 	}))
@@ -149,13 +164,15 @@ func slowFirstServer(t *testing.T, slow time.Duration, status int) (*httptest.Se
 // counted as a request, and a hedge is rejected as a retry would be.
 func TestHedgeCountedAndThrottledByTheThrottle(t *testing.T) {
 	t.Run("every refused attempt of a race counts", func(t *testing.T) {
-		srv, n := slowFirstServer(t, 50*time.Millisecond, http.StatusServiceUnavailable)
+		// The first 503 comes only once the hedge is at the server.
+		srv, n := slowFirstServer(t, http.StatusServiceUnavailable, nil)
 		th := NewThrottle(2, 10*time.Second)
 		th.random = script(0.999) // admits all
 		base := &http.Transport{}
 		t.Cleanup(base.CloseIdleConnections)
+		clock := &virtualClock{now: time.Now()} // the hedge delay passes at once
 		tr := &Transport{Base: base, Policy: Policy{
-			MaxAttempts: 2, Budget: UnlimitedBudget(), Throttle: th, Hedge: &Hedge{Delay: 5 * time.Millisecond},
+			Clock: clock, MaxAttempts: 2, Budget: UnlimitedBudget(), Throttle: th, Hedge: &Hedge{Delay: 5 * time.Millisecond},
 		}}
 		req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
 		resp, err := tr.RoundTrip(req)
@@ -164,21 +181,32 @@ func TestHedgeCountedAndThrottledByTheThrottle(t *testing.T) {
 		require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 		require.EqualValues(t, 2, n.Load())
 		// Two requests, no accept: (2 − 0) / (2 + 1).
-		assert.InDelta(t, 2.0/3, th.Probability(srv.URL, time.Now()), 1e-9)
+		assert.InDelta(t, 2.0/3, th.Probability(srv.URL, clock.Now()), 1e-9)
 	})
 	t.Run("a hedge is rejected as a retry is", func(t *testing.T) {
-		srv, n := slowFirstServer(t, 50*time.Millisecond, http.StatusOK)
+		// The first answer comes only once the Throttle has been asked
+		// about the hedge (its second draw), or once a hedge it did not
+		// keep back is at the server.
+		asked := make(chan struct{})
+		srv, n := slowFirstServer(t, http.StatusOK, asked)
 		th := NewThrottle(2, 10*time.Second)
 		u, _ := url.Parse(srv.URL)
+		clock := &virtualClock{now: time.Now()} // the hedge delay passes at once
 		for range 10 {
-			th.record(u, time.Now(), false)
+			th.record(u, clock.Now(), false)
 		}
-		th.random = script(0.999, 0) // admits the request, rejects what follows
+		draws, drawn := script(0.999, 0), 0 // admits the request, rejects what follows
+		th.random = func() float64 {
+			if drawn++; drawn == 2 { // drawn under the destination's lock
+				close(asked)
+			}
+			return draws()
+		}
 		var hedges int
 		base := &http.Transport{}
 		t.Cleanup(base.CloseIdleConnections)
 		tr := &Transport{Base: base, Policy: Policy{
-			Budget: UnlimitedBudget(), Throttle: th, Hedge: &Hedge{Delay: 5 * time.Millisecond},
+			Clock: clock, Budget: UnlimitedBudget(), Throttle: th, Hedge: &Hedge{Delay: 5 * time.Millisecond},
 			OnHedge: func(HedgeEvent) { hedges++ },
 		}}
 		req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
@@ -195,18 +223,35 @@ func TestHedgeCountedAndThrottledByTheThrottle(t *testing.T) {
 // comes back refused (a 429 asking to wait), no further hedge is sent while
 // another attempt still runs: a hedge is for an attempt that is slow, and
 // a refusal is the retries' to pace.
+//
+// The race plays on a clock that only the test moves. The hedge is refused
+// only once the next hedge's delay is running, and the test lets that
+// delay run out after the race has taken the refusal in, while the first
+// attempt is still held: a delay the refusal did not stop would send a
+// hedge then.
 func TestNoHedgeAfterARefusalInTheRace(t *testing.T) {
+	clock := newStepClock(t)
+	release := make(chan struct{})
 	var n atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch n.Add(1) {
 		case 1:
 			select {
-			case <-time.After(400 * time.Millisecond):
+			case <-release:
 			case <-r.Context().Done():
+				return
+			case <-t.Context().Done(): // the test failed before it released the answer
 				return
 			}
 			w.WriteHeader(http.StatusOK)
 		case 2:
+			for len(clock.sleeping()) == 0 { // the next hedge's delay
+				select {
+				case <-time.After(100 * time.Microsecond):
+				case <-r.Context().Done():
+					return
+				}
+			}
 			w.Header().Set("Retry-After", "5")
 			w.WriteHeader(http.StatusTooManyRequests)
 		default:
@@ -218,14 +263,36 @@ func TestNoHedgeAfterARefusalInTheRace(t *testing.T) {
 	t.Cleanup(base.CloseIdleConnections)
 	var hedges atomic.Int32
 	tr := &Transport{Base: base, Policy: Policy{
-		Budget: UnlimitedBudget(), Hedge: &Hedge{Delay: 100 * time.Millisecond, Max: 2},
+		Clock: clock, Budget: UnlimitedBudget(), Hedge: &Hedge{Delay: 100 * time.Millisecond, Max: 2},
 		OnHedge: func(HedgeEvent) { hedges.Add(1) },
 	}}
-	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
-	resp, err := tr.RoundTrip(req)
-	require.NoError(t, err)
-	resp.Body.Close()
-	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	type outcome struct {
+		resp *http.Response
+		err  error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL, nil)
+		resp, err := tr.RoundTrip(req)
+		done <- outcome{resp, err}
+	}()
+	require.Eventually(t, func() bool { return n.Load() == 1 && len(clock.sleeping()) == 1 }, 5*time.Second, time.Millisecond,
+		"the first attempt at the server, and the hedge delay running")
+	clock.advance(100 * time.Millisecond) // the hedge is sent, and refused
+	u, _ := url.Parse(srv.URL)
+	require.Eventually(t, func() bool { return tr.holds.find(u) != nil }, 5*time.Second, time.Millisecond,
+		"the race took the refusal in, and told the quota holds")
+	clock.advance(100 * time.Millisecond) // the next hedge's delay runs out
+	close(release)                        // the first attempt answers
+	var o outcome
+	select {
+	case o = <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request did not end")
+	}
+	require.NoError(t, o.err)
+	o.resp.Body.Close()
+	assert.Equal(t, http.StatusOK, o.resp.StatusCode)
 	assert.EqualValues(t, 1, hedges.Load(), "no hedge after the 429")
 	assert.EqualValues(t, 2, n.Load())
 }
