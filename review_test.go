@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -105,6 +106,10 @@ func TestRetryOfARaceWhoseFirstCopyReachedTheServerTakesAToken(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := ln.Addr().String()
+	// The order of events is made, not waited for: the first copy breaks
+	// once the hedge has begun to dial, and the hedge's dial ends once the
+	// race has taken in that break.
+	hedgeDialing, firstJudged := make(chan struct{}), make(chan struct{})
 	var processed atomic.Int32
 	go func() {
 		conn, err := ln.Accept()
@@ -114,21 +119,39 @@ func TestRetryOfARaceWhoseFirstCopyReachedTheServerTakesAToken(t *testing.T) {
 		ln.Close() // every later dial is refused
 		_, _ = http.ReadRequest(bufio.NewReader(conn))
 		processed.Add(1)
-		time.Sleep(100 * time.Millisecond) // the hedge goes out, and dials
-		conn.Close()                       // the first copy breaks: EOF
+		select {
+		case <-hedgeDialing: // the hedge goes out, and dials
+		case <-t.Context().Done():
+		}
+		conn.Close() // the first copy breaks: EOF
 	}()
 	t.Cleanup(func() { ln.Close() })
 	var dials atomic.Int32
+	var dialing sync.Once
 	base := &http.Transport{DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
 		if dials.Add(1) > 1 {
-			time.Sleep(300 * time.Millisecond) // the hedge's dial ends after the first copy broke
+			dialing.Do(func() { close(hedgeDialing) })
+			select {
+			case <-firstJudged: // the hedge's dial ends after the first copy broke
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
 		}
 		return (&net.Dialer{}).DialContext(ctx, network, a)
 	}}
 	t.Cleanup(base.CloseIdleConnections)
+	var judged sync.Once
+	retryable := func(resp *http.Response, err error) bool {
+		if err != nil {
+			// The first error the race takes in is the first copy's:
+			// the hedge's dial is still held.
+			judged.Do(func() { close(firstJudged) })
+		}
+		return retryhttp.DefaultRetryable(resp, err)
+	}
 	budget := retryhttp.NewFixedHostBudget(0.1, 3)
 	rt := &retryhttp.Transport{Base: base, Policy: retryhttp.Policy{
-		Budget: budget, Clock: retrytest.NewClock(t), MaxAttempts: 3,
+		Budget: budget, Clock: retrytest.NewClock(t), MaxAttempts: 3, Retryable: retryable,
 		Hedge: &retryhttp.Hedge{Delay: 20 * time.Millisecond},
 	}}
 	url := "http://" + addr + "/"
