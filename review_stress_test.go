@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/b4dedce7/retryhttp"
 	"github.com/b4dedce7/retryhttp/retrytest"
@@ -75,9 +78,15 @@ func TestHedgesHoldsOverridesAndCancelsAtOnceKeepTheContract(t *testing.T) {
 		}
 	}))
 	t.Cleanup(srv.Close)
+	// Every goroutine that follows is this test's: once they have all
+	// ended, no body can be closed any more.
+	before, goroutines := goleak.IgnoreCurrent(), runtime.NumGoroutine()
 	ledger := &bodyLedger{closes: map[*ledgerBody]int{}}
 	base := newBase(t)
+	var inFlight atomic.Int32 // Base's round trips not yet returned
 	counting := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		inFlight.Add(1)
+		defer inFlight.Add(-1)
 		resp, err := base.RoundTrip(req)
 		if err == nil && resp.Body != nil {
 			b := &ledgerBody{ReadCloser: resp.Body, l: ledger}
@@ -103,9 +112,13 @@ func TestHedgesHoldsOverridesAndCancelsAtOnceKeepTheContract(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			if rand.IntN(4) == 0 {
+				ended := ctx.Done()
 				go func() {
-					time.Sleep(time.Duration(rand.IntN(30)) * time.Millisecond)
-					cancel()
+					select {
+					case <-time.After(time.Duration(rand.IntN(30)) * time.Millisecond):
+						cancel()
+					case <-ended: // the request has ended: nothing left to cancel
+					}
 				}()
 			}
 			switch rand.IntN(4) {
@@ -142,7 +155,19 @@ func TestHedgesHoldsOverridesAndCancelsAtOnceKeepTheContract(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	time.Sleep(100 * time.Millisecond) // losers answered after their race close on their own goroutines
+	// Losers answered after their race close on their own goroutines. Once
+	// Base has returned every answer, the connections left idle are closed,
+	// and every goroutine the requests left, losers' and connections',
+	// must end: no body can be closed after that.
+	require.Eventually(t, func() bool { return inFlight.Load() == 0 }, 5*time.Second, time.Millisecond,
+		"Base returned every answer")
+	base.CloseIdleConnections()
+	// Their count is cheap to poll; goleak.Find, which names any left,
+	// backs off up to twice as long as the last of them takes to end.
+	for end := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > goroutines && time.Now().Before(end); {
+		time.Sleep(time.Millisecond)
+	}
+	require.NoError(t, goleak.Find(before), "goroutines the requests left")
 	ledger.mu.Lock()
 	defer ledger.mu.Unlock()
 	for _, n := range ledger.closes {
