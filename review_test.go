@@ -121,6 +121,7 @@ func TestRetryOfARaceWhoseFirstCopyReachedTheServerTakesAToken(t *testing.T) {
 		processed.Add(1)
 		select {
 		case <-hedgeDialing: // the hedge goes out, and dials
+		case <-time.After(5 * time.Second): // it never does: the test fails
 		case <-t.Context().Done():
 		}
 		conn.Close() // the first copy breaks: EOF
