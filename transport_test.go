@@ -675,11 +675,6 @@ func (c cancelOnAnswer) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// hiddenDeadline is a context whose deadline is not reported by Deadline.
-type hiddenDeadline struct{ context.Context }
-
-func (hiddenDeadline) Deadline() (time.Time, bool) { return time.Time{}, false }
-
 // closeRecorder wraps a real transport and records which response bodies
 // were closed.
 type closeRecorder struct {
