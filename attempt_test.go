@@ -92,9 +92,14 @@ func TestAttemptTimeout(t *testing.T) {
 		assert.Equal(t, strings.Repeat("chunk ", 6), body, "read whole, 300 ms after the headers")
 	})
 	t.Run("a POST is not retried after a timeout", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("the attempt times out on the real timer: 300 ms of real time")
+		}
 		srv, hits := hangingServer(t, 1)
 		var hook giveUps
-		client, _ := newClient(t, retryhttp.Policy{AttemptTimeout: 100 * time.Millisecond, OnGiveUp: hook.record})
+		// 300 ms, so that the attempt reaches the server before it times
+		// out on a busy machine too.
+		client, _ := newClient(t, retryhttp.Policy{AttemptTimeout: 300 * time.Millisecond, OnGiveUp: hook.record})
 
 		_, err := client.Do(newRequest(t, "POST", srv.URL, strings.NewReader("charge")))
 
@@ -109,10 +114,12 @@ func TestAttemptTimeout(t *testing.T) {
 	})
 	t.Run("a give-up on timeouts", func(t *testing.T) {
 		if testing.Short() {
-			t.Skip("three attempts time out on the real timer: 150 ms of real time")
+			t.Skip("three attempts time out on the real timer: 900 ms of real time")
 		}
 		srv, hits := hangingServer(t, 100)
-		client, _ := newClient(t, retryhttp.Policy{AttemptTimeout: 50 * time.Millisecond, MaxAttempts: 3})
+		// 300 ms, so that each attempt reaches the server before it times
+		// out on a busy machine too: 50 ms let one of three through there.
+		client, _ := newClient(t, retryhttp.Policy{AttemptTimeout: 300 * time.Millisecond, MaxAttempts: 3})
 
 		_, err := client.Get(srv.URL)
 
