@@ -285,7 +285,13 @@ func TestNoHedgeAfterARefusalInTheRace(t *testing.T) {
 	require.Eventually(t, func() bool { return tr.holds.find(u) != nil }, 5*time.Second, time.Millisecond,
 		"the race took the refusal in, and told the quota holds")
 	clock.advance(100 * time.Millisecond) // the next hedge's delay runs out
-	close(release)                        // the first attempt answers
+	// The first answer is held while a hedge the refusal did not stop would
+	// go out: released in the same instant, it would race that hedge to the
+	// race's select and win now and then, hiding it. A correct race sends
+	// nothing in this wait, so the wait cannot flake.
+	assert.Never(t, func() bool { return hedges.Load() > 1 || n.Load() > 2 }, 50*time.Millisecond, time.Millisecond,
+		"no hedge once the race has taken the refusal in")
+	close(release) // the first attempt answers
 	var o outcome
 	select {
 	case o = <-done:

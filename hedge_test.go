@@ -90,18 +90,31 @@ func (f *inFlight) wait(t *testing.T) (*http.Response, string, error) {
 }
 
 // doWhenArrived sends req through client and, once srv has received n
-// requests, moves clock forward by d, and returns what do would have. The
-// answers it releases are held on the clock (Answer.WithSlow) longer than
-// the hedge delays the Transport plays on it, so that they come only once
-// every copy the test expects has reached the server, however long that
-// takes in real time.
+// requests and no more, moves clock forward by d, and returns what do would
+// have. The answers it releases are held on the clock (Answer.WithSlow)
+// longer than the hedge delays the Transport plays on it, so that they come
+// only once every copy the test expects has reached the server, however
+// long that takes in real time.
+//
+// While the answers are held, it also waits extraCopyWait of real time for
+// a copy beyond n: a Transport that hedges past Hedge.Max or MaxAttempts
+// sends it writtenGrace (5 ms) after the copy before it, so a bound that is
+// off by one fails here instead of passing because the race ended first. A
+// correct Transport sends nothing in that wait, so it cannot flake.
 func doWhenArrived(t *testing.T, client *http.Client, req *http.Request, srv *retrytest.Server, clock *retrytest.Clock, n int, d time.Duration) (*http.Response, string, error) {
 	t.Helper()
 	f := goDo(t, client, req)
 	require.Eventually(t, func() bool { return srv.Count() >= n }, 5*time.Second, time.Millisecond, "%d requests at the server", n)
+	assert.Never(t, func() bool { return srv.Count() > n }, extraCopyWait, time.Millisecond,
+		"no copy beyond the %d expected while every answer is held", n)
 	clock.Advance(d)
 	return f.wait(t)
 }
+
+// extraCopyWait is how long doWhenArrived waits, in real time, for a copy
+// the test does not expect. It bounds how slow a wrong hedge may be and
+// still be caught, not how fast a right one must be.
+const extraCopyWait = 50 * time.Millisecond
 
 // hedgingClient returns a client that hedges with p over a fresh base that
 // delivers attempts to srv in order, on a fake clock unless p has one, and
@@ -676,6 +689,7 @@ func TestHedgeOutcomeCountsEveryAttempt(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel() // each waits extraCopyWait of real time
 			srv := retrytest.NewServer(t, tt.script...)
 			client, clock, events := hedgingClient(t, srv, retryhttp.Policy{
 				Budget: retryhttp.UnlimitedBudget(), Hedge: &retryhttp.Hedge{Delay: time.Millisecond, Max: tt.max},

@@ -55,7 +55,13 @@ func TestHedgeThatLosesIsNotCountedAsWon(t *testing.T) {
 	hedgeArrived := make(chan struct{})
 	srv := serve(t, func(n int, w http.ResponseWriter, r *http.Request) {
 		if n == 1 {
-			<-hedgeArrived // slow enough to be hedged, but first
+			// Slow enough to be hedged, but first. Bounded, so that a
+			// Transport that never hedges fails the test instead of
+			// hanging it.
+			select {
+			case <-hedgeArrived:
+			case <-time.After(5 * time.Second):
+			}
 			_, _ = io.WriteString(w, "first")
 			return
 		}

@@ -54,7 +54,9 @@ func runOnClock(t *testing.T, clock *retrytest.Clock, args ...string) (int, stri
 
 // advanceOnce moves clock forward by d as soon as ready reports true, as
 // time passing while the command waits for an answer would; it gives up
-// when the test ends.
+// when the test ends. If ready is still false after 5 s of real time, the
+// test fails and the clock moves anyway, so that a command waiting for an
+// answer held on the clock ends instead of hanging until go test's timeout.
 func advanceOnce(t *testing.T, clock *retrytest.Clock, ready func() bool, d time.Duration) {
 	done := make(chan struct{})
 	stopped := make(chan struct{})
@@ -63,9 +65,14 @@ func advanceOnce(t *testing.T, clock *retrytest.Clock, ready func() bool, d time
 		defer close(stopped)
 		tick := time.NewTicker(time.Millisecond)
 		defer tick.Stop()
+		giveUp := time.After(5 * time.Second)
 		for !ready() {
 			select {
 			case <-done:
+				return
+			case <-giveUp:
+				t.Errorf("what the test waited for before moving the clock %v did not happen in 5 s", d)
+				clock.Advance(d)
 				return
 			case <-tick.C:
 			}
