@@ -46,6 +46,16 @@ const maxDestinations = 1024
 // that what the entry knew that a new one would not (a Budget's spent
 // burst) is not handed back when its destination returns.
 //
+// One type, a table per owner. A Budget and a Throttle are values a user
+// may share among several Transports, and their per-destination state must
+// be shared with them. The quota holds and the hedge latencies belong to
+// one Transport but live for different spans: a hold's place only while
+// its destination has a spent quota, a latency ring until it is the least
+// recently used. So each owner keeps its own destTable rather than one
+// entry per destination holding every concern's state: what is one is the
+// code (hash, lookup, eviction), and a Budget shared by ten Transports
+// keeps one ledger per destination, not ten.
+//
 // The zero destTable holds nothing, scores every entry alike and keeps at
 // most maxDestinations.
 type destTable[V any] struct {
