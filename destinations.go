@@ -49,9 +49,9 @@ const maxDestinations = 1024
 // One type, a table per owner. A Budget and a Throttle are values a user
 // may share among several Transports, and their per-destination state must
 // be shared with them. The quota holds and the hedge latencies belong to
-// one Transport but live for different spans: a hold's place only while
-// its destination has a spent quota, a latency ring until it is the least
-// recently used. So each owner keeps its own destTable rather than one
+// one Transport but live for different spans: a hold's place as long as
+// its destination has a hold (quota.go), a latency ring until it is the
+// least recently used. So each owner keeps its own destTable rather than one
 // entry per destination holding every concern's state: what is one is the
 // code (hash, lookup, eviction), and a Budget shared by ten Transports
 // keeps one ledger per destination, not ten.
